@@ -1,0 +1,245 @@
+// Package config holds every POSTRIDER_* environment variable: its default,
+// its meaning and its validation. `postrider config` prints this table, so the
+// README never drifts from the code.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is the whole configuration. Each field's `desc` tag is its meaning.
+type Config struct {
+	DatabaseURL string `env:"DATABASE_URL" desc:"PostgreSQL URL (postgres://user@host:5432/db). Required: the embedded single-file store is not available yet."`
+	DataDir     string `env:"DATA_DIR" envDefault:"./data" desc:"directory for generated keys and certificates"`
+	Hostname    string `env:"HOSTNAME" desc:"FQDN used in greetings and Received: headers (default: the host's name)"`
+
+	SMTPAddr        string `env:"SMTP_ADDR" envDefault:":25" desc:"inbound SMTP (MX) listen address; empty disables (same for every _ADDR)"`
+	SubmissionAddr  string `env:"SUBMISSION_ADDR" envDefault:":587" desc:"SMTP submission with STARTTLS"`
+	SubmissionsAddr string `env:"SUBMISSIONS_ADDR" envDefault:":465" desc:"SMTP submission with implicit TLS"`
+	IMAPAddr        string `env:"IMAP_ADDR" envDefault:":143" desc:"IMAP with STARTTLS"`
+	IMAPSAddr       string `env:"IMAPS_ADDR" envDefault:":993" desc:"IMAP with implicit TLS"`
+	POP3Addr        string `env:"POP3_ADDR" envDefault:":110" desc:"POP3 with STLS"`
+	POP3SAddr       string `env:"POP3S_ADDR" envDefault:":995" desc:"POP3 with implicit TLS"`
+	HTTPAddr        string `env:"HTTP_ADDR" envDefault:":8080" desc:"HTTP: /healthz, /readyz, /metrics"`
+
+	TLSCertFile string `env:"TLS_CERT_FILE" desc:"PEM certificate chain; when empty (with the key) a self-signed certificate is generated in the data directory and a warning logged"`
+	TLSKeyFile  string `env:"TLS_KEY_FILE" desc:"PEM private key for TLS_CERT_FILE"`
+
+	AllowInsecureAuth bool     `env:"ALLOW_INSECURE_AUTH" envDefault:"false" desc:"allow plaintext authentication without TLS from non-loopback clients (loopback is always allowed)"`
+	TrustedProxies    []string `env:"TRUSTED_PROXIES" envSeparator:"," desc:"comma-separated CIDRs whose connections must start with a PROXY protocol (v1/v2) header"`
+
+	MaxMessageSize Size   `env:"MAX_MESSAGE_SIZE" envDefault:"52428800" desc:"largest message in bytes (suffixes K, M, G allowed); SMTP SIZE, IMAP APPENDLIMIT"`
+	RelayHost      string `env:"RELAY_HOST" desc:"host:port of a smarthost for outbound mail; outbound delivery is not enabled yet, so this is only validated"`
+
+	MaxConnsPerIP   int           `env:"MAX_CONNS_PER_IP" envDefault:"50" desc:"open connections allowed per client IP (IPv6 per /64) on each protocol; 0 = unlimited"`
+	MaxRecipients   int           `env:"MAX_RECIPIENTS" envDefault:"100" desc:"recipients per SMTP transaction"`
+	POP3KeepDeleted bool          `env:"POP3_KEEP_DELETED" envDefault:"false" desc:"POP3 DELE hides messages from POP3 only instead of expunging them (IMAP still sees them)"`
+	POP3MarkSeen    bool          `env:"POP3_MARK_SEEN" envDefault:"true" desc:"POP3 RETR sets the \\Seen flag"`
+	DBMaxConns      int           `env:"DB_MAX_CONNS" envDefault:"32" desc:"PostgreSQL connections per node (pool size)"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"how long in-flight work may finish after SIGTERM before it is cancelled"`
+
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" desc:"debug, info, warn or error"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"json" desc:"json or text"`
+}
+
+// Prefix is the common prefix of every variable.
+const Prefix = "POSTRIDER_"
+
+// Size is a byte count that accepts K, M and G suffixes (powers of 1024).
+type Size int64
+
+// UnmarshalText parses "52428800", "50M", "1G", "512k".
+func (s *Size) UnmarshalText(b []byte) error {
+	t := strings.TrimSpace(string(b))
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k', 'K':
+			mult, t = 1<<10, t[:n-1]
+		case 'm', 'M':
+			mult, t = 1<<20, t[:n-1]
+		case 'g', 'G':
+			mult, t = 1<<30, t[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v <= 0 || v > (1<<40)/mult {
+		return fmt.Errorf("%q is not a size in bytes (e.g. 52428800 or 50M)", string(b))
+	}
+	*s = Size(v * mult)
+	return nil
+}
+
+// Load reads the configuration from the environment and validates it. An
+// error names the offending variable.
+func Load() (*Config, error) {
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix}); err != nil {
+		return nil, cleanEnvError(err)
+	}
+	c.applyEmptyAddrs()
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		c.Hostname = h
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func cleanEnvError(err error) error {
+	var agg env.AggregateError
+	if errors.As(err, &agg) && len(agg.Errors) > 0 {
+		msgs := make([]string, len(agg.Errors))
+		for i, e := range agg.Errors {
+			msgs[i] = e.Error()
+			var pe env.ParseError
+			if errors.As(e, &pe) {
+				msgs[i] = fmt.Sprintf("%s%s: %v", Prefix, envNameOf(pe.Name), pe.Err)
+			}
+		}
+		return fmt.Errorf("invalid configuration: %s", strings.Join(msgs, "; "))
+	}
+	return fmt.Errorf("invalid configuration: %w", err)
+}
+
+func (c *Config) validate() error {
+	bad := func(name, format string, a ...any) error {
+		return fmt.Errorf("invalid configuration: %s%s: %s", Prefix, name, fmt.Sprintf(format, a...))
+	}
+	addrs := []struct{ name, v string }{
+		{"SMTP_ADDR", c.SMTPAddr}, {"SUBMISSION_ADDR", c.SubmissionAddr}, {"SUBMISSIONS_ADDR", c.SubmissionsAddr},
+		{"IMAP_ADDR", c.IMAPAddr}, {"IMAPS_ADDR", c.IMAPSAddr}, {"POP3_ADDR", c.POP3Addr}, {"POP3S_ADDR", c.POP3SAddr},
+		{"HTTP_ADDR", c.HTTPAddr},
+	}
+	for _, a := range addrs {
+		if a.v == "" {
+			continue
+		}
+		if err := checkHostPort(a.v); err != nil {
+			return bad(a.name, "%q: %v", a.v, err)
+		}
+	}
+	if c.RelayHost != "" {
+		if err := checkHostPort(c.RelayHost); err != nil {
+			return bad("RELAY_HOST", "%q: %v", c.RelayHost, err)
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return bad("TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE must be set together")
+	}
+	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		return bad("TRUSTED_PROXIES", "%v", err)
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		return bad("LOG_LEVEL", "%v", err)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return bad("LOG_FORMAT", "%q: want json or text", c.LogFormat)
+	}
+	if c.MaxConnsPerIP < 0 {
+		return bad("MAX_CONNS_PER_IP", "must not be negative")
+	}
+	if c.MaxRecipients < 1 || c.MaxRecipients > 100000 {
+		return bad("MAX_RECIPIENTS", "must be between 1 and 100000")
+	}
+	if c.DBMaxConns < 2 || c.DBMaxConns > 1000 {
+		return bad("DB_MAX_CONNS", "must be between 2 and 1000")
+	}
+	if c.ShutdownTimeout < 0 {
+		return bad("SHUTDOWN_TIMEOUT", "must not be negative")
+	}
+	if strings.ContainsAny(c.Hostname, " \t\r\n<>[]") {
+		return bad("HOSTNAME", "%q is not a host name", c.Hostname)
+	}
+	return nil
+}
+
+func checkHostPort(v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Errorf("bad host %q", host)
+	}
+	return nil
+}
+
+// TrustedProxyPrefixes parses TRUSTED_PROXIES (CIDRs or single addresses).
+func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if strings.Contains(s, "/") {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a CIDR", s)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or CIDR", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// ParseLevel maps LOG_LEVEL to a slog level.
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
+}
+
+// Variable describes one environment variable for `postrider config`.
+type Variable struct {
+	Name, Default, Meaning string
+}
+
+// Variables lists every variable in declaration order.
+func Variables() []Variable {
+	params, err := env.GetFieldParamsWithOptions(&Config{}, env.Options{Prefix: Prefix})
+	if err != nil {
+		return nil
+	}
+	descs := map[string]string{}
+	collectDescs(descs)
+	out := make([]Variable, 0, len(params))
+	for _, p := range params {
+		out = append(out, Variable{Name: p.Key, Default: p.DefaultValue, Meaning: descs[p.Key]})
+	}
+	return out
+}

@@ -1,0 +1,104 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestDefaults(t *testing.T) {
+	for _, v := range Variables() {
+		unsetenv(t, v.Name)
+	}
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTPAddr != ":25" || c.SubmissionAddr != ":587" || c.SubmissionsAddr != ":465" ||
+		c.IMAPAddr != ":143" || c.IMAPSAddr != ":993" || c.POP3Addr != ":110" || c.POP3SAddr != ":995" || c.HTTPAddr != ":8080" {
+		t.Errorf("listen defaults wrong: %+v", c)
+	}
+	if c.MaxMessageSize != 52428800 || c.LogLevel != "info" || c.LogFormat != "json" || c.DataDir != "./data" {
+		t.Errorf("defaults wrong: %+v", c)
+	}
+	if c.Hostname == "" {
+		t.Error("hostname not defaulted")
+	}
+}
+
+func TestEmptyAddrDisables(t *testing.T) {
+	t.Setenv("POSTRIDER_SMTP_ADDR", "")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTPAddr != "" {
+		t.Fatalf("POSTRIDER_SMTP_ADDR= (empty) gave %q; an empty value must disable the listener", c.SMTPAddr)
+	}
+}
+
+func TestInvalidValuesNameTheVariable(t *testing.T) {
+	cases := []struct{ name, value, want string }{
+		{"POSTRIDER_SMTP_ADDR", "nonsense", "POSTRIDER_SMTP_ADDR"},
+		{"POSTRIDER_IMAP_ADDR", "127.0.0.1:99999", "POSTRIDER_IMAP_ADDR"},
+		{"POSTRIDER_MAX_MESSAGE_SIZE", "fifty", "POSTRIDER_MAX_MESSAGE_SIZE"},
+		{"POSTRIDER_MAX_MESSAGE_SIZE", "-5", "POSTRIDER_MAX_MESSAGE_SIZE"},
+		{"POSTRIDER_LOG_LEVEL", "loud", "POSTRIDER_LOG_LEVEL"},
+		{"POSTRIDER_LOG_FORMAT", "xml", "POSTRIDER_LOG_FORMAT"},
+		{"POSTRIDER_TRUSTED_PROXIES", "10.0.0.0/33", "POSTRIDER_TRUSTED_PROXIES"},
+		{"POSTRIDER_ALLOW_INSECURE_AUTH", "maybe", "POSTRIDER_ALLOW_INSECURE_AUTH"},
+		{"POSTRIDER_TLS_CERT_FILE", "/x.pem", "POSTRIDER_TLS_CERT_FILE"},
+		{"POSTRIDER_RELAY_HOST", "smarthost", "POSTRIDER_RELAY_HOST"},
+		{"POSTRIDER_SHUTDOWN_TIMEOUT", "soon", "POSTRIDER_SHUTDOWN_TIMEOUT"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.name, tc.value)
+			_, err := Load()
+			if err == nil {
+				t.Fatalf("%s=%q accepted", tc.name, tc.value)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not name %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSizeSuffixes(t *testing.T) {
+	for in, want := range map[string]Size{"1024": 1024, "50M": 50 << 20, "1g": 1 << 30, "512k": 512 << 10} {
+		var s Size
+		if err := s.UnmarshalText([]byte(in)); err != nil || s != want {
+			t.Errorf("%q: got %d, %v; want %d", in, s, err, want)
+		}
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	t.Setenv("POSTRIDER_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7,2001:db8::/32")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := c.TrustedProxyPrefixes()
+	if err != nil || len(ps) != 3 || ps[1].Bits() != 32 {
+		t.Fatalf("got %v %v", ps, err)
+	}
+}
+
+func TestVariablesDocumented(t *testing.T) {
+	vs := Variables()
+	if len(vs) < 20 {
+		t.Fatalf("only %d variables", len(vs))
+	}
+	for _, v := range vs {
+		if !strings.HasPrefix(v.Name, Prefix) || v.Meaning == "" {
+			t.Errorf("variable %+v lacks prefix or meaning", v)
+		}
+	}
+}
+
+func unsetenv(t *testing.T, name string) {
+	t.Setenv(name, "") // registers restoration
+	os.Unsetenv(name)
+}

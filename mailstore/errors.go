@@ -1,0 +1,40 @@
+package mailstore
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Typed errors. Implementations wrap them (fmt.Errorf("%w: ...")) so callers
+// test with errors.Is and frontends map each to a protocol reply.
+var (
+	ErrInvalidAddress   = errors.New("invalid address")
+	ErrInvalidName      = errors.New("invalid mailbox name")
+	ErrInvalidArgument  = errors.New("invalid argument")
+	ErrExists           = errors.New("already exists")
+	ErrNoSuchDomain     = errors.New("no such domain")
+	ErrNoSuchAccount    = errors.New("no such account")
+	ErrNoSuchAlias      = errors.New("no such alias")
+	ErrNoSuchMailbox    = errors.New("no such mailbox")
+	ErrNoSuchMessage    = errors.New("no such message")
+	ErrNotLocalDomain   = errors.New("domain is not local")
+	ErrNoSuchRecipient  = errors.New("no such recipient")
+	ErrDomainNotEmpty   = errors.New("domain still has accounts or aliases")
+	ErrProtectedMailbox = errors.New("mailbox cannot be deleted")
+	ErrHasChildren      = errors.New("mailbox has children")
+	ErrOverQuota        = errors.New("quota exceeded")
+	ErrTooLarge         = errors.New("message too large")
+	ErrSchemaOutdated   = errors.New("database schema is not current")
+)
+
+// QuotaError names the accounts a delivery would push over quota.
+type QuotaError struct {
+	AccountIDs []int64
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("quota exceeded for %d recipient(s)", len(e.AccountIDs))
+}
+
+// Unwrap makes errors.Is(err, ErrOverQuota) true.
+func (e *QuotaError) Unwrap() error { return ErrOverQuota }

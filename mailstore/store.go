@@ -1,0 +1,391 @@
+// Package mailstore defines the mail store every Postrider frontend uses:
+// domains, accounts, aliases, mailboxes, messages, flags, UIDs,
+// mod-sequences, quotas, change notifications, login-failure records and
+// cluster leases. It knows nothing of any wire protocol.
+//
+// Every method that touches the store takes a context; cancelling it cancels
+// the queries. Every mailbox-level method takes the account ID as well as the
+// mailbox ID and checks that the mailbox belongs to the account, so that a
+// frontend bug cannot reach another account's mail.
+package mailstore
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/postrider/postrider/mailstore/msgparse"
+)
+
+// Store is the interface the frontends use. mailstore/postgres is the primary
+// implementation; mailstore/storetest checks any implementation.
+type Store interface {
+	// --- domains ---
+
+	CreateDomain(ctx context.Context, name string) error
+	// DeleteDomain fails with ErrDomainNotEmpty while accounts or aliases use it.
+	DeleteDomain(ctx context.Context, name string) error
+	ListDomains(ctx context.Context) ([]string, error)
+	IsLocalDomain(ctx context.Context, name string) (bool, error)
+
+	// --- accounts ---
+
+	// CreateAccount creates the account and its default mailboxes (INBOX,
+	// Drafts, Sent, Trash, Junk, Archive with their special-use attributes,
+	// all subscribed). The domain must exist.
+	CreateAccount(ctx context.Context, address, passwordHash string) (Account, error)
+	// DeleteAccount removes the account, its mailboxes, messages and aliases
+	// pointing only to it.
+	DeleteAccount(ctx context.Context, address string) error
+	// GetAccount looks an account up by its exact (normalised) address.
+	GetAccount(ctx context.Context, address string) (Account, error)
+	GetAccountByID(ctx context.Context, id int64) (Account, error)
+	// ListAccounts lists the accounts of one domain, or of all when domain is "".
+	ListAccounts(ctx context.Context, domain string) ([]Account, error)
+	SetPasswordHash(ctx context.Context, accountID int64, hash string) error
+	// SetQuota sets the storage limit in octets; 0 means unlimited.
+	SetQuota(ctx context.Context, accountID int64, limit int64) error
+	// QuotaUsage returns the octets stored (sum of message sizes over all
+	// mailboxes, kept exact) and the limit (0 = unlimited).
+	QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error)
+
+	// --- aliases and recipient resolution ---
+
+	// CreateAlias maps alias ("local@domain", or "@domain" for a catch-all)
+	// to the address of an existing local account. An alias may have several
+	// targets.
+	CreateAlias(ctx context.Context, alias, target string) error
+	// DeleteAlias removes one mapping, or all mappings of alias when target is "".
+	DeleteAlias(ctx context.Context, alias, target string) error
+	// ListAliases lists aliases of one domain, or all when domain is "".
+	ListAliases(ctx context.Context, domain string) ([]Alias, error)
+	// ResolveRecipient maps an envelope recipient to the accounts that receive
+	// it: exact account, exact alias, then local+tag (SubaddressDelimiter)
+	// stripped, then the domain's catch-all. Errors: ErrInvalidAddress,
+	// ErrNotLocalDomain, ErrNoSuchRecipient.
+	ResolveRecipient(ctx context.Context, address string) ([]Account, error)
+	// AccountAddresses returns the addresses an account may send as: its own
+	// and the exact aliases (not catch-alls) that point to it.
+	AccountAddresses(ctx context.Context, accountID int64) ([]string, error)
+
+	// --- mailboxes ---
+
+	// CreateMailbox creates a mailbox (specialUse "" or one of the
+	// SpecialUse* constants). Parents are created as needed.
+	CreateMailbox(ctx context.Context, accountID int64, name, specialUse string) (Mailbox, error)
+	// DeleteMailbox deletes a mailbox and its messages. INBOX cannot be
+	// deleted (ErrProtectedMailbox); a mailbox with children cannot
+	// (ErrHasChildren).
+	DeleteMailbox(ctx context.Context, accountID int64, name string) error
+	// RenameMailbox renames a mailbox and its children. Renaming INBOX moves
+	// its messages to a new mailbox and leaves INBOX empty (RFC 9051 §6.3.6).
+	RenameMailbox(ctx context.Context, accountID int64, oldName, newName string) error
+	GetMailbox(ctx context.Context, accountID int64, name string) (Mailbox, error)
+	ListMailboxes(ctx context.Context, accountID int64) ([]Mailbox, error)
+	MailboxStatus(ctx context.Context, accountID, mailboxID int64) (MailboxStatus, error)
+	// SetSubscribed subscribes or unsubscribes a name (which need not exist).
+	SetSubscribed(ctx context.Context, accountID int64, name string, subscribed bool) error
+	ListSubscriptions(ctx context.Context, accountID int64) ([]string, error)
+
+	// --- messages ---
+
+	// Deliver stores one message for every recipient in one transaction; the
+	// content is stored once and shared. It returns only after commit.
+	Deliver(ctx context.Context, d *Delivery) (DeliveryResult, error)
+	// Append stores a message in one mailbox (IMAP APPEND).
+	Append(ctx context.Context, accountID, mailboxID int64, flags Flags, date time.Time, body io.Reader) (AppendResult, error)
+	// Copy copies messages (those of uids that exist) to another mailbox of
+	// the same account, in ascending UID order.
+	Copy(ctx context.Context, accountID, srcMailboxID int64, uids UIDSet, dstMailboxID int64) (CopyResult, error)
+	// Move is Copy plus expunge from the source, atomically.
+	Move(ctx context.Context, accountID, srcMailboxID int64, uids UIDSet, dstMailboxID int64) (CopyResult, error)
+	// StoreFlags changes flags of the messages in uids. With unchangedSince >
+	// 0 (CONDSTORE), messages whose modseq is greater are left alone and
+	// reported in Modified. Messages whose flags do not change keep their
+	// modseq and are not reported in Updated.
+	StoreFlags(ctx context.Context, accountID, mailboxID int64, uids UIDSet, op FlagOp, flags Flags, unchangedSince uint64) (StoreResult, error)
+	// Expunge removes messages, leaving tombstones. With onlyDeleted, only
+	// messages with \Deleted are removed. A nil uids means every message.
+	// UIDs that are already gone are ignored.
+	Expunge(ctx context.Context, accountID, mailboxID int64, uids UIDSet, onlyDeleted bool) (ExpungeResult, error)
+
+	// ListMessages returns the messages whose UIDs are in uids (nil = all),
+	// ascending by UID.
+	ListMessages(ctx context.Context, accountID, mailboxID int64, uids UIDSet) ([]MessageMeta, error)
+	// Changes returns what changed after sinceModSeq: messages added or whose
+	// flags changed (Updated, ascending UID) and UIDs expunged (Vanished).
+	Changes(ctx context.Context, accountID, mailboxID int64, sinceModSeq uint64) (Changes, error)
+	// FetchDetails returns the parsed envelope and structure of messages.
+	FetchDetails(ctx context.Context, accountID, mailboxID int64, uids UIDSet) ([]MessageDetail, error)
+	// OpenMessage streams octets [offset, offset+length) of a message
+	// (length < 0: to the end), reading the store in bounded chunks.
+	// ErrNoSuchMessage if the UID is not (or no longer) in the mailbox.
+	OpenMessage(ctx context.Context, accountID, mailboxID int64, uid uint32, offset, length int64) (io.ReadCloser, error)
+	// Search evaluates criteria in the store and returns matching UIDs,
+	// ascending.
+	Search(ctx context.Context, accountID, mailboxID int64, c *SearchCriteria) ([]uint32, error)
+
+	// --- notifications ---
+
+	// Subscribe returns a channel that receives a value after commits that
+	// change the account's mail on any node (values coalesce; the channel has
+	// capacity 1). The receiver catches up with Changes. cancel releases it.
+	Subscribe(accountID int64) (ch <-chan struct{}, cancel func())
+
+	// --- login failures (auth throttling; shared by all nodes) ---
+
+	// RecordAuthFailures adds one failure at time at to each key.
+	RecordAuthFailures(ctx context.Context, keys []string, at time.Time) error
+	// AuthFailures counts failures per key at or after since.
+	AuthFailures(ctx context.Context, keys []string, since time.Time) (map[string]int, error)
+	// ResetAuthFailures forgets the failures of the keys.
+	ResetAuthFailures(ctx context.Context, keys []string) error
+
+	// --- cluster leases (e.g. the POP3 maildrop lock) ---
+
+	// AcquireLease takes the named lease for holder until now+ttl. It
+	// succeeds (true) if the lease is free, expired, or already held by
+	// holder; false if someone else holds it.
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	// RenewLease extends a lease held by holder; false if it is no longer held.
+	RenewLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+
+	// Ping checks that the store is reachable and its schema current.
+	Ping(ctx context.Context) error
+	Close()
+}
+
+// SubaddressDelimiter separates local part and tag: user+tag@example.org.
+const SubaddressDelimiter = "+"
+
+// HierarchyDelimiter separates mailbox name levels.
+const HierarchyDelimiter = "/"
+
+// Special-use attributes (RFC 6154).
+const (
+	SpecialUseAll     = `\All`
+	SpecialUseArchive = `\Archive`
+	SpecialUseDrafts  = `\Drafts`
+	SpecialUseFlagged = `\Flagged`
+	SpecialUseJunk    = `\Junk`
+	SpecialUseSent    = `\Sent`
+	SpecialUseTrash   = `\Trash`
+)
+
+// DefaultMailboxes are created with every account, in this order.
+var DefaultMailboxes = []struct{ Name, SpecialUse string }{
+	{"INBOX", ""},
+	{"Drafts", SpecialUseDrafts},
+	{"Sent", SpecialUseSent},
+	{"Trash", SpecialUseTrash},
+	{"Junk", SpecialUseJunk},
+	{"Archive", SpecialUseArchive},
+}
+
+// Account is one mail user.
+type Account struct {
+	ID           int64
+	Address      string // normalised local@domain
+	PasswordHash string
+	QuotaLimit   int64 // octets; 0 = unlimited
+	CreatedAt    time.Time
+}
+
+// Alias maps an address (or "@domain") to an account address.
+type Alias struct {
+	Alias  string
+	Target string
+}
+
+// Mailbox is one folder of an account.
+type Mailbox struct {
+	ID            int64
+	AccountID     int64
+	Name          string // "INBOX" or a name using HierarchyDelimiter
+	SpecialUse    string
+	UIDValidity   uint32
+	UIDNext       uint32
+	HighestModSeq uint64
+	Subscribed    bool
+}
+
+// MailboxStatus adds counts to a mailbox.
+type MailboxStatus struct {
+	Mailbox
+	Messages uint32
+	Unseen   uint32
+	Deleted  uint32
+	Size     int64 // sum of message sizes
+}
+
+// SystemFlag is a bit set of IMAP system flags.
+type SystemFlag uint8
+
+const (
+	FlagSeen SystemFlag = 1 << iota
+	FlagAnswered
+	FlagFlagged
+	FlagDeleted
+	FlagDraft
+)
+
+// Flags are a message's system flags and keywords. Keywords are atoms
+// (e.g. "$Forwarded", "$Junk"), compared case-insensitively and stored in
+// the case first used.
+type Flags struct {
+	System   SystemFlag
+	Keywords []string
+}
+
+// FlagOp says how StoreFlags combines flags.
+type FlagOp int
+
+const (
+	FlagsReplace FlagOp = iota
+	FlagsAdd
+	FlagsRemove
+)
+
+// UIDRange is an inclusive range of UIDs; Stop 0 means "to the end" (*).
+type UIDRange struct{ Start, Stop uint32 }
+
+// UIDSet is a union of ranges. A nil UIDSet passed where documented means
+// "all messages"; an empty non-nil set matches nothing.
+type UIDSet []UIDRange
+
+// Contains reports whether uid is in the set.
+func (s UIDSet) Contains(uid uint32) bool {
+	for _, r := range s {
+		if uid >= r.Start && (r.Stop == 0 || uid <= r.Stop) {
+			return true
+		}
+	}
+	return false
+}
+
+// UIDs builds a set from individual UIDs.
+func UIDs(uids ...uint32) UIDSet {
+	s := make(UIDSet, 0, len(uids))
+	for _, u := range uids {
+		if n := len(s); n > 0 && s[n-1].Stop+1 == u {
+			s[n-1].Stop = u
+			continue
+		}
+		s = append(s, UIDRange{u, u})
+	}
+	return s
+}
+
+// MessageMeta is the narrow per-message row.
+type MessageMeta struct {
+	UID          uint32
+	ModSeq       uint64
+	Flags        Flags
+	InternalDate time.Time
+	Size         int64
+}
+
+// MessageDetail adds the parse results stored at delivery.
+type MessageDetail struct {
+	MessageMeta
+	Parsed *msgparse.Message // Envelope, Structure, Date, HeaderSize, Lines (no SearchHeaders/Text)
+}
+
+// Recipient is one delivery target.
+type Recipient struct {
+	AccountID int64
+	Mailbox   string // "" means INBOX
+	Flags     Flags
+}
+
+// Delivery is one message for one or more recipients.
+type Delivery struct {
+	MailFrom     string
+	Recipients   []Recipient
+	Body         io.Reader // the full message as it will be stored
+	InternalDate time.Time // zero means now
+	// Params holds protocol parameters to keep with the delivery (e.g. SMTP
+	// DSN ENVID/RET/NOTIFY/ORCPT), stored for later use.
+	Params map[string]string
+}
+
+// Delivered says where one recipient's copy went.
+type Delivered struct {
+	AccountID int64
+	MailboxID int64
+	UID       uint32
+}
+
+// DeliveryResult describes a committed delivery.
+type DeliveryResult struct {
+	Size      int64
+	Delivered []Delivered
+}
+
+// AppendResult describes a committed append.
+type AppendResult struct {
+	UIDValidity uint32
+	UID         uint32
+	Size        int64
+}
+
+// CopyResult maps source UIDs to new UIDs (RFC 4315 COPYUID).
+type CopyResult struct {
+	UIDValidity uint32
+	SrcUIDs     []uint32
+	DstUIDs     []uint32
+}
+
+// StoreResult reports a flag change.
+type StoreResult struct {
+	Updated  []MessageMeta // messages whose flags changed, with new modseq
+	Modified []uint32      // UIDs that failed UNCHANGEDSINCE
+}
+
+// ExpungeResult reports removed UIDs and the new highest modseq.
+type ExpungeResult struct {
+	UIDs          []uint32
+	HighestModSeq uint64
+}
+
+// Changes is what happened in a mailbox after a mod-sequence.
+type Changes struct {
+	HighestModSeq uint64
+	UIDNext       uint32
+	Updated       []MessageMeta
+	Vanished      []uint32
+}
+
+// SearchCriteria mirrors IMAP SEARCH (RFC 9051 §6.4.4); all set fields must
+// match (AND). String matches are case-insensitive substring matches.
+type SearchCriteria struct {
+	UIDs []UIDSet // each set must contain the UID
+
+	// Internal date (date only, in the server's zone) and Date: header date.
+	Since, Before, On             time.Time
+	SentSince, SentBefore, SentOn time.Time
+
+	Header []HeaderCriterion // FROM/TO/CC/BCC/SUBJECT/HEADER
+	Body   []string          // in the decoded body text
+	Text   []string          // in the headers or the body text
+
+	Flag    Flags // must have all
+	NotFlag Flags // must have none
+
+	Larger  int64 // size > Larger (0 = unset)
+	Smaller int64 // size < Smaller (0 = unset)
+
+	ModSeq uint64 // modseq >= ModSeq (0 = unset)
+
+	Not []SearchCriteria
+	Or  [][2]SearchCriteria
+}
+
+// HeaderCriterion matches a header field (name case-insensitive) whose
+// decoded value contains Value; an empty Value matches any message that has
+// the field.
+type HeaderCriterion struct {
+	Key   string
+	Value string
+}
