@@ -1,0 +1,179 @@
+package auth
+
+// These tests run the Authenticator against a real PostgreSQL store
+// (internal/pgtest, mailstore/postgres).
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postrider/postrider/internal/pgtest"
+	"github.com/postrider/postrider/mailstore"
+)
+
+// pgHarness returns an Authenticator over st whose clock is real time (the
+// store may expire failures by its own clock).
+func pgHarness(t *testing.T, st Store) *harness {
+	h := newHarness(t, st)
+	h.now = time.Now().Truncate(time.Microsecond)
+	return h
+}
+
+func createAccount(t *testing.T, st mailstore.Store, address, hash string) mailstore.Account {
+	t.Helper()
+	ctx := context.Background()
+	_, domain := mailstore.SplitAddress(address)
+	if err := st.CreateDomain(ctx, domain); err != nil && !errors.Is(err, mailstore.ErrExists) {
+		t.Fatal(err)
+	}
+	a, err := st.CreateAccount(ctx, address, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestPostgresAuthenticate(t *testing.T) {
+	st := pgtest.NewStore(t)
+	createAccount(t, st, "alice@example.org", mustHash(t, "right"))
+	h := pgHarness(t, st)
+	ctx := context.Background()
+	acct, err := h.Authenticate(ctx, "ALICE@example.org", "right", ip1)
+	if err != nil || acct.Address != "alice@example.org" {
+		t.Fatalf("login: %+v, %v", acct, err)
+	}
+	if _, err := h.Authenticate(ctx, "alice@example.org", "wrong", ip1); err != ErrInvalidCredentials {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, err := h.Authenticate(ctx, "nobody@example.org", "right", ip1); err != ErrInvalidCredentials {
+		t.Fatalf("unknown user: %v", err)
+	}
+	if _, err := h.Authenticate(ctx, "nobody@elsewhere.example", "right", ip1); err != ErrInvalidCredentials {
+		t.Fatalf("unknown domain: %v", err)
+	}
+	counts, err := st.AuthFailures(ctx, []string{"ip:192.0.2.10", "user:alice@example.org", "user:nobody@example.org"}, h.now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts["ip:192.0.2.10"] != 3 || counts["user:alice@example.org"] != 1 || counts["user:nobody@example.org"] != 1 {
+		t.Fatalf("failure counts %v", counts)
+	}
+}
+
+// Two store handles on one database stand for two nodes: the throttling one
+// node applies must hold on the other.
+func TestPostgresThrottleAcrossNodes(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	st1, st2 := pgtest.OpenStore(t, url), pgtest.OpenStore(t, url)
+	createAccount(t, st1, "alice@example.org", mustHash(t, "right"))
+	node1, node2 := pgHarness(t, st1), pgHarness(t, st2)
+	nodes := []*harness{node1, node2}
+	ctx := context.Background()
+
+	wantDelays := []time.Duration{0, 0, 0, 1, 2, 4, 8, 15, 15, 15}
+	for i, want := range wantDelays {
+		n := nodes[i%2]
+		if _, err := n.Authenticate(ctx, "alice@example.org", "wrong", ip1); err != ErrInvalidCredentials {
+			t.Fatalf("attempt %d: %v", i+1, err)
+		}
+		var got time.Duration
+		if s := n.takeSleeps(); len(s) > 0 {
+			got = s[0]
+		}
+		if got != want*time.Second {
+			t.Errorf("attempt %d on node %d: delay %v, want %v", i+1, i%2+1, got, want*time.Second)
+		}
+	}
+	for _, n := range nodes {
+		_, err := n.Authenticate(ctx, "alice@example.org", "right", ip1)
+		var te *ThrottledError
+		if !errors.As(err, &te) || !errors.Is(err, ErrThrottled) {
+			t.Fatalf("after %d failures: %v", len(wantDelays), err)
+		}
+	}
+	// The real user elsewhere gets in through either node.
+	for _, n := range nodes {
+		if _, err := n.Authenticate(ctx, "alice@example.org", "right", ip2); err != nil {
+			t.Fatalf("real user from another address: %v", err)
+		}
+		if s := n.takeSleeps(); len(s) != 1 || s[0] > DefaultThrottlePolicy.AccountMaxDelay {
+			t.Errorf("real user delayed %v", s)
+		}
+	}
+}
+
+func TestPostgresResetAcrossNodes(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	st1, st2 := pgtest.OpenStore(t, url), pgtest.OpenStore(t, url)
+	createAccount(t, st1, "alice@example.org", mustHash(t, "right"))
+	node1, node2 := pgHarness(t, st1), pgHarness(t, st2)
+	ctx := context.Background()
+	for range 4 {
+		_, _ = node1.Authenticate(ctx, "alice@example.org", "wrong", ip1)
+	}
+	if _, err := node2.Authenticate(ctx, "alice@example.org", "right", ip1); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"ip:192.0.2.10", "userip:alice@example.org|192.0.2.10", "user:alice@example.org"}
+	counts, err := st1.AuthFailures(ctx, keys, node1.now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[keys[0]] != 0 || counts[keys[1]] != 0 || counts[keys[2]] != 4 {
+		t.Fatalf("counts after success on the other node: %v", counts)
+	}
+	node1.takeSleeps()
+	if _, err := node1.Authenticate(ctx, "alice@example.org", "wrong", ip1); err != ErrInvalidCredentials {
+		t.Fatal(err)
+	}
+	if s := node1.takeSleeps(); len(s) != 0 {
+		t.Errorf("delay %v after reset", s)
+	}
+}
+
+func TestPostgresRehashPersists(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	st1, st2 := pgtest.OpenStore(t, url), pgtest.OpenStore(t, url)
+	legacy := "{SHA512-CRYPT}$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8vOuZeHBy/YTBmSK6H9qs/y3RnOaw5v."
+	acct := createAccount(t, st1, "alice@example.org", legacy)
+	node1, node2 := pgHarness(t, st1), pgHarness(t, st2)
+	ctx := context.Background()
+	if _, err := node1.Authenticate(ctx, "alice@example.org", "Hello world!", ip1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st2.GetAccountByID(ctx, acct.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(got.PasswordHash, "{ARGON2ID}$argon2id$") {
+		t.Fatalf("hash not upgraded: %.20s…", got.PasswordHash)
+	}
+	if _, err := node2.Authenticate(ctx, "alice@example.org", "Hello world!", ip1); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := st1.GetAccountByID(ctx, acct.ID)
+	if again.PasswordHash != got.PasswordHash {
+		t.Error("current hash was rehashed again")
+	}
+	if _, err := node2.Authenticate(ctx, "alice@example.org", "hello world!", ip1); err != ErrInvalidCredentials {
+		t.Fatalf("wrong password after upgrade: %v", err)
+	}
+}
+
+func TestPostgresSASL(t *testing.T) {
+	st := pgtest.NewStore(t)
+	createAccount(t, st, "alice@example.org", mustHash(t, "s3cret"))
+	h := pgHarness(t, st)
+	s := runSASL(t, h, "PLAIN", []step{{response: nil, challenge: ""}, {response: []byte("\x00alice@example.org\x00s3cret"), done: true}})
+	if s.Account().Address != "alice@example.org" {
+		t.Fatalf("account %+v", s.Account())
+	}
+	runSASL(t, h, "LOGIN", []step{
+		{response: nil, challenge: "Username:"},
+		{response: []byte("alice@example.org"), challenge: "Password:"},
+		{response: []byte("nope"), err: ErrInvalidCredentials},
+	})
+}

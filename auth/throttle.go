@@ -1,0 +1,192 @@
+package auth
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// ThrottlePolicy says how failed logins slow down and refuse further logins.
+//
+// Failures are counted in the store (so every node sees them) under three
+// keys, over the last Window:
+//
+//   - "ip:<client>": every failure from the client address; IPv6 clients
+//     are counted by /64, since one host usually owns a whole /64. Free for
+//     IPFree failures, then a delay that doubles with every failure from
+//     BaseDelay up to MaxDelay; from IPBlock failures on, logins from that
+//     address are refused without looking at the password (ThrottledError).
+//   - "userip:<address>|<client>": failures for one account from one
+//     client address. Free for PairFree failures, then the same doubling
+//     delay; refused from PairBlock failures on. This is the strict limit on
+//     guessing one account's password, and it only ever affects the client
+//     address that made the failures.
+//   - "user:<address>": failures for one account from anywhere. This
+//     slows a guesser spread over many addresses, but only mildly: after
+//     AccountFree failures the doubling delay is capped at AccountMaxDelay
+//     and it never refuses, so an attacker cannot lock the real user out
+//     from the user's own address.
+//
+// The delay applied is the largest of the three, slept (cancellably) before
+// the password is checked, whatever the outcome, so it cannot be skipped by
+// hanging up early. A refused attempt is not recorded as a failure: a
+// misconfigured client retrying an old password stops adding to its
+// address's count once it is refused (PairBlock), so it cannot get its
+// neighbours behind the same NAT refused too. Failures for unknown users
+// are recorded like any other (under the normalised address; an invalid
+// username counts only for the client address).
+//
+// A successful login forgets the failures of its client address (the "ip:"
+// key and its own "userip:" key) but not the account-wide count, which
+// expires with the window. So a guesser who owns one valid account can
+// clear its address's count by logging in, but never its per-account counts
+// for the accounts it is guessing. Counts are read before and written after the check, so
+// concurrent attempts can overshoot a limit by the number in flight; the
+// frontends' per-address connection limit bounds that.
+type ThrottlePolicy struct {
+	Window          time.Duration // failures older than this are ignored; default 15 min
+	BaseDelay       time.Duration // first delay; default 1 s
+	MaxDelay        time.Duration // cap of every delay; default 15 s
+	IPFree          int           // default 5
+	IPBlock         int           // default 50
+	PairFree        int           // default 3
+	PairBlock       int           // default 10
+	AccountFree     int           // default 10
+	AccountMaxDelay time.Duration // default 2 s
+}
+
+// DefaultThrottlePolicy is the policy used for zero fields of Options.Throttle.
+var DefaultThrottlePolicy = ThrottlePolicy{
+	Window:          15 * time.Minute,
+	BaseDelay:       time.Second,
+	MaxDelay:        15 * time.Second,
+	IPFree:          5,
+	IPBlock:         50,
+	PairFree:        3,
+	PairBlock:       10,
+	AccountFree:     10,
+	AccountMaxDelay: 2 * time.Second,
+}
+
+func (p ThrottlePolicy) withDefaults() ThrottlePolicy {
+	d := DefaultThrottlePolicy
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setInt := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setDur(&p.Window, d.Window)
+	setDur(&p.BaseDelay, d.BaseDelay)
+	setDur(&p.MaxDelay, d.MaxDelay)
+	setDur(&p.AccountMaxDelay, d.AccountMaxDelay)
+	setInt(&p.IPFree, d.IPFree)
+	setInt(&p.IPBlock, d.IPBlock)
+	setInt(&p.PairFree, d.PairFree)
+	setInt(&p.PairBlock, d.PairBlock)
+	setInt(&p.AccountFree, d.AccountFree)
+	return p
+}
+
+// throttleKeyset holds the store keys of one login attempt.
+type throttleKeyset struct {
+	bucket string // client address or /64, for logs
+	ip     string
+	pair   string // "" for an invalid username
+	user   string // "" for an invalid username
+}
+
+// ClientBucket returns the address that failures of remote are counted
+// under: the address itself for IPv4 (also IPv4-mapped IPv6), its /64 for
+// IPv6, "unknown" when remote is not valid.
+func ClientBucket(remote netip.Addr) string {
+	remote = remote.Unmap().WithZone("")
+	switch {
+	case !remote.IsValid():
+		return "unknown"
+	case remote.Is4():
+		return remote.String()
+	default:
+		return netip.PrefixFrom(remote, 64).Masked().String()
+	}
+}
+
+func throttleKeys(addr string, remote netip.Addr) throttleKeyset {
+	b := ClientBucket(remote)
+	k := throttleKeyset{bucket: b, ip: "ip:" + b}
+	if addr != "" {
+		k.pair = "userip:" + addr + "|" + b
+		k.user = "user:" + addr
+	}
+	return k
+}
+
+func (k throttleKeyset) list() []string {
+	if k.user == "" {
+		return []string{k.ip}
+	}
+	return []string{k.ip, k.pair, k.user}
+}
+
+// resetOnSuccess returns the keys a successful login clears: those of its
+// client address that have failures.
+func (k throttleKeyset) resetOnSuccess(counts map[string]int) []string {
+	var r []string
+	for _, key := range []string{k.ip, k.pair} {
+		if key != "" && counts[key] > 0 {
+			r = append(r, key)
+		}
+	}
+	return r
+}
+
+type verdict struct {
+	blocked    bool
+	retryAfter time.Duration
+	delay      time.Duration
+	reason     string // which limit applied, for logs
+}
+
+func (p ThrottlePolicy) decide(k throttleKeyset, counts map[string]int) verdict {
+	ipN, pairN, userN := counts[k.ip], 0, 0
+	if k.user != "" {
+		pairN, userN = counts[k.pair], counts[k.user]
+	}
+	if ipN >= p.IPBlock {
+		return verdict{blocked: true, retryAfter: p.Window, reason: fmt.Sprintf("client %d failures", ipN)}
+	}
+	if k.pair != "" && pairN >= p.PairBlock {
+		return verdict{blocked: true, retryAfter: p.Window, reason: fmt.Sprintf("account from client %d failures", pairN)}
+	}
+	var v verdict
+	consider := func(d time.Duration, reason string) {
+		if d > v.delay {
+			v.delay, v.reason = d, reason
+		}
+	}
+	consider(growDelay(ipN, p.IPFree, p.BaseDelay, p.MaxDelay), fmt.Sprintf("client %d failures", ipN))
+	consider(growDelay(pairN, p.PairFree, p.BaseDelay, p.MaxDelay), fmt.Sprintf("account from client %d failures", pairN))
+	consider(growDelay(userN, p.AccountFree, p.BaseDelay, min(p.AccountMaxDelay, p.MaxDelay)), fmt.Sprintf("account %d failures", userN))
+	return v
+}
+
+// growDelay is 0 for the first free failures, then base doubling with each
+// further failure, capped at limit.
+func growDelay(n, free int, base, limit time.Duration) time.Duration {
+	if n < free {
+		return 0
+	}
+	shift := n - free
+	if shift >= 30 {
+		return limit
+	}
+	d := base << shift
+	if d <= 0 || d > limit {
+		return limit
+	}
+	return d
+}
