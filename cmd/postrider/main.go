@@ -1,0 +1,97 @@
+// Command postrider is the Postrider mail server: SMTP, IMAP and POP3 over
+// one PostgreSQL mail store, plus the administration commands. Everything is
+// configured through POSTRIDER_* environment variables (`postrider config`).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `Postrider — SMTP, IMAP and POP3 in one binary over one PostgreSQL store.
+
+Usage:
+  postrider serve                         run the servers (migrates the database first)
+  postrider migrate                       apply database migrations and exit
+  postrider config                        print every environment variable, default and meaning
+  postrider domain add|remove DOMAIN      manage local domains
+  postrider domain list
+  postrider user add ADDRESS              create an account (password from stdin, one line,
+                                          or prompted on a terminal)
+  postrider user passwd ADDRESS           change an account's password (same input)
+  postrider user remove ADDRESS           delete an account and all its mail
+  postrider user list [DOMAIN]            list accounts with quota usage
+  postrider user quota ADDRESS SIZE       set the storage limit (bytes, or 500M, 2G; 0 = unlimited)
+  postrider alias add ALIAS TARGET        deliver ALIAS (local@domain, or @domain for a
+                                          catch-all) to the account TARGET
+  postrider alias remove ALIAS [TARGET]   remove one mapping, or all of ALIAS
+  postrider alias list [DOMAIN]
+  postrider bench smtp [flags]            SMTP load test against a running server (see -h)
+  postrider version
+
+Configuration is read from POSTRIDER_* environment variables; see
+'postrider config'. Errors go to stderr with a non-zero exit code.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitError carries an exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func usageErr(format string, a ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, a...)}
+}
+
+func main() {
+	err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	if err == nil {
+		return
+	}
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	fmt.Fprintf(os.Stderr, "postrider: %v\n", err)
+	os.Exit(code)
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{code: 2, err: errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "version", "--version":
+		fmt.Fprintln(stdout, "postrider", version)
+		return nil
+	case "config":
+		return cmdConfig(stdout)
+	case "serve":
+		return cmdServe(rest)
+	case "migrate":
+		return cmdMigrate(rest, stdout)
+	case "domain":
+		return cmdDomain(rest, stdout)
+	case "user":
+		return cmdUser(rest, stdin, stdout, stderr)
+	case "alias":
+		return cmdAlias(rest, stdout)
+	case "bench":
+		return cmdBench(rest, stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	return usageErr("unknown command %q", cmd)
+}

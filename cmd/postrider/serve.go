@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/postrider/postrider/auth"
+	"github.com/postrider/postrider/internal/config"
+	"github.com/postrider/postrider/mailstore/postgres"
+)
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	lvl, _ := config.ParseLevel(cfg.LogLevel)
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+// frontend is one protocol server with its listeners.
+type frontend interface {
+	Shutdown(ctx context.Context) error
+}
+
+func cmdServe(args []string) error {
+	if len(args) != 0 {
+		return usageErr("usage: postrider serve (configuration comes from POSTRIDER_* variables)")
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg)
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := postgres.Migrate(startCtx, cfg.DatabaseURL); err != nil {
+		return fmt.Errorf("database migration: %w", err)
+	}
+	st, err := postgres.Open(startCtx, cfg.DatabaseURL, postgres.Options{MaxConns: int32(cfg.DBMaxConns), Logger: log})
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	defer st.Close()
+
+	authn := auth.New(st, auth.Options{Logger: log})
+	tlsConf, err := tlsConfig(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	// Open every listener before serving anything, so that a taken port
+	// stops the start cleanly.
+	var (
+		wg        sync.WaitGroup
+		serveErrs = make(chan error, 16)
+		shutdown  atomic.Bool
+	)
+	fronts, err := startFrontends(cfg, st, authn, tlsConf, log, &wg, serveErrs)
+	if err != nil {
+		return err
+	}
+
+	var httpSrv *http.Server
+	if cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			shutdownAll(fronts, time.Second)
+			return fmt.Errorf("POSTRIDER_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		}
+		httpSrv = &http.Server{Handler: httpHandler(st, &shutdown), ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErrs <- fmt.Errorf("http: %w", err)
+			}
+		}()
+		log.Info("listening", "proto", "http", "addr", ln.Addr().String())
+	}
+	log.Info("postrider started", "version", version, "hostname", cfg.Hostname)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	case runErr = <-serveErrs:
+		log.Error("server failed; shutting down", "err", runErr)
+	}
+	shutdown.Store(true)
+	shutdownAll(fronts, cfg.ShutdownTimeout)
+	if httpSrv != nil {
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = httpSrv.Shutdown(sctx)
+		c()
+	}
+	wg.Wait()
+	log.Info("stopped")
+	return runErr
+}
+
+func shutdownAll(fronts []frontend, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, f := range fronts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = f.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+func httpHandler(st *postgres.Store, shutdown *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if shutdown.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.Handler())
+	return mux
+}

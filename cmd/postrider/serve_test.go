@@ -1,0 +1,162 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/postrider/postrider/internal/pgtest"
+)
+
+// node is a running `postrider serve`.
+type node struct {
+	cmd   *exec.Cmd
+	addrs map[string]string
+	mu    sync.Mutex
+	log   bytes.Buffer
+	done  chan error
+}
+
+func (n *node) logs() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.log.String()
+}
+
+// startNode runs `postrider serve` on free loopback ports for every listener
+// and waits until it is ready.
+func startNode(t *testing.T, dbURL string, extraEnv ...string) *node {
+	t.Helper()
+	n := &node{addrs: map[string]string{}, done: make(chan error, 1)}
+	env := []string{"POSTRIDER_DATABASE_URL=" + dbURL, "POSTRIDER_DATA_DIR=" + t.TempDir(), "POSTRIDER_HOSTNAME=mx.test.example", "POSTRIDER_LOG_LEVEL=debug"}
+	for _, name := range []string{"SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", "HTTP"} {
+		a := freePort(t)
+		n.addrs[name] = a
+		env = append(env, "POSTRIDER_"+name+"_ADDR="+a)
+	}
+	env = append(env, extraEnv...)
+	n.cmd = exec.Command(binary(t), "serve")
+	n.cmd.Env = cleanEnv(env)
+	pr, pw := io.Pipe()
+	n.cmd.Stderr = pw
+	n.cmd.Stdout = pw
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			n.mu.Lock()
+			n.log.WriteString(sc.Text() + "\n")
+			n.mu.Unlock()
+		}
+	}()
+	go func() { n.done <- n.cmd.Wait(); pw.Close() }()
+	t.Cleanup(func() {
+		if n.cmd.ProcessState == nil {
+			_ = n.cmd.Process.Kill()
+			<-n.done
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + n.addrs["HTTP"] + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return n
+			}
+		}
+		select {
+		case err := <-n.done:
+			t.Fatalf("serve exited early: %v\n%s", err, n.logs())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatalf("serve not ready in time:\n%s", n.logs())
+	return nil
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (n *node) stop(t *testing.T) {
+	t.Helper()
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.done:
+		if err != nil {
+			t.Fatalf("serve exited with %v after SIGTERM\n%s", err, n.logs())
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatalf("serve did not stop after SIGTERM\n%s", n.logs())
+	}
+}
+
+func TestServeHTTPAndSignals(t *testing.T) {
+	n := startNode(t, pgtest.NewDatabase(t))
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + n.addrs["HTTP"] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 || !strings.Contains(body, "ok") {
+		t.Fatalf("/healthz: %d %q", code, body)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatalf("/readyz: %d", code)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("/metrics: %d", code)
+	}
+	// Every protocol listener accepts connections.
+	for _, name := range []string{"SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S"} {
+		c, err := net.DialTimeout("tcp", n.addrs[name], 5*time.Second)
+		if err != nil {
+			t.Errorf("%s listener: %v", name, err)
+			continue
+		}
+		c.Close()
+	}
+	n.stop(t)
+	if !strings.Contains(n.logs(), `"msg":"stopped"`) {
+		t.Fatalf("no clean stop in logs:\n%s", n.logs())
+	}
+	if strings.Contains(n.logs(), `"level":"ERROR"`) {
+		t.Fatalf("errors logged:\n%s", n.logs())
+	}
+}
+
+func TestServeRefusesTakenPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	url := pgtest.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t), "serve")
+	cmd.Env = cleanEnv([]string{"POSTRIDER_DATABASE_URL=" + url, "POSTRIDER_DATA_DIR=" + t.TempDir(),
+		"POSTRIDER_SMTP_ADDR=" + l.Addr().String(), "POSTRIDER_SUBMISSION_ADDR=", "POSTRIDER_SUBMISSIONS_ADDR=",
+		"POSTRIDER_IMAP_ADDR=", "POSTRIDER_IMAPS_ADDR=", "POSTRIDER_POP3_ADDR=", "POSTRIDER_POP3S_ADDR=", "POSTRIDER_HTTP_ADDR="})
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatal("serve started on a taken port")
+	}
+	if !strings.Contains(string(out), "POSTRIDER_SMTP_ADDR") {
+		t.Fatalf("error does not name the variable: %s", out)
+	}
+}
