@@ -21,7 +21,14 @@ import (
 
 const adminTimeout = 2 * time.Minute
 
-func cmdConfig(stdout io.Writer) error {
+func cmdConfig(args []string, stdout io.Writer) error {
+	if len(args) == 1 && args[0] == "-markdown" {
+		fmt.Fprint(stdout, configMarkdown())
+		return nil
+	}
+	if len(args) != 0 {
+		return usageErr("usage: postrider config [-markdown]")
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
 	for _, v := range config.Variables() {
@@ -32,6 +39,20 @@ func cmdConfig(stdout io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, d, v.Meaning)
 	}
 	return tw.Flush()
+}
+
+// configMarkdown renders the variables as the README's table.
+func configMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| Variable | Default | Meaning |\n|---|---|---|\n")
+	for _, v := range config.Variables() {
+		d := "`" + v.Default + "`"
+		if v.Default == "" {
+			d = "empty"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", v.Name, d, strings.ReplaceAll(v.Meaning, "|", "\\|"))
+	}
+	return b.String()
 }
 
 func loadConfig() (*config.Config, error) {

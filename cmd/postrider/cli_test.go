@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -178,3 +179,17 @@ func TestConfigCommandListsEveryVariable(t *testing.T) {
 	}
 }
 
+
+func TestReadmeConfigTableIsCurrent(t *testing.T) {
+	r := runCLI(t, nil, "", "config", "-markdown")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), r.stdout) {
+		t.Fatalf("README.md's configuration table differs from `postrider config -markdown`; paste:\n%s", r.stdout)
+	}
+}

@@ -15,7 +15,7 @@ const usage = `Postrider — SMTP, IMAP and POP3 in one binary over one PostgreS
 Usage:
   postrider serve                         run the servers (migrates the database first)
   postrider migrate                       apply database migrations and exit
-  postrider config                        print every environment variable, default and meaning
+  postrider config [-markdown]            print every environment variable, default and meaning
   postrider domain add|remove DOMAIN      manage local domains
   postrider domain list
   postrider user add ADDRESS              create an account (password from stdin, one line,
@@ -78,7 +78,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "postrider", version)
 		return nil
 	case "config":
-		return cmdConfig(stdout)
+		return cmdConfig(rest, stdout)
 	case "serve":
 		return cmdServe(rest)
 	case "migrate":

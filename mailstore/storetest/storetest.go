@@ -1,0 +1,132 @@
+// Package storetest is the conformance suite of the mail store contract
+// (package mailstore). It takes any mailstore.Store implementation and checks
+// every behaviour the contract documents: domains, accounts, aliases and
+// recipient resolution, mailboxes, delivery, append, copy, move, flags,
+// expunge with tombstones, changes since a mod-sequence, streamed bodies,
+// parsed details, quotas, search, account isolation, notifications across
+// handles, login-failure records, leases, concurrency and memory bounds.
+//
+// A backend's test calls Run with a Factory:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, storetest.Factory{New: ..., NewPair: ...})
+//	}
+//
+// Every subtest gets a fresh, empty, migrated store from the factory and runs
+// in parallel with the others, except BigMessage, which measures the Go heap
+// and therefore runs first and alone.
+package storetest
+
+import (
+	"testing"
+
+	"github.com/postrider/postrider/mailstore"
+)
+
+// Factory makes stores for the suite.
+type Factory struct {
+	// New returns a fresh, empty, migrated store; the factory closes it
+	// when the test ends (t.Cleanup).
+	New func(t *testing.T) mailstore.Store
+	// NewPair returns two handles ("two nodes") on one fresh database, for
+	// cross-handle checks (notifications, login failures, leases). Nil skips
+	// the cross-handle checks.
+	NewPair func(t *testing.T) (a, b mailstore.Store)
+}
+
+type suiteTest struct {
+	name string
+	fn   func(t *testing.T, f Factory)
+}
+
+// groups lists the parallel subtests by area.
+var groups = []struct {
+	name  string
+	tests []suiteTest
+}{
+	{"Domains", []suiteTest{
+		{"CreateListDelete", testDomains},
+	}},
+	{"Accounts", []suiteTest{
+		{"CreateGetList", testAccounts},
+		{"DeleteRecreate", testAccountDeleteRecreate},
+	}},
+	{"Aliases", []suiteTest{
+		{"Resolve", testAliases},
+		{"AccountDelete", testAliasesOnAccountDelete},
+	}},
+	{"Mailboxes", []suiteTest{
+		{"CreateAndList", testMailboxCreate},
+		{"InvalidNames", testMailboxInvalidNames},
+		{"Rename", testMailboxRename},
+		{"RenameINBOX", testMailboxRenameInbox},
+		{"Delete", testMailboxDelete},
+		{"Subscriptions", testMailboxSubscriptions},
+		{"UIDValidity", testMailboxUIDValidity},
+	}},
+	{"Messages", []suiteTest{
+		{"DeliverManyRecipients", testDeliverMany},
+		{"DeliverToMailbox", testDeliverToMailbox},
+		{"Append", testAppend},
+		{"ListMessages", testListMessages},
+		{"OpenMessage", testOpenMessage},
+		{"FetchDetails", testFetchDetails},
+		{"Copy", testCopy},
+		{"Move", testMove},
+		{"StoreFlags", testStoreFlags},
+		{"Expunge", testExpunge},
+		{"Changes", testChanges},
+		{"UIDsNeverReused", testUIDsNeverReused},
+	}},
+	{"Quota", []suiteTest{
+		{"Usage", testQuotaUsage},
+		{"Limit", testQuotaLimit},
+	}},
+	{"Search", []suiteTest{
+		{"Criteria", testSearch},
+		{"Metacharacters", testSearchMetacharacters},
+	}},
+	{"Isolation", []suiteTest{
+		{"OtherAccountsMailbox", testIsolation},
+	}},
+	{"Notifications", []suiteTest{
+		{"SameHandle", testNotifySameHandle},
+		{"CrossHandle", testNotifyCrossHandle},
+	}},
+	{"Cluster", []suiteTest{
+		{"AuthFailures", testAuthFailures},
+		{"Leases", testLeases},
+	}},
+	{"Concurrency", []suiteTest{
+		{"DeliverAndFlags", testConcurrentDeliverFlags},
+		{"MultiRecipient", testConcurrentMultiRecipient},
+		{"CopyMoveExpunge", testConcurrentCopyMoveExpunge},
+		{"SharedContent", testConcurrentSharedContent},
+	}},
+	{"BadInput", []suiteTest{
+		{"StateUnchanged", testBadInput},
+	}},
+}
+
+// Run runs the whole suite against the stores f makes.
+func Run(t *testing.T, f Factory) {
+	if f.New == nil {
+		t.Fatal("storetest: Factory.New is nil")
+	}
+	// The heap measurement must not see the other subtests' allocations,
+	// so it runs before the parallel group starts.
+	t.Run("BigMessage", func(t *testing.T) { testBigMessage(t, f) })
+	t.Run("Parallel", func(t *testing.T) {
+		for _, g := range groups {
+			t.Run(g.name, func(t *testing.T) {
+				t.Parallel()
+				for _, tc := range g.tests {
+					t.Run(tc.name, func(t *testing.T) {
+						t.Parallel()
+						tc.fn(t, f)
+					})
+				}
+			})
+		}
+	})
+}
