@@ -1,0 +1,76 @@
+// Package pop3d is Postrider's POP3 server: RFC 1939 with the RFC 2449
+// extension mechanism (CAPA, response codes, PIPELINING), STLS (RFC 2595
+// §4) and implicit TLS, SASL AUTH (RFC 5034) with PLAIN and LOGIN through
+// the shared auth module, and UTF8 (RFC 6856 §2), over the shared
+// mailstore, on any number of nodes.
+//
+// # Maildrop
+//
+// The maildrop is the account's INBOX as it is when the session enters the
+// TRANSACTION state; message numbers stay fixed for the session. Messages
+// carrying HiddenKeyword ("$POP3Deleted", see Config.KeepDeleted) are not
+// part of it. RETR and TOP stream the message from the store through a
+// fixed-size buffer, whatever its size; after RETR n, message n+1 is opened
+// in the background (its first store chunk read), so a client downloading
+// the maildrop in order does not wait for a store round trip per message.
+//
+// # Sizes
+//
+// LIST and STAT report the exact number of octets RETR sends before the
+// terminating ".CRLF", not counting byte-stuffing (RFC 1939 §3, §5, §11).
+// RETR sends every line ending as CRLF (bare LF and bare CR, which an
+// IMAP APPEND may have stored, become CRLF) and ends the last line with
+// CRLF if the message lacks one. The stored size equals that for every
+// message that came in over SMTP; for the rest, pop3d measures each
+// message once per node by streaming it (a few at a time), at the first
+// command that needs sizes, and remembers the results (sizecache.go) so later logins only
+// measure new mail. If the store recorded the CRLF size (or stored
+// APPENDed messages with CRLF line endings), that scan could go.
+//
+// # UIDL
+//
+// The unique-id of a message is "<UIDVALIDITY>.<UID>" of INBOX (RFC 1939
+// §7): stable for as long as the message exists, the same on every node,
+// and never reused for another message.
+//
+// # Deleting
+//
+// DELE only marks; QUIT commits in the UPDATE state (RFC 1939 §6): by
+// default the messages are expunged from INBOX, so IMAP clients see them
+// vanish through the usual mod-sequences and notifications; with
+// Config.KeepDeleted they get HiddenKeyword instead and stay for IMAP. A
+// connection that ends without QUIT deletes nothing. Messages that another
+// client expunged meanwhile give "-ERR" on RETR/TOP (the session goes on)
+// and are silently skipped at QUIT. With Config.MarkSeenOnRetr, RETR sets
+// \Seen (stored in batches: at QUIT, at disconnect, and every 30 s).
+//
+// # Locking
+//
+// One POP3 session per maildrop in the whole cluster, through a renewed
+// store lease (lease.go): a second login anywhere gets "-ERR [IN-USE]"; a
+// dead node's lock expires after Config.LockTTL.
+//
+// # Authentication
+//
+// USER/PASS and AUTH PLAIN/LOGIN are accepted only over TLS, from loopback
+// or with Config.AllowInsecureAuth; elsewhere CAPA does not list them and
+// they fail with "-ERR [AUTH]". APOP is not offered: it needs the
+// plaintext password on the server, which Postrider never stores. Failed
+// logins are throttled by the auth module; a connection is closed after
+// MaxAuthFailures.
+//
+// # Limits
+//
+// Command lines are at most 255 octets (RFC 2449 §4); a connection is
+// closed after Config.MaxErrors failed commands, on any unparsable line or
+// unknown command before login, and after PreLoginTimeout (before login)
+// or IdleTimeout (after, RFC 1939 §3's ten minutes) without a command.
+// Concurrent connections per client address are limited. Plaintext sent
+// after STLS is discarded. Trusted proxies must send a PROXY header.
+//
+// # Not implemented
+//
+// APOP (see above), LOGIN-DELAY and LANG (not advertised), and RFC 6857/6858
+// downgrading of internationalized messages for clients that did not send
+// UTF8: messages are always sent as stored.
+package pop3d

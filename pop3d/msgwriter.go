@@ -1,0 +1,182 @@
+package pop3d
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+)
+
+// errTopDone stops the copy of a message once TOP has sent the lines asked
+// for; it is not an error for the client.
+var errTopDone = errors.New("pop3d: TOP line limit reached")
+
+var crlf = []byte("\r\n")
+
+// msgWriter turns stored message octets into the body of a POP3 multi-line
+// response (RFC 1939 §3):
+//
+//   - every line ending — CRLF, a bare LF or a bare CR — is sent as CRLF, so
+//     the client never sees a lone CR or LF (stored messages come from SMTP
+//     with CRLF, but IMAP APPEND may have stored bare LFs);
+//   - a line that begins with "." gets one more "." (byte-stuffing);
+//   - finish adds a CRLF when the message does not end with a line ending,
+//     then the terminating ".CRLF".
+//
+// n counts the octets of the normalised message: everything sent except the
+// stuffing dots and the terminating line. That is the size LIST and STAT
+// report, which RFC 1939 §5 (STAT) and §11 define as the size with CRLF line
+// ends and without byte-stuffing — what the client holds after undoing the
+// stuffing. With w nil the writer only counts (used to compute sizes).
+//
+// For TOP (RFC 1939 §7) limit >= 0 stops output after the header, the
+// empty line that ends it and limit lines of the body; Write then returns
+// errTopDone.
+type msgWriter struct {
+	w   *bufio.Writer // nil: count only
+	n   int64
+	err error
+
+	bol       bool // at the beginning of a line
+	pendingCR bool // a CR ended the previous chunk
+
+	limit    int64 // body lines for TOP; < 0 means the whole message
+	inHeader bool
+	body     int64
+	done     bool
+}
+
+func newMsgWriter(w *bufio.Writer, topLines int64) *msgWriter {
+	return &msgWriter{w: w, bol: true, limit: topLines, inHeader: true, done: false}
+}
+
+func (m *msgWriter) emit(p []byte) {
+	m.n += int64(len(p))
+	if m.w != nil && m.err == nil {
+		_, m.err = m.w.Write(p)
+	}
+}
+
+func (m *msgWriter) stuff() {
+	if m.w != nil && m.err == nil {
+		m.err = m.w.WriteByte('.')
+	}
+}
+
+// endLine records that a line ending was sent; empty says whether the line
+// had no content (the end of the header).
+func (m *msgWriter) endLine(empty bool) {
+	m.bol = true
+	if m.limit < 0 {
+		return
+	}
+	if m.inHeader {
+		if empty {
+			m.inHeader = false
+			if m.limit == 0 {
+				m.done = true
+			}
+		}
+		return
+	}
+	m.body++
+	if m.body >= m.limit {
+		m.done = true
+	}
+}
+
+// indexEOL returns the index of the first CR or LF in p, or -1.
+func indexEOL(p []byte) int {
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
+		return bytes.IndexByte(p, '\r')
+	}
+	if j := bytes.IndexByte(p[:i], '\r'); j >= 0 {
+		return j
+	}
+	return i
+}
+
+// Write processes the next chunk of the stored message.
+func (m *msgWriter) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 && !m.done && m.err == nil {
+		if m.pendingCR {
+			m.pendingCR = false
+			m.emit(crlf)
+			m.endLine(m.bol)
+			if p[0] == '\n' {
+				p = p[1:]
+			}
+			continue
+		}
+		if m.bol && p[0] == '.' {
+			m.stuff()
+		}
+		i := indexEOL(p)
+		if i < 0 {
+			m.emit(p)
+			m.bol = false
+			break
+		}
+		if p[i] == '\r' && i+1 == len(p) {
+			// A CR at the end of the chunk: the next chunk says whether it
+			// is half of a CRLF or a bare CR.
+			if i > 0 {
+				m.emit(p[:i])
+				m.bol = false
+			}
+			m.pendingCR = true
+			break
+		}
+		empty := i == 0 && m.bol
+		if p[i] == '\r' && p[i+1] == '\n' {
+			m.emit(p[:i+2]) // the common case: copy the line with its CRLF
+			p = p[i+2:]
+		} else {
+			m.emit(p[:i]) // bare LF or bare CR: send CRLF instead
+			m.emit(crlf)
+			p = p[i+1:]
+		}
+		m.endLine(empty)
+	}
+	if m.err != nil {
+		return 0, m.err
+	}
+	if m.done {
+		return total, errTopDone
+	}
+	return total, nil
+}
+
+// finish completes the last line and writes the terminating ".CRLF".
+func (m *msgWriter) finish() error {
+	if !m.done {
+		if m.pendingCR {
+			m.pendingCR = false
+			m.emit(crlf)
+			m.endLine(m.bol)
+		}
+		if !m.bol && !m.done {
+			m.emit(crlf)
+			m.endLine(false)
+		}
+	}
+	if m.w != nil && m.err == nil {
+		_, m.err = m.w.WriteString(".\r\n")
+	}
+	return m.err
+}
+
+// wireSize returns the size of a message as RETR sends it (see msgWriter),
+// reading it from r.
+func wireSize(r io.Reader, buf []byte) (int64, error) {
+	m := newMsgWriter(nil, -1)
+	if _, err := io.CopyBuffer(m, r, buf); err != nil {
+		return 0, err
+	}
+	if err := m.finish(); err != nil {
+		return 0, err
+	}
+	return m.n, nil
+}

@@ -1,0 +1,252 @@
+package pop3d
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+
+	"github.com/postrider/postrider/mailstore"
+)
+
+// msgArg parses the message-number argument of LIST, UIDL, RETR, TOP and
+// DELE (RFC 1939 §5: "msg", never a deleted message).
+func (s *session) msgArg(arg string) (int, *message, error) {
+	n, ok := parseMsgNum(arg)
+	if !ok {
+		return 0, nil, errReply("", "Invalid message number")
+	}
+	m, err := s.md.get(n)
+	return n, m, err
+}
+
+// cmdList implements LIST (RFC 1939 §5): "n size" scan listings with the
+// exact wire size (see sizecache.go).
+func (s *session) cmdList(c *Command) error {
+	if len(c.Args) > 1 {
+		return errReply("", "Usage: LIST [msg]")
+	}
+	if err := s.ensureSized(s.ctx); err != nil {
+		return err
+	}
+	if len(c.Args) == 1 {
+		n, m, err := s.msgArg(c.Args[0])
+		if err != nil {
+			return err
+		}
+		return s.ok(strconv.Itoa(n) + " " + strconv.FormatInt(m.size, 10))
+	}
+	count, size := s.md.stat()
+	s.writeLine(fmt.Sprintf("+OK %d messages (%d octets)", count, size))
+	var buf []byte
+	for i := range s.md.msgs {
+		m := &s.md.msgs[i]
+		if m.deleted {
+			continue
+		}
+		buf = strconv.AppendInt(buf[:0], int64(i+1), 10)
+		buf = append(buf, ' ')
+		buf = strconv.AppendInt(buf, m.size, 10)
+		buf = append(buf, '\r', '\n')
+		_, _ = s.w.Write(buf)
+	}
+	s.writeLine(".")
+	return nil
+}
+
+// cmdUidl implements UIDL (RFC 1939 §7; values in maildrop.uidl).
+func (s *session) cmdUidl(c *Command) error {
+	if len(c.Args) > 1 {
+		return errReply("", "Usage: UIDL [msg]")
+	}
+	if len(c.Args) == 1 {
+		n, m, err := s.msgArg(c.Args[0])
+		if err != nil {
+			return err
+		}
+		return s.ok(strconv.Itoa(n) + " " + s.md.uidl(m))
+	}
+	s.writeLine("+OK Unique-ID listing follows")
+	var buf []byte
+	for i := range s.md.msgs {
+		m := &s.md.msgs[i]
+		if m.deleted {
+			continue
+		}
+		buf = strconv.AppendInt(buf[:0], int64(i+1), 10)
+		buf = append(buf, ' ')
+		buf = append(buf, s.md.uidl(m)...)
+		buf = append(buf, '\r', '\n')
+		_, _ = s.w.Write(buf)
+	}
+	s.writeLine(".")
+	return nil
+}
+
+// cmdRetr implements RETR (RFC 1939 §7).
+func (s *session) cmdRetr(c *Command) error {
+	if len(c.Args) != 1 {
+		return errReply("", "Usage: RETR msg")
+	}
+	n, m, err := s.msgArg(c.Args[0])
+	if err != nil {
+		return err
+	}
+	if err := s.ensureSized(s.ctx); err != nil {
+		return err
+	}
+	sent, err := s.sendMessage(n, m, -1, fmt.Sprintf("+OK %d octets", m.size))
+	if err != nil {
+		return err
+	}
+	if sent != m.size {
+		// Cannot happen unless stored content changed under a UID; the
+		// client was told a wrong size (RFC 1939 §5), so say so loudly.
+		s.log.Error("pop3: RETR sent a size different from LIST", slog.Uint64("uid", uint64(m.uid)),
+			slog.Int64("listed", m.size), slog.Int64("sent", sent))
+	}
+	mMessagesRetrieved.Inc()
+	s.prefetchAfter(n)
+	if s.srv.cfg.MarkSeenOnRetr && !m.seen && !m.retrieved {
+		m.retrieved = true // \Seen is stored in batches (flushSeen)
+		s.pendingSeen++
+	}
+	return nil
+}
+
+// cmdTop implements TOP (RFC 1939 §7): the header, the empty line and the
+// first n lines of the body. It does not mark the message \Seen.
+func (s *session) cmdTop(c *Command) error {
+	if len(c.Args) != 2 {
+		return errReply("", "Usage: TOP msg n")
+	}
+	n, m, err := s.msgArg(c.Args[0])
+	if err != nil {
+		return err
+	}
+	lines, ok := parseLineCount(c.Args[1])
+	if !ok {
+		return errReply("", "Invalid line count")
+	}
+	_, err = s.sendMessage(n, m, lines, "+OK Top of message follows")
+	return err
+}
+
+// sendMessage streams a message as a multi-line response (see msgWriter)
+// straight from the store, in bounded memory, and returns the octets sent
+// (without stuffing and terminator). topLines < 0 sends all of it.
+func (s *session) sendMessage(n int, m *message, topLines int64, okLine string) (int64, error) {
+	var rc io.ReadCloser
+	err := mailstore.ErrNoSuchMessage
+	if !m.gone {
+		rc, err = s.openMessage(m.uid)
+	}
+	if errors.Is(err, mailstore.ErrNoSuchMessage) {
+		// Expunged by another client (IMAP) since login: the session goes
+		// on; the message number stays taken (RFC 1939 §6 numbering).
+		m.gone = true
+		return 0, &replyError{text: fmt.Sprintf("Message %d was removed by another client (e.g. IMAP) during this session", n), noCount: true}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("open message %d: %w", m.uid, err)
+	}
+	defer rc.Close()
+	if s.copyBuf == nil {
+		s.copyBuf = make([]byte, 32<<10)
+	}
+	s.writeLine(okLine)
+	mw := newMsgWriter(s.w, topLines)
+	_, err = io.CopyBuffer(mw, rc, s.copyBuf)
+	if err != nil && !errors.Is(err, errTopDone) {
+		// The "+OK" is out: a multi-line response cannot be taken back,
+		// and a client that saw a terminating "." would keep a truncated
+		// message. Closing is the only honest end.
+		if mw.err == nil {
+			s.log.Error("pop3: reading message failed mid-response; closing", slog.Uint64("uid", uint64(m.uid)), slog.Any("error", err))
+		}
+		return 0, &abortError{err}
+	}
+	if err := mw.finish(); err != nil {
+		return 0, &abortError{err}
+	}
+	mBytesSent.Add(float64(mw.n))
+	return mw.n, nil
+}
+
+// cmdDele implements DELE (RFC 1939 §5): the message is only marked; QUIT
+// commits (UPDATE state).
+func (s *session) cmdDele(c *Command) error {
+	if len(c.Args) != 1 {
+		return errReply("", "Usage: DELE msg")
+	}
+	n, m, err := s.msgArg(c.Args[0])
+	if err != nil {
+		return err
+	}
+	m.deleted = true
+	return s.ok("Message " + strconv.Itoa(n) + " deleted")
+}
+
+// cmdRset implements RSET (RFC 1939 §5): unmark every deleted message.
+func (s *session) cmdRset(c *Command) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	for i := range s.md.msgs {
+		s.md.msgs[i].deleted = false
+	}
+	return s.ok(fmt.Sprintf("Maildrop has %d messages", len(s.md.msgs)))
+}
+
+// prefetch is a message opened ahead of the client's request.
+type prefetch struct {
+	uid  uint32
+	done chan struct{}
+	rc   io.ReadCloser
+	err  error
+}
+
+// prefetchAfter opens message number n+1 in the background after RETR n:
+// download loops (RETR 1, RETR 2, ...) then find the next message's first
+// chunk already read, which hides the store's round trip. At most one
+// message (one store chunk) is held ahead per session.
+func (s *session) prefetchAfter(n int) {
+	s.dropPrefetch()
+	if n >= len(s.md.msgs) {
+		return
+	}
+	next := &s.md.msgs[n] // number n+1
+	if next.deleted || next.gone {
+		return
+	}
+	p := &prefetch{uid: next.uid, done: make(chan struct{})}
+	s.pre = p
+	acc, box := s.acc.ID, s.md.box.ID
+	go func() {
+		defer close(p.done)
+		p.rc, p.err = s.srv.store.OpenMessage(s.ctx, acc, box, p.uid, 0, -1)
+	}()
+}
+
+// openMessage returns the prefetched message if it is uid, else opens it.
+func (s *session) openMessage(uid uint32) (io.ReadCloser, error) {
+	if p := s.pre; p != nil && p.uid == uid {
+		s.pre = nil
+		<-p.done
+		return p.rc, p.err
+	}
+	s.dropPrefetch()
+	return s.srv.store.OpenMessage(s.ctx, s.acc.ID, s.md.box.ID, uid, 0, -1)
+}
+
+// dropPrefetch discards an unused prefetched message.
+func (s *session) dropPrefetch() {
+	if p := s.pre; p != nil {
+		s.pre = nil
+		<-p.done
+		if p.rc != nil {
+			p.rc.Close()
+		}
+	}
+}
