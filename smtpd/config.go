@@ -1,0 +1,160 @@
+package smtpd
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+)
+
+// Defaults for the limits of Config left at zero. Every limit of the
+// server is here or in Config; nothing else in the package hard-codes one.
+const (
+	DefaultMaxMessageSize = 50 << 20 // octets; SIZE (RFC 1870)
+	// DefaultMaxRecipients is the minimum RFC 5321 §4.5.3.1.8 requires a
+	// server to accept.
+	DefaultMaxRecipients  = 100
+	DefaultMaxErrors      = 20        // error replies before we disconnect
+	DefaultMaxHeaderBytes = 256 << 10 // bound on a message's header section
+	// DefaultCommandTimeout is RFC 5321 §4.5.3.2.7's server timeout.
+	DefaultCommandTimeout = 5 * time.Minute
+	// DefaultDataTimeout bounds inactivity while a message is being
+	// received (RFC 5321 §4.5.3.2.5 gives the client 3 minutes per block).
+	DefaultDataTimeout = 5 * time.Minute
+	// DefaultMessageTimeout bounds a whole DATA/BDAT transfer, so that a
+	// slow but live 50 MB upload (≥ 15 KB/s) finishes.
+	DefaultMessageTimeout = time.Hour
+	// DefaultDeliverTimeout bounds one store delivery.
+	DefaultDeliverTimeout = 2 * time.Minute
+	// DefaultSpoolMemory is how much of a message is kept in memory before
+	// the rest is spooled to an unlinked temporary file.
+	DefaultSpoolMemory = 1 << 20
+)
+
+// Fixed protocol bounds.
+const (
+	// maxCommandLine bounds an ordinary command line including CRLF. RFC
+	// 5321 §4.5.3.1.4 gives 512 octets and lets extensions raise it; MAIL
+	// with SIZE, BODY, SMTPUTF8, RET and ENVID (RFC 3461 §4.4) fits well.
+	maxCommandLine = 2048
+	// maxAuthLine bounds an AUTH command or SASL response line (RFC 4954 §4:
+	// 12288 octets).
+	maxAuthLine = 12288
+	// readBufferSize is the per-connection input buffer; it must exceed
+	// maxAuthLine.
+	readBufferSize = 32 << 10
+	// tlsHandshakeTimeout bounds a TLS handshake (implicit or STARTTLS).
+	tlsHandshakeTimeout = 30 * time.Second
+	// writeTimeout bounds writing one reply.
+	writeTimeout = time.Minute
+	// shutdownWriteTimeout bounds writing the 421 sent at shutdown.
+	shutdownWriteTimeout = 2 * time.Second
+	// maxHelo bounds the EHLO/HELO argument kept for Received:.
+	maxHelo = 255
+)
+
+// Config configures a Server. Zero limits take the Default* values above.
+type Config struct {
+	// Hostname is the FQDN used in the greeting and Received: headers.
+	Hostname string
+	// TLS enables STARTTLS (RFC 3207) and implicit TLS (port 465); nil
+	// disables both. The server never negotiates below TLS 1.2.
+	TLS *tls.Config
+	// TrustedProxies are the prefixes whose connections must start with a
+	// PROXY protocol v1/v2 header giving the real client.
+	TrustedProxies []netip.Prefix
+	// AllowInsecureAuth allows AUTH without TLS from non-loopback clients.
+	AllowInsecureAuth bool
+
+	MaxMessageSize int64 // octets (SIZE); 0 = DefaultMaxMessageSize
+	MaxRecipients  int   // per transaction; 0 = DefaultMaxRecipients
+	// MaxConnsPerIP bounds open connections per client IP (IPv6 per /64)
+	// over all SMTP listeners; 0 or less = unlimited (as
+	// POSTRIDER_MAX_CONNS_PER_IP=0).
+	MaxConnsPerIP int
+	// MaxErrors is how many error replies a client may provoke before it
+	// is disconnected; 0 = DefaultMaxErrors.
+	MaxErrors int
+	// MaxHeaderBytes bounds a message's header section; 0 = default.
+	MaxHeaderBytes int64
+
+	CommandTimeout time.Duration // waiting for a command line
+	DataTimeout    time.Duration // inactivity during DATA/BDAT
+	MessageTimeout time.Duration // a whole DATA/BDAT transfer
+	DeliverTimeout time.Duration // one store delivery
+
+	// SpoolDir holds spooled message data (unlinked temporary files);
+	// "" = os.TempDir().
+	SpoolDir string
+	// SpoolMemory is how many octets of a message are kept in memory
+	// before spooling to disk; 0 = DefaultSpoolMemory.
+	SpoolMemory int64
+
+	// Logger receives the server's logs; nil = slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults validates cfg and fills in defaults.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return cfg, fmt.Errorf("smtpd: no hostname: %w", err)
+		}
+		cfg.Hostname = h
+	}
+	if strings.ContainsAny(cfg.Hostname, " \t\r\n<>()[];") || len(cfg.Hostname) > maxHelo {
+		return cfg, fmt.Errorf("smtpd: invalid hostname %q", cfg.Hostname)
+	}
+	if cfg.MaxMessageSize < 0 || cfg.MaxRecipients < 0 || cfg.MaxErrors < 0 || cfg.MaxHeaderBytes < 0 || cfg.SpoolMemory < 0 {
+		return cfg, errors.New("smtpd: negative limit")
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.MaxMessageSize > 1<<32-1 {
+		// go-smtp parses SIZE= as a 32-bit value and BDAT sizes likewise.
+		return cfg, fmt.Errorf("smtpd: MaxMessageSize %d over 4 GiB", cfg.MaxMessageSize)
+	}
+	if cfg.MaxRecipients == 0 {
+		cfg.MaxRecipients = DefaultMaxRecipients
+	}
+	if cfg.MaxErrors == 0 {
+		cfg.MaxErrors = DefaultMaxErrors
+	}
+	if cfg.MaxHeaderBytes == 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.CommandTimeout, DefaultCommandTimeout)
+	def(&cfg.DataTimeout, DefaultDataTimeout)
+	def(&cfg.MessageTimeout, DefaultMessageTimeout)
+	def(&cfg.DeliverTimeout, DefaultDeliverTimeout)
+	if cfg.SpoolMemory == 0 {
+		cfg.SpoolMemory = DefaultSpoolMemory
+	}
+	if cfg.SpoolDir == "" {
+		cfg.SpoolDir = os.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.TLS != nil {
+		t := cfg.TLS.Clone()
+		// RFC 3207 leaves versions to the implementation; we refuse
+		// anything older than TLS 1.2.
+		if t.MinVersion < tls.VersionTLS12 {
+			t.MinVersion = tls.VersionTLS12
+		}
+		cfg.TLS = t
+	}
+	return cfg, nil
+}

@@ -1,0 +1,288 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postrider/postrider/mailstore"
+)
+
+// Fuzz targets for the SMTP input handling that is ours: address parsing,
+// the data scanner, the From: header check, the end-of-data mirror, and the
+// whole guard + go-smtp + session stack on arbitrary client bytes.
+
+func FuzzParseAddress(f *testing.F) {
+	for _, s := range []string{
+		"alice@example.org", "Alice+tag@Example.ORG", "user%other@example.org", "a@b@c", "user@example.org.",
+		"x@[127.0.0.1]", "x@[IPv6:::1]", "x@[tag:content]", "jörg@bücher.example", "@", "a@", "@b",
+		"a@xn--bcher-kva.example", "a@-bad-.example", "a@exa_mple.org", strings.Repeat("a", 70) + "@x.org",
+	} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, s string, utf8ok bool) {
+		a, err := parseAddress(s, utf8ok)
+		if err != nil {
+			return
+		}
+		if a.local == "" || len(a.local) > mailstore.MaxLocalPartLength || a.domain == "" {
+			t.Fatalf("%q parsed to %+v", s, a)
+		}
+		if !utf8ok && !isASCII(s) {
+			t.Fatalf("non-ASCII %q accepted without SMTPUTF8", s)
+		}
+		if strings.ContainsAny(a.local, "\r\n\x00") {
+			t.Fatalf("control character in local part of %q", s)
+		}
+		if a.literal {
+			if !validAddressLiteral(a.domain) {
+				t.Fatalf("bad literal %q", a.domain)
+			}
+			return
+		}
+		if _, err := mailstore.NormalizeDomain(a.domain); err != nil || strings.HasSuffix(a.domain, ".") || a.domain != strings.ToLower(a.domain) {
+			t.Fatalf("%q gave domain %q (%v)", s, a.domain, err)
+		}
+		// Idempotent on its own output.
+		if d2, err := asciiDomain(a.domain); err != nil || d2 != a.domain {
+			t.Fatalf("domain %q not stable: %q %v", a.domain, d2, err)
+		}
+	})
+}
+
+// refScan is the obvious whole-buffer version of dataScanner's rules.
+func refScan(data []byte, maxHeader int64) (header []byte, err error) {
+	for i, b := range data {
+		switch {
+		case b == 0:
+			return nil, errNUL
+		case b == '\r' && (i+1 == len(data) || data[i+1] != '\n'):
+			return nil, errBareCR
+		case b == '\n' && (i == 0 || data[i-1] != '\r'):
+			return nil, errBareLF
+		}
+	}
+	end := len(data)
+	if bytes.HasPrefix(data, []byte("\r\n")) {
+		end = 2
+	} else if i := bytes.Index(data, []byte("\r\n\r\n")); i >= 0 {
+		end = i + 4
+	}
+	if int64(end) > maxHeader {
+		return nil, errHeader
+	}
+	return data[:end], nil
+}
+
+func FuzzDataScanner(f *testing.F) {
+	for _, s := range []string{
+		"Subject: x\r\n\r\nbody\r\n", "a\nb", "a\rb", "a\r", "\r\n", "x\r\n\x00.\r\n", "h: v\r\n folded\r\n\r\n",
+		"body\n.\n", "\r.\r\n", "no header end\r\n",
+	} {
+		f.Add([]byte(s), []byte{1, 3}, uint8(16))
+	}
+	f.Fuzz(func(t *testing.T, data, splits []byte, maxHdr uint8) {
+		wantHdr, wantErr := refScan(data, int64(maxHdr))
+		sc := newDataScanner(int64(maxHdr), true)
+		var err error
+		rest := data
+		for i := 0; len(rest) > 0 && err == nil; i++ {
+			n := len(rest)
+			if i < len(splits) {
+				n = min(n, int(splits[i])+1)
+			}
+			err = sc.scan(rest[:n])
+			rest = rest[n:]
+		}
+		if err == nil {
+			err = sc.finish()
+		}
+		// The scanner may report a header overflow before a later bare
+		// CR/LF, the reference the other way round: both refuse.
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("scan(%q) = %v, reference %v", data, err, wantErr)
+		}
+		if err == nil && !bytes.Equal(sc.header, wantHdr) {
+			t.Fatalf("header %q, want %q", sc.header, wantHdr)
+		}
+	})
+}
+
+func FuzzHeaderFrom(f *testing.F) {
+	for _, s := range []string{
+		"From: a@b.example\r\n\r\n", "From: \"A, B\" <a@b.example>, c@d.example\r\n", "from:\r\n x@y.example\r\n",
+		"From: =?UTF-8?B?w6k=?= <e@f.example>\r\n", "From: group: a@b.example;\r\n", "From: <>\r\n", "From:\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, hdr []byte) {
+		addrs, err := headerFromAddresses(hdr)
+		if err != nil {
+			return
+		}
+		for _, a := range addrs {
+			if !strings.Contains(a, "@") {
+				t.Fatalf("address %q without @ from %q", a, hdr)
+			}
+		}
+	})
+}
+
+func FuzzScanDataEnd(f *testing.F) {
+	for _, s := range []string{".\r\n", "a\r\n.\r\n", "a\n.\n\r\n.\r\n", "a\r\r\n.\r\n", "..\r\n.\r\n", "\r\n\x00.\r\n"} {
+		f.Add([]byte(s), uint8(2))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
+		st := dsBeginLine
+		whole, end := scanDataEnd(&st, data)
+		st = dsBeginLine
+		k := min(int(split), len(data))
+		n1, end1 := scanDataEnd(&st, data[:k])
+		total, endAll := n1, end1
+		if !end1 {
+			n2, end2 := scanDataEnd(&st, data[k:])
+			total, endAll = n1+n2, end2
+		}
+		if total != whole || endAll != end {
+			t.Fatalf("split at %d: (%d,%v), whole (%d,%v)", k, total, endAll, whole, end)
+		}
+		if end && !bytes.HasSuffix(data[:whole], []byte(".\r\n")) {
+			t.Fatalf("data ended without .CRLF: %q", data[:whole])
+		}
+	})
+}
+
+// fuzzStore is an in-memory store for FuzzSession: example.org has one
+// user; everything else is not local.
+type fuzzStore struct {
+	mailstore.Store
+	mu     sync.Mutex
+	bodies [][]byte
+}
+
+func (s *fuzzStore) ResolveRecipient(_ context.Context, addr string) ([]mailstore.Account, error) {
+	a, err := mailstore.NormalizeAddress(addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, d := mailstore.SplitAddress(a); d != "example.org" {
+		return nil, mailstore.ErrNotLocalDomain
+	}
+	if a != "alice@example.org" {
+		return nil, mailstore.ErrNoSuchRecipient
+	}
+	return []mailstore.Account{{ID: 1, Address: a}}, nil
+}
+
+func (s *fuzzStore) IsLocalDomain(_ context.Context, d string) (bool, error) {
+	return d == "example.org", nil
+}
+
+func (s *fuzzStore) Deliver(_ context.Context, d *mailstore.Delivery) (mailstore.DeliveryResult, error) {
+	b, err := io.ReadAll(d.Body)
+	if err != nil {
+		return mailstore.DeliveryResult{}, err
+	}
+	s.mu.Lock()
+	s.bodies = append(s.bodies, b)
+	s.mu.Unlock()
+	return mailstore.DeliveryResult{Size: int64(len(b)), Delivered: []mailstore.Delivered{{AccountID: 1, MailboxID: 1, UID: 1}}}, nil
+}
+
+// pipeListener yields one connection.
+type pipeListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l *pipeListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
+func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25} }
+
+// FuzzSession feeds arbitrary client bytes to the whole stack (guardConn,
+// go-smtp, session) and checks that whatever is delivered has CR and LF
+// only as CRLF and no NUL, and that the server neither panics nor hangs.
+func FuzzSession(f *testing.F) {
+	seeds := []string{
+		"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: s\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+		"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nhi\n.\nMAIL FROM:<e@v.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nevil\r\n.\r\n",
+		"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nBDAT 5\r\nab\r\nxBDAT 3 LAST\r\n\ncd\r\n",
+		"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nBDAT 4 LAST\r\na\nb\r\n.\r\n",
+		"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n.\r\r\nMAIL FROM:<e@v.example>\r\n.\r\n",
+		"EHLO x\nMAIL FROM:<a@b.example>\n", "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n.\r\n",
+		"EHLO x\r\nAUTH PLAIN\r\nAHgAeQ==\r\nSTARTTLS\r\n",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		st := &fuzzStore{}
+		srv, err := New(Config{
+			Hostname: "mx.example.org", MaxMessageSize: 4096, MaxHeaderBytes: 1024, MaxErrors: 50,
+			CommandTimeout: 30 * time.Millisecond, DataTimeout: 30 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}, st, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cli, server := net.Pipe()
+		ln := &pipeListener{ch: make(chan net.Conn, 1), done: make(chan struct{})}
+		ln.ch <- server
+		served := make(chan error, 1)
+		go func() { served <- srv.ServeInbound(ln) }()
+		readDone := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(io.Discard, cli)
+			close(readDone)
+		}()
+		_ = cli.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		_, _ = cli.Write(input)
+		select {
+		case <-readDone: // the server closed the connection (QUIT, error, timeout)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("server hung on %q", input)
+		}
+		cli.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+		if err := <-served; !errors.Is(err, ErrServerClosed) {
+			t.Fatalf("serve: %v", err)
+		}
+		for _, b := range st.bodies {
+			if _, err := refScan(b, 1<<30); err != nil {
+				t.Fatalf("delivered a message with %v from input %q:\n%q", err, input, b)
+			}
+		}
+	})
+}
+
+func TestPunycode(t *testing.T) {
+	for in, want := range map[string]string{
+		"bücher.example": "xn--bcher-kva.example", "MÜNCHEN.de": "xn--mnchen-3ya.de",
+		"例え.テスト": "xn--r8jz45g.xn--zckzah", "ascii.example": "ascii.example",
+	} {
+		got, err := asciiDomain(in)
+		if err != nil || got != want {
+			t.Errorf("asciiDomain(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
