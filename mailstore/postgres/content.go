@@ -1,0 +1,282 @@
+package postgres
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/postrider/postrider/mailstore"
+	"github.com/postrider/postrider/mailstore/msgparse"
+)
+
+// chunkPool recycles the ChunkSize buffers messages are read into.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
+
+// content is what pr_deliver stores about a message content besides its
+// octets.
+type content struct {
+	sha           []byte
+	size          int64
+	headerSize    int64
+	sentDay       any // nil or time.Time (date of the Date: header in its own zone)
+	parsed        []byte
+	searchHeaders string
+	searchText    string
+	rawText       string // large messages: body text not yet folded (see stageReader)
+}
+
+// ingest feeds message octets to the hash and the parser while counting
+// them against the size limit.
+type ingest struct {
+	h     hash.Hash
+	p     *msgparse.Parser
+	size  int64
+	limit int64
+}
+
+func newIngest(limit int64) *ingest {
+	return &ingest{h: sha256.New(), p: msgparse.NewParser(), limit: limit}
+}
+
+func (in *ingest) write(b []byte) error {
+	in.size += int64(len(b))
+	if in.size > in.limit {
+		return fmt.Errorf("%w: message larger than %d octets", mailstore.ErrTooLarge, in.limit)
+	}
+	in.h.Write(b)
+	if _, err := in.p.Write(b); err != nil {
+		return fmt.Errorf("parse message: %w", err)
+	}
+	return nil
+}
+
+// finish completes parsing and prepares the stored forms: the parse result
+// as JSON (without SearchHeaders/Text) and the lower-cased search texts.
+// With stream set (large messages) the body text is left unfolded in
+// rawText, to be folded piecewise by stageReader instead of copied whole.
+func (in *ingest) finish(stream bool) (*content, error) {
+	msg, err := in.p.Finish()
+	in.p = nil // let the parser's buffers go
+	if err != nil {
+		// The parser is lenient; an error here means it could not even
+		// produce a best-effort result. Store the message unparsed rather
+		// than refuse mail.
+		if msg == nil {
+			msg = &msgparse.Message{}
+		}
+	}
+	msg.Size = in.size
+	parsed, err := json.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("encode parsed message: %w", err)
+	}
+	c := &content{
+		sha:           in.h.Sum(nil),
+		size:          in.size,
+		headerSize:    msg.HeaderSize,
+		parsed:        parsed,
+		searchHeaders: searchHeaders(msg.SearchHeaders),
+	}
+	if stream {
+		c.rawText = msg.Text
+	} else {
+		c.searchText = searchFold(msg.Text)
+	}
+	msg.Text, msg.SearchHeaders = "", nil
+	if !msg.Date.IsZero() {
+		y, m, d := msg.Date.Date()
+		c.sentDay = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	}
+	return c, nil
+}
+
+// searchFold prepares text for case-insensitive substring search: lower
+// case (Unicode, done here so that the database's locale does not matter),
+// valid UTF-8 and no NUL (which PostgreSQL text cannot hold).
+func searchFold(s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", " ")
+	}
+	return lower(s)
+}
+
+// lower is strings.ToLower with a faster path for ASCII text (most mail),
+// which strings.ToLower converts a byte at a time through a Builder.
+func lower(s string) string {
+	upper := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return strings.ToLower(s)
+		}
+		upper = upper || ('A' <= c && c <= 'Z')
+	}
+	if !upper {
+		return s
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
+}
+
+// searchHeaders renders header fields as "name: value\n" lines, folded for
+// search; values hold no line breaks, so a regular expression can anchor a
+// criterion to one field.
+func searchHeaders(fs []msgparse.HeaderField) string {
+	var b strings.Builder
+	for _, f := range fs {
+		v := strings.Map(func(r rune) rune {
+			if r == '\r' || r == '\n' {
+				return ' '
+			}
+			return r
+		}, f.Value)
+		b.WriteString(searchFold(f.Name))
+		b.WriteString(": ")
+		b.WriteString(searchFold(v))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// chunkSource streams the rest of a large message into COPY chunks rows,
+// ChunkSize octets each, feeding the ingest as it goes. It reuses one
+// buffer: pgx encodes each row before asking for the next.
+type chunkSource struct {
+	contentID int64
+	in        *ingest
+	r         io.Reader
+	buf       []byte
+	first     []byte // the already-read first chunk
+	seq       int32
+	cur       []byte
+	err       error
+	done      bool
+}
+
+func (cs *chunkSource) Next() bool {
+	if cs.done || cs.err != nil {
+		return false
+	}
+	if cs.first != nil {
+		cs.cur, cs.first = cs.first, nil
+		return true
+	}
+	n, err := io.ReadFull(cs.r, cs.buf)
+	if n > 0 {
+		if werr := cs.in.write(cs.buf[:n]); werr != nil {
+			cs.err = werr
+			return false
+		}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		cs.done = true
+		if n == 0 {
+			return false
+		}
+	default:
+		cs.err = fmt.Errorf("read message: %w", err)
+		return false
+	}
+	cs.seq++
+	cs.cur = cs.buf[:n]
+	return true
+}
+
+func (cs *chunkSource) Values() ([]any, error) {
+	return []any{cs.contentID, cs.seq, cs.cur}, nil
+}
+
+func (cs *chunkSource) Err() error { return cs.err }
+
+// stageReader produces the COPY text-format row (content_id, search_headers,
+// search_text) for content_stage, folding and escaping the body text in
+// bounded pieces so that no second copy of it is ever built.
+type stageReader struct {
+	pending []string // raw pieces still to send, in order; index 2 is the text
+	idx     int
+	text    string // rest of the unfolded body text (while idx == 2)
+	buf     []byte
+	off     int
+}
+
+func newStageReader(contentID int64, c *content) *stageReader {
+	return &stageReader{
+		pending: []string{fmt.Sprintf("%d\t", contentID), copyEscape(c.searchHeaders) + "\t", "", "\n"},
+		text:    c.rawText,
+	}
+}
+
+// stagePiece bounds one folded piece of body text.
+const stagePiece = 32 << 10
+
+func (r *stageReader) Read(p []byte) (int, error) {
+	for r.off >= len(r.buf) {
+		r.buf, r.off = r.buf[:0], 0
+		if r.idx >= len(r.pending) {
+			return 0, io.EOF
+		}
+		if r.idx != 2 {
+			r.buf = append(r.buf, r.pending[r.idx]...)
+			r.idx++
+			continue
+		}
+		if r.text == "" {
+			r.idx++
+			continue
+		}
+		// Cut at a rune start so that folding piecewise equals folding whole.
+		j := min(len(r.text), stagePiece)
+		for k := j; k > 0 && k < len(r.text) && j-k < utf8.UTFMax; k-- {
+			if utf8.RuneStart(r.text[k]) {
+				j = k
+				break
+			}
+		}
+		r.buf = append(r.buf, copyEscape(searchFold(r.text[:j]))...)
+		r.text = r.text[j:]
+	}
+	n := copy(p, r.buf[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// copyEscape escapes s for a COPY text-format field.
+func copyEscape(s string) string {
+	if !strings.ContainsAny(s, "\\\n\r\t") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 16)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			b.WriteString(`\\`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,382 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/postrider/postrider/mailstore"
+)
+
+// target is one distinct mailbox a content goes to: by ID (Append) or by
+// normalised name (Deliver).
+type target struct {
+	account int64
+	mailbox *int64
+	name    string
+	flags   int16
+	kw      string // space-separated keywords
+}
+
+// delivered is one row returned by pr_deliver.
+type delivered struct {
+	account, mailbox, uid, uidvalidity int64
+}
+
+const deliverSQL = `SELECT r_account, r_mailbox, r_uid, r_uidvalidity FROM pr_deliver(
+	$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
+
+// normFlags validates flags and renders them for storage: system flags as a
+// bit mask, keywords deduplicated case-insensitively (first case kept).
+func normFlags(f mailstore.Flags) (int16, []string, error) {
+	sys := int16(f.System) & 0x1f
+	if len(f.Keywords) == 0 {
+		return sys, nil, nil
+	}
+	kws := make([]string, 0, len(f.Keywords))
+	seen := make(map[string]bool, len(f.Keywords))
+	for _, k := range f.Keywords {
+		if !mailstore.ValidKeyword(k) {
+			return 0, nil, fmt.Errorf("%w: invalid keyword %q", mailstore.ErrInvalidArgument, k)
+		}
+		l := strings.ToLower(k)
+		if seen[l] {
+			continue
+		}
+		seen[l] = true
+		kws = append(kws, k)
+	}
+	if len(kws) > mailstore.MaxKeywords {
+		return 0, nil, fmt.Errorf("%w: more than %d keywords", mailstore.ErrInvalidArgument, mailstore.MaxKeywords)
+	}
+	return sys, kws, nil
+}
+
+// Deliver implements mailstore.Store. Recipients that name the same
+// account and mailbox share one copy (their flags are merged); Delivered
+// has one entry per stored copy, in the order of first appearance.
+func (s *Store) Deliver(ctx context.Context, d *mailstore.Delivery) (mailstore.DeliveryResult, error) {
+	if d == nil || d.Body == nil || len(d.Recipients) == 0 {
+		return mailstore.DeliveryResult{}, fmt.Errorf("%w: delivery without body or recipients", mailstore.ErrInvalidArgument)
+	}
+	if len(d.Recipients) > MaxRecipients {
+		return mailstore.DeliveryResult{}, fmt.Errorf("%w: more than %d recipients", mailstore.ErrInvalidArgument, MaxRecipients)
+	}
+	type key struct {
+		account int64
+		name    string
+	}
+	idx := map[key]int{}
+	var ts []target
+	var kws [][]string
+	for _, r := range d.Recipients {
+		name := r.Mailbox
+		if name == "" {
+			name = "INBOX"
+		}
+		n, err := mailstore.NormalizeMailboxName(name)
+		if err != nil {
+			return mailstore.DeliveryResult{}, err
+		}
+		sys, kw, err := normFlags(r.Flags)
+		if err != nil {
+			return mailstore.DeliveryResult{}, err
+		}
+		k := key{r.AccountID, n}
+		if i, ok := idx[k]; ok {
+			ts[i].flags |= sys
+			_, merged, err := normFlags(mailstore.Flags{Keywords: append(append([]string(nil), kws[i]...), kw...)})
+			if err != nil {
+				return mailstore.DeliveryResult{}, err
+			}
+			kws[i] = merged
+			continue
+		}
+		idx[k] = len(ts)
+		ts = append(ts, target{account: r.AccountID, name: n, flags: sys})
+		kws = append(kws, kw)
+	}
+	for i := range ts {
+		ts[i].kw = strings.Join(kws[i], " ")
+	}
+	var params []byte
+	if len(d.Params) > 0 {
+		if len(d.Params) > MaxParams {
+			return mailstore.DeliveryResult{}, fmt.Errorf("%w: more than %d delivery parameters", mailstore.ErrInvalidArgument, MaxParams)
+		}
+		clean := make(map[string]string, len(d.Params))
+		for k, v := range d.Params {
+			clean[searchClean(k)] = searchClean(v)
+		}
+		var err error
+		if params, err = json.Marshal(clean); err != nil {
+			return mailstore.DeliveryResult{}, fmt.Errorf("deliver: encode params: %w", err)
+		}
+	}
+	rows, size, err := s.storeContent(ctx, d.Body, d.InternalDate, ts, searchClean(d.MailFrom), params)
+	if err != nil {
+		return mailstore.DeliveryResult{}, err
+	}
+	res := mailstore.DeliveryResult{Size: size, Delivered: make([]mailstore.Delivered, len(rows))}
+	for i, r := range rows {
+		res.Delivered[i] = mailstore.Delivered{AccountID: r.account, MailboxID: r.mailbox, UID: uint32(r.uid)}
+	}
+	return res, nil
+}
+
+// searchClean makes a short protocol string storable as text/JSON: valid
+// UTF-8 without NUL.
+func searchClean(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ReplaceAll(s, "\x00", "")
+}
+
+// Append implements mailstore.Store.
+func (s *Store) Append(ctx context.Context, accountID, mailboxID int64, flags mailstore.Flags, date time.Time, body io.Reader) (mailstore.AppendResult, error) {
+	if body == nil {
+		return mailstore.AppendResult{}, fmt.Errorf("%w: no body", mailstore.ErrInvalidArgument)
+	}
+	sys, kw, err := normFlags(flags)
+	if err != nil {
+		return mailstore.AppendResult{}, err
+	}
+	mb := mailboxID
+	rows, size, err := s.storeContent(ctx, body, date, []target{{account: accountID, mailbox: &mb, flags: sys, kw: strings.Join(kw, " ")}}, "", nil)
+	if err != nil {
+		return mailstore.AppendResult{}, err
+	}
+	if len(rows) != 1 {
+		return mailstore.AppendResult{}, fmt.Errorf("append: %d rows stored", len(rows))
+	}
+	return mailstore.AppendResult{UIDValidity: uint32(rows[0].uidvalidity), UID: uint32(rows[0].uid), Size: size}, nil
+}
+
+// storeContent reads body and stores it for every target. Messages of up
+// to ChunkSize octets take the fast path: one statement (pr_deliver), one
+// round trip, its own transaction. Larger ones are streamed in ChunkSize
+// rows with COPY inside a transaction, never held in memory whole, and
+// pr_deliver finishes that transaction.
+func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time, ts []target, from string, params []byte) ([]delivered, int64, error) {
+	if date.IsZero() {
+		date = time.Now().Truncate(time.Second)
+	}
+	bufp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bufp)
+	buf := *bufp
+
+	in := newIngest(s.opts.MaxMessageSize)
+	n, err := io.ReadFull(body, buf)
+	small := false
+	var rest io.Reader
+	switch {
+	case err == nil:
+		// Exactly ChunkSize so far: is there more?
+		var one [1]byte
+		k, err := io.ReadFull(body, one[:])
+		switch {
+		case k == 1:
+			rest = io.MultiReader(bytes.NewReader(one[:]), body)
+		case errors.Is(err, io.EOF):
+			small = true
+		default:
+			return nil, 0, fmt.Errorf("deliver: read message: %w", err)
+		}
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		small = true
+	default:
+		return nil, 0, fmt.Errorf("deliver: read message: %w", err)
+	}
+	if err := in.write(buf[:n]); err != nil {
+		return nil, 0, err
+	}
+	accounts := distinctAccounts(ts)
+	if small {
+		c, err := in.finish(false)
+		if err != nil {
+			return nil, 0, err
+		}
+		args := deliverArgs(nil, c, buf[:n], ts, date, from, params)
+		for attempt := 0; ; attempt++ {
+			rows, err := s.runDeliver(ctx, nil, args, accounts)
+			if err != nil && retryable(err) && attempt < 3 {
+				continue
+			}
+			if err != nil {
+				return nil, 0, mapErr("deliver", err)
+			}
+			return rows, c.size, nil
+		}
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, 0, mapErr("deliver", err)
+	}
+	defer conn.Release()
+	var pending int64
+	err = func() error {
+		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+			return err
+		}
+		if err := conn.QueryRow(ctx, `INSERT INTO contents (size, chunk_size) VALUES (0, $1) RETURNING id`, ChunkSize).Scan(&pending); err != nil {
+			return err
+		}
+		src := &chunkSource{contentID: pending, in: in, r: rest, buf: buf, first: buf[:n]}
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"chunks"}, []string{"content_id", "seq", "data"}, src); err != nil {
+			if src.err != nil {
+				return src.err
+			}
+			return err
+		}
+		return nil
+	}()
+	if err != nil {
+		rollback(conn)
+		return nil, 0, mapErr("deliver", err)
+	}
+	c, err := in.finish(true)
+	if err == nil {
+		// The search texts go by COPY too: a multi-megabyte query parameter
+		// would be copied into pgx's send buffer whole.
+		_, err = conn.Conn().PgConn().CopyFrom(ctx, newStageReader(pending, c),
+			`COPY content_stage (content_id, search_headers, search_text) FROM STDIN`)
+		c.rawText = ""
+	}
+	if err != nil {
+		rollback(conn)
+		return nil, 0, mapErr("deliver", err)
+	}
+	rows, err := s.runDeliver(ctx, conn, deliverArgs(&pending, c, nil, ts, date, from, params), accounts)
+	if err != nil {
+		return nil, 0, mapErr("deliver", err)
+	}
+	return rows, c.size, nil
+}
+
+func distinctAccounts(ts []target) []int64 {
+	seen := make(map[int64]bool, len(ts))
+	var as []int64
+	for _, t := range ts {
+		if !seen[t.account] {
+			seen[t.account] = true
+			as = append(as, t.account)
+		}
+	}
+	return as
+}
+
+func deliverArgs(pending *int64, c *content, data []byte, ts []target, date time.Time, from string, params []byte) []any {
+	// Targets are all by name (Deliver) or all by mailbox ID (Append);
+	// pr_deliver takes p_mailboxes NULL for the former.
+	accounts := make([]int64, len(ts))
+	var mailboxes []int64
+	names := make([]string, len(ts))
+	flags := make([]int16, len(ts))
+	kws := make([]string, len(ts))
+	for i, t := range ts {
+		accounts[i], names[i], flags[i], kws[i] = t.account, t.name, t.flags, t.kw
+		if t.mailbox != nil {
+			mailboxes = append(mailboxes, *t.mailbox)
+		}
+	}
+	var p any
+	if params != nil {
+		p = string(params)
+	}
+	var d any
+	if pending == nil {
+		d = data
+	}
+	var pend any
+	if pending != nil {
+		pend = *pending
+	}
+	return []any{pend, c.sha, c.size, c.headerSize, ChunkSize, c.sentDay, string(c.parsed), c.searchHeaders,
+		c.searchText, d, accounts, mailboxes, names, flags, kws, date, from, p}
+}
+
+// runDeliver runs pr_deliver, commits and notifies (see writeBatch).
+func (s *Store) runDeliver(ctx context.Context, conn *pgxpool.Conn, args []any, accounts []int64) ([]delivered, error) {
+	var out []delivered
+	err := s.writeBatch(ctx, conn, deliverSQL, args, accounts, func(rows pgx.Rows) error {
+		for rows.Next() {
+			var d delivered
+			if err := rows.Scan(&d.account, &d.mailbox, &d.uid, &d.uidvalidity); err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// writeBatch runs one writing statement and commits, then queues
+// notifications for the accounts (see notifier). With conn == nil the
+// statement runs alone, as its own transaction: one round trip. Otherwise
+// conn is inside a transaction, committed in the same round trip.
+func (s *Store) writeBatch(ctx context.Context, conn *pgxpool.Conn, sql string, args []any, accounts []int64, scan func(pgx.Rows) error) error {
+	if conn == nil {
+		rows, err := s.pool.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		err = scan(rows)
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+		if err != nil {
+			return err
+		}
+		s.notifyAccounts(accounts)
+		return nil
+	}
+	b := &pgx.Batch{}
+	b.Queue(sql, args...)
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	err := func() error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		err = scan(rows)
+		rows.Close()
+		if err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = br.Exec()
+		return err
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		rollback(conn)
+		return err
+	}
+	s.notifyAccounts(accounts)
+	return nil
+}
+
+// rollback ends a failed transaction on a pooled connection so that it can
+// be reused (pgxpool would otherwise discard it).
+func rollback(conn *pgxpool.Conn) {
+	if conn.Conn().PgConn().TxStatus() == 'I' || conn.Conn().IsClosed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = conn.Exec(ctx, "ROLLBACK")
+}

@@ -1,0 +1,4 @@
+package postgres
+
+// SearchFold exposes searchFold to the external tests.
+var SearchFold = searchFold

@@ -1,0 +1,168 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/postrider/postrider/mailstore"
+	"github.com/postrider/postrider/mailstore/postgres"
+)
+
+// invariants are the bookkeeping rules the write functions maintain
+// without foreign keys or triggers; each query returns violations.
+var invariants = []struct{ name, sql string }{
+	{"mailbox counters", `
+		SELECT mb.id FROM mailboxes mb LEFT JOIN LATERAL (
+			SELECT count(*) AS n, coalesce(sum(size), 0) AS sz,
+			       count(*) FILTER (WHERE flags & 1 = 0) AS unseen, count(*) FILTER (WHERE flags & 8 <> 0) AS del
+			  FROM messages m WHERE m.mailbox_id = mb.id) c ON true
+		 WHERE (mb.msg_count, mb.msg_size, mb.msg_unseen, mb.msg_deleted) <> (c.n, c.sz, c.unseen, c.del)`},
+	{"quota used", `
+		SELECT a.id FROM accounts a
+		 WHERE a.quota_used <> (SELECT coalesce(sum(m.size), 0) FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id
+		                         WHERE mb.account_id = a.id)`},
+	{"refcount", `
+		SELECT c.id FROM contents c
+		 WHERE c.refcount <> (SELECT count(*) FROM messages m WHERE m.content_id = c.id) OR c.refcount <= 0 OR c.sha256 IS NULL`},
+	{"chunks complete", `
+		SELECT c.id FROM contents c
+		 WHERE (SELECT count(*) FROM chunks k WHERE k.content_id = c.id) <> (c.size + c.chunk_size - 1) / c.chunk_size
+		    OR (SELECT coalesce(sum(octet_length(k.data)), 0) FROM chunks k WHERE k.content_id = c.id) <> c.size`},
+	{"orphan chunks", `SELECT content_id FROM chunks k WHERE NOT EXISTS (SELECT 1 FROM contents c WHERE c.id = k.content_id)`},
+	{"orphan messages", `
+		SELECT m.mailbox_id FROM messages m
+		 WHERE NOT EXISTS (SELECT 1 FROM mailboxes mb WHERE mb.id = m.mailbox_id)
+		    OR NOT EXISTS (SELECT 1 FROM contents c WHERE c.id = m.content_id)`},
+	{"orphan tombstones", `SELECT e.mailbox_id FROM expunged e WHERE NOT EXISTS (SELECT 1 FROM mailboxes mb WHERE mb.id = e.mailbox_id)`},
+	{"uids below uidnext", `
+		SELECT mb.id FROM mailboxes mb
+		 WHERE EXISTS (SELECT 1 FROM messages m WHERE m.mailbox_id = mb.id AND (m.uid >= mb.uidnext OR m.modseq > mb.highestmodseq))
+		    OR EXISTS (SELECT 1 FROM expunged e WHERE e.mailbox_id = mb.id AND (e.uid >= mb.uidnext OR e.modseq > mb.highestmodseq))
+		    OR EXISTS (SELECT 1 FROM expunged e JOIN messages m ON m.mailbox_id = e.mailbox_id AND m.uid = e.uid
+		                WHERE e.mailbox_id = mb.id)`},
+	{"stage empty", `SELECT content_id FROM content_stage`},
+}
+
+func checkInvariants(t testing.TB, st *postgres.Store) {
+	t.Helper()
+	ctx := context.Background()
+	for _, inv := range invariants {
+		rows, err := st.Pool().Query(ctx, inv.sql)
+		must(t, err)
+		var bad []int64
+		for rows.Next() {
+			var id int64
+			must(t, rows.Scan(&id))
+			bad = append(bad, id)
+		}
+		rows.Close()
+		must(t, rows.Err())
+		if len(bad) > 0 {
+			t.Errorf("invariant %q violated for ids %v", inv.name, bad)
+		}
+	}
+}
+
+// TestInvariantsUnderConcurrentChurn runs random writes of every kind from
+// several workers on three accounts sharing contents, then checks the
+// bookkeeping (counters, quota, reference counts, chunks, tombstones).
+func TestInvariantsUnderConcurrentChurn(t *testing.T) {
+	st, _, a := fixture(t)
+	ctx := ctxT(t)
+	accts := []int64{a.ID}
+	for _, addr := range []string{"b@example.org", "c@example.org"} {
+		x, err := st.CreateAccount(ctx, addr, "h")
+		must(t, err)
+		accts = append(accts, x.ID)
+	}
+	bodies := []string{msg("s1", "shared one"), msg("s2", strings.Repeat("shared two\r\n", 200)),
+		msg("big", strings.Repeat("0123456789abcdef", 20000))} // > ChunkSize: streamed path
+	names := []string{"INBOX", "Archive", "Trash", "Work"}
+	var wg sync.WaitGroup
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := 0; i < 40; i++ {
+				acct := accts[rng.IntN(len(accts))]
+				mbName := names[rng.IntN(len(names))]
+				mb, err := st.GetMailbox(ctx, acct, mbName)
+				if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+					_, err = st.CreateMailbox(ctx, acct, mbName, "")
+					if err != nil && !errors.Is(err, mailstore.ErrExists) {
+						t.Error(err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var opErr error
+				switch op := rng.IntN(8); op {
+				case 0, 1:
+					var rc []mailstore.Recipient
+					for _, x := range accts {
+						if rng.IntN(2) == 0 {
+							rc = append(rc, mailstore.Recipient{AccountID: x, Mailbox: mbName, Flags: mailstore.Flags{System: mailstore.SystemFlag(rng.IntN(32))}})
+						}
+					}
+					if len(rc) == 0 {
+						rc = []mailstore.Recipient{{AccountID: acct}}
+					}
+					_, opErr = st.Deliver(ctx, &mailstore.Delivery{Recipients: rc, Body: strings.NewReader(bodies[rng.IntN(len(bodies))])})
+				case 2:
+					_, opErr = st.StoreFlags(ctx, acct, mb.ID, mailstore.UIDSet{{Start: uint32(rng.IntN(5) + 1), Stop: 0}},
+						mailstore.FlagOp(rng.IntN(3)), mailstore.Flags{System: mailstore.SystemFlag(rng.IntN(32)), Keywords: []string{"k" + fmt.Sprint(rng.IntN(3))}}, 0)
+				case 3:
+					_, opErr = st.Expunge(ctx, acct, mb.ID, mailstore.UIDs(uint32(rng.IntN(8)+1)), rng.IntN(2) == 0)
+				case 4:
+					dst, err := st.GetMailbox(ctx, acct, names[rng.IntN(len(names))])
+					if err != nil {
+						continue
+					}
+					if rng.IntN(2) == 0 {
+						_, opErr = st.Copy(ctx, acct, mb.ID, mailstore.UIDSet{{Start: 1, Stop: 0}}, dst.ID)
+					} else {
+						_, opErr = st.Move(ctx, acct, mb.ID, mailstore.UIDSet{{Start: uint32(rng.IntN(5) + 1), Stop: 0}}, dst.ID)
+					}
+				case 5:
+					if mbName != "INBOX" {
+						opErr = st.DeleteMailbox(ctx, acct, mbName)
+					}
+				case 6:
+					if mbName == "Work" {
+						opErr = st.RenameMailbox(ctx, acct, "Work", "Work2")
+						if opErr == nil {
+							opErr = st.RenameMailbox(ctx, acct, "Work2", "Work")
+						}
+					}
+				case 7:
+					_, opErr = st.Expunge(ctx, acct, mb.ID, nil, true)
+				}
+				if opErr != nil && !errors.Is(opErr, mailstore.ErrNoSuchMailbox) && !errors.Is(opErr, mailstore.ErrExists) {
+					t.Errorf("worker %d op on %s: %v", w, mbName, opErr)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	checkInvariants(t, st)
+	// Deleting the accounts releases everything.
+	for _, addr := range []string{"a@example.org", "b@example.org", "c@example.org"} {
+		must(t, st.DeleteAccount(ctx, addr))
+	}
+	checkInvariants(t, st)
+	var n int
+	must(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM contents) + (SELECT count(*) FROM chunks)
+		+ (SELECT count(*) FROM messages) + (SELECT count(*) FROM expunged) + (SELECT count(*) FROM mailboxes)`).Scan(&n))
+	if n != 0 {
+		t.Fatalf("%d rows left after deleting every account", n)
+	}
+}

@@ -1,0 +1,146 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/postrider/postrider/mailstore"
+)
+
+// --- login failures ---
+
+func checkKeys(keys []string) error {
+	if len(keys) > MaxAuthKeys {
+		return fmt.Errorf("%w: more than %d keys", mailstore.ErrInvalidArgument, MaxAuthKeys)
+	}
+	for _, k := range keys {
+		if k == "" || len(k) > MaxAuthKeyLength || !utf8.ValidString(k) || strings.IndexByte(k, 0) >= 0 {
+			return fmt.Errorf("%w: bad auth-failure key", mailstore.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// RecordAuthFailures implements mailstore.Store. About once a minute per
+// node it also deletes failures older than Options.AuthFailureRetention.
+func (s *Store) RecordAuthFailures(ctx context.Context, keys []string, at time.Time) error {
+	if err := checkKeys(keys); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO auth_failures (key, at) SELECT k, $2 FROM unnest($1::text[]) k`, keys, at); err != nil {
+		return mapErr("record auth failures", err)
+	}
+	now := time.Now()
+	if next := s.nextPrune.Load(); now.UnixNano() >= next &&
+		s.nextPrune.CompareAndSwap(next, now.Add(time.Minute+rand.N(time.Minute)).UnixNano()) {
+		if _, err := s.pool.Exec(ctx, `DELETE FROM auth_failures WHERE at < $1`, now.Add(-s.opts.AuthFailureRetention)); err != nil {
+			s.log.Warn("pruning auth failures failed", "err", err)
+		}
+	}
+	return nil
+}
+
+// AuthFailures implements mailstore.Store; every requested key is in the
+// result (0 when it has no failures).
+func (s *Store) AuthFailures(ctx context.Context, keys []string, since time.Time) (map[string]int, error) {
+	if err := checkKeys(keys); err != nil {
+		return nil, err
+	}
+	res := make(map[string]int, len(keys))
+	for _, k := range keys {
+		res[k] = 0
+	}
+	if len(keys) == 0 {
+		return res, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT key, count(*) FROM auth_failures WHERE key = ANY ($1) AND at >= $2 GROUP BY key`, keys, since)
+	if err != nil {
+		return nil, mapErr("auth failures", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var n int64
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, mapErr("auth failures", err)
+		}
+		res[k] = int(n)
+	}
+	return res, mapErr("auth failures", rows.Err())
+}
+
+// ResetAuthFailures implements mailstore.Store.
+func (s *Store) ResetAuthFailures(ctx context.Context, keys []string) error {
+	if err := checkKeys(keys); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `DELETE FROM auth_failures WHERE key = ANY ($1)`, keys)
+	return mapErr("reset auth failures", err)
+}
+
+// --- leases (times are the database's clock, shared by all nodes) ---
+
+func checkLease(name, holder string, ttl time.Duration, needTTL bool) error {
+	for _, v := range []string{name, holder} {
+		if v == "" || len(v) > MaxLeaseNameLength || !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("%w: bad lease name or holder", mailstore.ErrInvalidArgument)
+		}
+	}
+	if needTTL && ttl <= 0 {
+		return fmt.Errorf("%w: lease ttl must be positive", mailstore.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// AcquireLease implements mailstore.Store with one atomic upsert.
+func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	if err := checkLease(name, holder, ttl, true); err != nil {
+		return false, err
+	}
+	var ok bool
+	err := s.pool.QueryRow(ctx, `
+		INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, clock_timestamp() + $3::float8 * interval '1 microsecond')
+		ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+		 WHERE leases.holder = EXCLUDED.holder OR leases.expires_at <= clock_timestamp()
+		RETURNING true`, name, holder, ttl.Microseconds()).Scan(&ok)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return ok, mapErr("acquire lease", err)
+}
+
+// RenewLease implements mailstore.Store; an expired lease is no longer held.
+func (s *Store) RenewLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	if err := checkLease(name, holder, ttl, true); err != nil {
+		return false, err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE leases SET expires_at = clock_timestamp() + $3::float8 * interval '1 microsecond'
+		WHERE name = $1 AND holder = $2 AND expires_at > clock_timestamp()`, name, holder, ttl.Microseconds())
+	if err != nil {
+		return false, mapErr("renew lease", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ReleaseLease implements mailstore.Store; releasing a lease not held is
+// not an error.
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
+	if err := checkLease(name, holder, 0, false); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, `DELETE FROM leases WHERE name = $1 AND holder = $2`, name, holder)
+	return mapErr("release lease", err)
+}

@@ -1,0 +1,77 @@
+package postgres_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/postrider/postrider/internal/pgtest"
+	"github.com/postrider/postrider/mailstore"
+	"github.com/postrider/postrider/mailstore/postgres"
+)
+
+// TestListCacheMatchesDatabase fills a node's list cache for a large
+// mailbox, changes the mailbox through another node, and compares every
+// answer with a node that has no cache.
+func TestListCacheMatchesDatabase(t *testing.T) {
+	st, url, a := fixture(t)
+	ctx := ctxT(t)
+	other := pgtest.OpenStore(t, url)
+	plain, err := postgres.Open(ctx, url, postgres.Options{ListCacheMessages: -1})
+	must(t, err)
+	defer plain.Close()
+	mb := seedMailbox(t, st, a.ID, 3000)
+	arch, err := st.GetMailbox(ctx, a.ID, "Archive")
+	must(t, err)
+
+	compare := func(step string, uids mailstore.UIDSet) {
+		t.Helper()
+		got, err := st.ListMessages(ctx, a.ID, mb.ID, uids)
+		must(t, err)
+		want, err := plain.ListMessages(ctx, a.ID, mb.ID, uids)
+		must(t, err)
+		if len(got) != len(want) || (len(want) > 0 && !reflect.DeepEqual(got, want)) {
+			t.Fatalf("%s: cached list (%d) differs from the database (%d)", step, len(got), len(want))
+		}
+	}
+	compare("fill", nil)
+	compare("hit", nil)
+	compare("subset", mailstore.UIDSet{{Start: 10, Stop: 20}, {Start: 2990, Stop: 0}})
+
+	_, err = other.StoreFlags(ctx, a.ID, mb.ID, mailstore.UIDSet{{Start: 5, Stop: 50}}, mailstore.FlagsAdd,
+		mailstore.Flags{System: mailstore.FlagFlagged, Keywords: []string{"$Label1"}}, 0)
+	must(t, err)
+	compare("flags", nil)
+	_, err = other.Expunge(ctx, a.ID, mb.ID, mailstore.UIDs(7, 8, 9, 1000), false)
+	must(t, err)
+	compare("expunge", nil)
+	deliver(t, other, msg("new", "x"), mailstore.Recipient{AccountID: a.ID})
+	compare("deliver", nil)
+	_, err = other.Move(ctx, a.ID, mb.ID, mailstore.UIDSet{{Start: 100, Stop: 199}}, arch.ID)
+	must(t, err)
+	_, err = other.Copy(ctx, a.ID, arch.ID, mailstore.UIDSet{{Start: 1, Stop: 0}}, mb.ID)
+	must(t, err)
+	compare("move and copy", nil)
+	compare("subset after changes", mailstore.UIDSet{{Start: 1, Stop: 300}})
+
+	// Callers cannot alter the cache through the returned slices.
+	got, err := st.ListMessages(ctx, a.ID, mb.ID, nil)
+	must(t, err)
+	for i := range got {
+		got[i].Flags.System = 0
+		if len(got[i].Flags.Keywords) > 0 {
+			got[i].Flags.Keywords[0] = "mutated"
+		}
+	}
+	compare("after caller mutation", nil)
+
+	// Another account cannot read through the cache.
+	b, err := st.CreateAccount(ctx, "b@example.org", "h")
+	must(t, err)
+	if _, err := st.ListMessages(ctx, b.ID, mb.ID, nil); err == nil {
+		t.Fatal("foreign account listed a cached mailbox")
+	}
+	// Renaming INBOX empties it: the cache follows.
+	must(t, other.RenameMailbox(ctx, a.ID, "INBOX", "Old"))
+	compare("after INBOX rename", nil)
+	checkInvariants(t, st)
+}
