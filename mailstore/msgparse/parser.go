@@ -33,6 +33,11 @@ type Parser struct {
 	text     []byte
 	textSep  bool
 	textFull bool
+	textSink func([]byte) // when set, search text goes here instead of text
+	sunk     int64        // octets given to textSink
+
+	crlfExtra int64 // octets CRLF normalisation adds (bare LF or CR -> CRLF)
+	endCR     bool  // the octets so far end with a CR
 
 	budget   int // octets of strings the structure may still retain
 	finished bool
@@ -63,6 +68,7 @@ func (p *Parser) Write(b []byte) (int, error) {
 		return 0, ErrFinished
 	}
 	n := len(b)
+	p.countLineEnds(b)
 	for len(b) > 0 {
 		if len(p.line) == 0 {
 			// Fast path: a whole line inside b.
@@ -127,6 +133,12 @@ func (p *Parser) Finish() (*Message, error) {
 	m.Lines = p.lf
 	if p.off > 0 && p.lastByte != '\n' {
 		m.Lines++ // a final line without a line ending counts
+	}
+	m.CRLFSize = p.off + p.crlfExtra
+	if p.endCR {
+		m.CRLFSize++ // a bare CR at the very end becomes CRLF
+	} else if p.off > 0 && p.lastByte != '\n' {
+		m.CRLFSize += 2 // a CRLF is added after a last line without one
 	}
 	m.Structure = p.root.part()
 	m.Text = string(p.text)
@@ -362,4 +374,37 @@ func (p *Parser) close(f *frame, c cut, minEnd int64) int64 {
 		n.kids = append(n.kids, newNode(x, false))
 	}
 	return x
+}
+
+// SetTextSink makes the parser hand the decoded search text to sink, piece
+// by piece as it is decoded, instead of keeping it in Message.Text; sink may
+// not retain the slice. Up to MaxSinkText octets are passed. Call it before
+// the first Write.
+func (p *Parser) SetTextSink(sink func([]byte)) { p.textSink = sink }
+
+// countLineEnds tracks how many octets normalising every line ending (CRLF,
+// bare LF, bare CR) to CRLF adds: what POP3 RETR sends (RFC 1939 §3).
+func (p *Parser) countLineEnds(b []byte) {
+	for len(b) > 0 {
+		if p.endCR {
+			p.endCR = false
+			if b[0] != '\n' {
+				p.crlfExtra++ // the CR before was bare
+			} else {
+				b = b[1:]
+				continue
+			}
+		}
+		i := bytes.IndexAny(b, "\r\n")
+		if i < 0 {
+			return
+		}
+		if b[i] == '\n' {
+			p.crlfExtra++ // bare LF
+			b = b[i+1:]
+			continue
+		}
+		p.endCR = true
+		b = b[i+1:]
+	}
 }

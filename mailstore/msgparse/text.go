@@ -57,7 +57,7 @@ func newTextPipe(p *Parser, subtype, encodingName, charsetName string) *textPipe
 	if subtype == "html" {
 		tp.html = &htmlStrip{}
 	}
-	p.textSep = len(p.text) > 0
+	p.textSep = len(p.text) > 0 || p.sunk > 0
 	return tp
 }
 
@@ -324,6 +324,23 @@ func (p *Parser) appendText(b []byte) {
 				}
 			}
 			chunk := b[:i]
+			if p.textSink != nil {
+				if room := MaxSinkText - p.sunk; int64(len(chunk)) > room {
+					cut := int(room)
+					for cut > 0 && !utf8.RuneStart(chunk[cut]) {
+						cut--
+					}
+					chunk = chunk[:cut]
+					p.textFull = true
+				}
+				p.sunk += int64(len(chunk))
+				p.textSink(chunk)
+				if i < len(b) {
+					i++
+				}
+				b = b[i:]
+				continue
+			}
 			if room := MaxSearchText - len(p.text); len(chunk) > room {
 				cut := room
 				for cut > 0 && !utf8.RuneStart(chunk[cut]) {

@@ -23,6 +23,9 @@ const (
 	// MaxSearchText is the most decoded text (UTF-8 bytes) kept for BODY/TEXT
 	// search.
 	MaxSearchText = 4 << 20
+	// MaxSinkText is the most decoded text passed to a text sink
+	// (Parser.SetTextSink), which streams it instead of keeping it.
+	MaxSinkText = 64 << 20
 	// MaxLineBytes is the longest line examined for boundaries; longer lines
 	// are passed through as body bytes.
 	MaxLineBytes = 64 << 10
@@ -33,6 +36,10 @@ type Message struct {
 	Size       int64 `json:"size"`        // octets of the whole message
 	HeaderSize int64 `json:"header_size"` // octets of the top-level header, including the empty line
 	Lines      int64 `json:"lines"`       // number of lines of the whole message
+	// CRLFSize is Size with every bare LF or bare CR counted as CRLF, plus a
+	// CRLF after a last line that lacks a line ending: the octets a POP3 RETR
+	// sends before byte-stuffing. Equal to Size for mail received by SMTP.
+	CRLFSize int64 `json:"crlf_size"`
 
 	// Date is the parsed Date: header (zero when absent or unparsable).
 	Date time.Time `json:"date"`
