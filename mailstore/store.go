@@ -284,6 +284,9 @@ type MessageMeta struct {
 	Flags        Flags
 	InternalDate time.Time
 	Size         int64
+	// CRLFSize is Size with bare LF/CR counted as CRLF plus a final CRLF if
+	// missing: the octets POP3 RETR sends (msgparse.Message.CRLFSize).
+	CRLFSize int64
 }
 
 // MessageDetail adds the parse results stored at delivery.
