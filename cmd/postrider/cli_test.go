@@ -179,7 +179,6 @@ func TestConfigCommandListsEveryVariable(t *testing.T) {
 	}
 }
 
-
 func TestReadmeConfigTableIsCurrent(t *testing.T) {
 	r := runCLI(t, nil, "", "config", "-markdown")
 	if r.code != 0 {

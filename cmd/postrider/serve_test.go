@@ -21,6 +21,7 @@ import (
 type node struct {
 	cmd   *exec.Cmd
 	addrs map[string]string
+	data  string
 	mu    sync.Mutex
 	log   bytes.Buffer
 	done  chan error
@@ -36,8 +37,8 @@ func (n *node) logs() string {
 // and waits until it is ready.
 func startNode(t *testing.T, dbURL string, extraEnv ...string) *node {
 	t.Helper()
-	n := &node{addrs: map[string]string{}, done: make(chan error, 1)}
-	env := []string{"POSTRIDER_DATABASE_URL=" + dbURL, "POSTRIDER_DATA_DIR=" + t.TempDir(), "POSTRIDER_HOSTNAME=mx.test.example", "POSTRIDER_LOG_LEVEL=debug"}
+	n := &node{addrs: map[string]string{}, done: make(chan error, 1), data: t.TempDir()}
+	env := []string{"POSTRIDER_DATABASE_URL=" + dbURL, "POSTRIDER_DATA_DIR=" + n.data, "POSTRIDER_HOSTNAME=mx.test.example", "POSTRIDER_LOG_LEVEL=debug"}
 	for _, name := range []string{"SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", "HTTP"} {
 		a := freePort(t)
 		n.addrs[name] = a
