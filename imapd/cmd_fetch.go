@@ -1,0 +1,351 @@
+package imapd
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"sort"
+
+	"github.com/postrider/postrider/imapd/imapmsg"
+	"github.com/postrider/postrider/mailstore"
+	"github.com/postrider/postrider/mailstore/msgparse"
+)
+
+// fatalError is a failure in the middle of a response: the response cannot
+// be completed, so the connection is dropped (after logging err).
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return "fatal: " + e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// fetchMsg is one message being fetched.
+type fetchMsg struct {
+	meta         mailstore.MessageMeta
+	parsed       *msgparse.Message
+	flagsChanged bool
+}
+
+// FETCH and UID FETCH (RFC 9051 §6.4.5, §6.4.9) with CHANGEDSINCE and
+// VANISHED (RFC 7162 §3.1.4.1, §3.2.6) and BINARY (RFC 3516). Envelope and
+// structure come from what the store parsed at delivery; bodies are streamed
+// from the store.
+func cmdFetch(c *conn, cx *cmdCtx) error {
+	s := c.sel
+	p := &c.p
+	if err := p.sp(); err != nil {
+		return err
+	}
+	set, err := p.sequenceSet()
+	if err != nil {
+		return err
+	}
+	if err := p.sp(); err != nil {
+		return err
+	}
+	var r fetchReq
+	if err := p.fetchAtts(&r); err != nil {
+		return err
+	}
+	if p.accept(' ') {
+		if err := p.fetchModifiers(&r); err != nil {
+			return err
+		}
+	}
+	if err := p.end(); err != nil {
+		return err
+	}
+	if r.vanished && (!cx.uid || !c.qresync || !r.hasChanged) {
+		return errBad("VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE") // RFC 7162 §3.2.6
+	}
+	if r.has[fetchModSeq] || r.hasChanged {
+		c.enableCondstore()
+	}
+	uids, err := c.resolve(set, cx.uid)
+	if err != nil {
+		return err
+	}
+	ctx := c.srv.ctx
+	var targets []uint32
+	var metas map[uint32]mailstore.MessageMeta
+	if r.hasChanged {
+		ch, err := c.srv.store.Changes(ctx, c.acct.ID, s.mbox.ID, r.changedSince)
+		if err != nil {
+			return err
+		}
+		if r.vanished {
+			var gone []uint32
+			for _, u := range ch.Vanished {
+				if setContains(set, u, ^uint32(0)) {
+					gone = append(gone, u)
+				}
+			}
+			if len(gone) > 0 {
+				c.w.str("* VANISHED (EARLIER) ")
+				c.w.str(formatUIDs(sortedCompact(gone)))
+				c.w.crlf()
+			}
+		}
+		metas = make(map[uint32]mailstore.MessageMeta)
+		for _, m := range ch.Updated {
+			if inSet(uids, m.UID) && s.seqOf(m.UID) > 0 {
+				targets = append(targets, m.UID)
+				metas[m.UID] = m
+			}
+		}
+	} else {
+		targets = s.uidsIn(uids)
+	}
+	batch := c.srv.limits.FetchBatch
+	if !r.details {
+		batch *= 16 // narrow rows
+	}
+	var buf bytes.Buffer
+	for len(targets) > 0 {
+		n := min(batch, len(targets))
+		chunk := targets[:n]
+		targets = targets[n:]
+		msgs, err := c.loadFetch(&r, chunk, metas)
+		if err != nil {
+			return err
+		}
+		if r.setSeen && !s.readOnly {
+			if err := c.markSeen(msgs); err != nil {
+				return err
+			}
+		}
+		for i := range msgs {
+			if err := c.checkBinary(&r, &msgs[i]); err != nil {
+				return err
+			}
+			if err := c.writeFetch(&r, &msgs[i], cx.uid, &buf); err != nil {
+				return &fatalError{err}
+			}
+		}
+		if c.w.err != nil {
+			return errClosed
+		}
+	}
+	return nil
+}
+
+// loadFetch reads what the items need of a chunk of messages.
+func (c *conn) loadFetch(r *fetchReq, chunk []uint32, metas map[uint32]mailstore.MessageMeta) ([]fetchMsg, error) {
+	ctx := c.srv.ctx
+	set := mailstore.UIDs(chunk...)
+	var msgs []fetchMsg
+	switch {
+	case r.details:
+		ds, err := c.srv.store.FetchDetails(ctx, c.acct.ID, c.sel.mbox.ID, set)
+		if err != nil {
+			return nil, err
+		}
+		msgs = make([]fetchMsg, 0, len(ds))
+		for _, d := range ds {
+			parsed := d.Parsed
+			if parsed == nil {
+				parsed = fallbackParse(d.Size)
+			}
+			msgs = append(msgs, fetchMsg{meta: d.MessageMeta, parsed: parsed})
+		}
+	case metas != nil:
+		msgs = make([]fetchMsg, 0, len(chunk))
+		for _, u := range chunk {
+			msgs = append(msgs, fetchMsg{meta: metas[u]})
+		}
+	default:
+		ms, err := c.srv.store.ListMessages(ctx, c.acct.ID, c.sel.mbox.ID, set)
+		if err != nil {
+			return nil, err
+		}
+		msgs = make([]fetchMsg, 0, len(ms))
+		for _, m := range ms {
+			msgs = append(msgs, fetchMsg{meta: m})
+		}
+	}
+	return msgs, nil
+}
+
+// fallbackParse describes a message the store has no parse results for as
+// one text/plain part, so that FETCH still answers.
+func fallbackParse(size int64) *msgparse.Message {
+	return &msgparse.Message{
+		Size:      size,
+		Structure: msgparse.Part{Type: "text", Subtype: "plain", BodySize: size},
+	}
+}
+
+// markSeen sets \Seen on fetched messages that lack it (RFC 9051 §6.4.5:
+// BODY[...] without .PEEK, RFC822, RFC822.TEXT, BINARY[...]).
+func (c *conn) markSeen(msgs []fetchMsg) error {
+	var unseen []uint32
+	for _, m := range msgs {
+		if m.meta.Flags.System&mailstore.FlagSeen == 0 {
+			unseen = append(unseen, m.meta.UID)
+		}
+	}
+	if len(unseen) == 0 {
+		return nil
+	}
+	s := c.sel
+	res, err := c.srv.store.StoreFlags(c.srv.ctx, c.acct.ID, s.mbox.ID, mailstore.UIDs(unseen...), mailstore.FlagsAdd,
+		mailstore.Flags{System: mailstore.FlagSeen}, 0)
+	if err != nil {
+		return err
+	}
+	updated := make(map[uint32]mailstore.MessageMeta, len(res.Updated))
+	if s.reported == nil {
+		s.reported = make(map[uint32]uint64, len(res.Updated))
+	}
+	for _, m := range res.Updated {
+		updated[m.UID] = m
+		s.reported[m.UID] = m.ModSeq
+	}
+	for i := range msgs {
+		if u, ok := updated[msgs[i].meta.UID]; ok {
+			msgs[i].meta.Flags, msgs[i].meta.ModSeq = u.Flags, u.ModSeq
+			msgs[i].flagsChanged = true
+		}
+	}
+	return nil
+}
+
+// checkBinary fails the command before anything is written for a message
+// whose BINARY section has an encoding the server cannot decode (RFC 3516
+// §4.3: NO [UNKNOWN-CTE]).
+func (c *conn) checkBinary(r *fetchReq, m *fetchMsg) error {
+	if !r.has[fetchBinary] && !r.has[fetchBinarySize] {
+		return nil
+	}
+	for i := range r.items {
+		it := &r.items[i]
+		if (it.kind != fetchBinary && it.kind != fetchBinarySize) || it.whole {
+			continue
+		}
+		enc, err := imapmsg.PartEncoding(m.parsed, it.sec.Part)
+		if errors.Is(err, imapmsg.ErrNoSuchPart) {
+			continue
+		}
+		if err == nil {
+			_, err = imapmsg.DecodeReader(bytes.NewReader(nil), enc)
+		}
+		if errors.Is(err, imapmsg.ErrUnknownEncoding) {
+			return errNo("UNKNOWN-CTE", "Cannot decode this part's content transfer encoding")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFetch writes one "* n FETCH (...)" response.
+func (c *conn) writeFetch(r *fetchReq, m *fetchMsg, uid bool, buf *bytes.Buffer) error {
+	seq := c.sel.seqOf(m.meta.UID)
+	if seq == 0 {
+		return nil
+	}
+	if r.has[fetchFlags] || m.flagsChanged {
+		c.announceKeywords(m.meta.Flags.Keywords)
+	}
+	w := &c.w
+	w.str("* ")
+	w.num32(seq)
+	w.str(" FETCH (")
+	first := true
+	sep := func() {
+		if !first {
+			w.sp()
+		}
+		first = false
+	}
+	// With CONDSTORE, a FETCH response caused by setting \Seen carries UID
+	// and MODSEQ (RFC 7162 §3.1).
+	condFlags := m.flagsChanged && c.condstore
+	if (uid || condFlags) && !r.has[fetchUID] {
+		sep()
+		w.str("UID ")
+		w.num32(m.meta.UID) // RFC 9051 §6.4.9
+	}
+	for i := range r.items {
+		it := &r.items[i]
+		sep()
+		switch it.kind {
+		case fetchUID:
+			w.str("UID ")
+			w.num32(m.meta.UID)
+		case fetchFlags:
+			w.str("FLAGS ")
+			w.flags(m.meta.Flags)
+		case fetchInternalDate:
+			w.str("INTERNALDATE ")
+			w.str(formatDateTime(m.meta.InternalDate))
+		case fetchSize:
+			w.str("RFC822.SIZE ")
+			w.num(uint64(m.meta.Size))
+		case fetchModSeq:
+			w.str("MODSEQ (")
+			w.num(m.meta.ModSeq)
+			w.byte(')')
+		case fetchEnvelope:
+			buf.Reset()
+			imapmsg.WriteEnvelope(buf, &m.parsed.Envelope)
+			w.str("ENVELOPE ")
+			w.raw(buf.Bytes())
+		case fetchBody, fetchBodyStructure:
+			buf.Reset()
+			imapmsg.WriteBodyStructure(buf, &m.parsed.Structure, it.kind == fetchBodyStructure)
+			w.str(it.name)
+			w.sp()
+			w.raw(buf.Bytes())
+		case fetchSection:
+			if err := c.writeSection(m, it); err != nil {
+				return err
+			}
+		case fetchBinary, fetchBinarySize:
+			if err := c.writeBinary(m, it); err != nil {
+				return err
+			}
+		}
+	}
+	if m.flagsChanged && !r.has[fetchFlags] {
+		sep()
+		w.str("FLAGS ")
+		w.flags(m.meta.Flags)
+	}
+	if (r.hasChanged || condFlags) && !r.has[fetchModSeq] {
+		sep()
+		w.str("MODSEQ (") // CHANGEDSINCE implies MODSEQ (RFC 7162 §3.1.4.1)
+		w.num(m.meta.ModSeq)
+		w.byte(')')
+	}
+	w.str(")\r\n")
+	return w.err
+}
+
+// uidsIn returns the view's UIDs that are in set (normalised), ascending.
+func (s *selected) uidsIn(set mailstore.UIDSet) []uint32 {
+	var out []uint32
+	for _, r := range set {
+		lo := sort.Search(len(s.uids), func(i int) bool { return s.uids[i] >= r.Start })
+		hi := len(s.uids)
+		if r.Stop != 0 {
+			hi = sort.Search(len(s.uids), func(i int) bool { return s.uids[i] > r.Stop })
+		}
+		if lo < hi {
+			out = append(out, s.uids[lo:hi]...)
+		}
+	}
+	return out
+}
+
+// inSet reports whether a normalised set contains u, in O(log n).
+func inSet(set mailstore.UIDSet, u uint32) bool {
+	i := sort.Search(len(set), func(i int) bool { return set[i].Stop == 0 || set[i].Stop >= u })
+	return i < len(set) && set[i].Start <= u
+}
+
+// sortedCompact sorts and removes duplicates.
+func sortedCompact(u []uint32) []uint32 {
+	slices.Sort(u)
+	return slices.Compact(u)
+}

@@ -1,0 +1,308 @@
+package imapd
+
+import (
+	"strings"
+
+	"github.com/postrider/postrider/mailstore"
+)
+
+// qresyncParams are the arguments of SELECT's QRESYNC parameter (RFC 7162
+// §3.2.5). seq-match-data is parsed and ignored: the store keeps exact
+// expunge tombstones, so known-uids alone is precise.
+type qresyncParams struct {
+	uidValidity uint32
+	modseq      uint64
+	knownUIDs   *numSet
+}
+
+// decodeName converts a mailbox name argument to the store's form: UTF-8
+// (from modified UTF-7 for IMAP4rev1 clients, RFC 3501 §5.1.3), normalised
+// and validated. Names in other namespaces ("#...", "~...") do not exist:
+// there are no shared or other users' namespaces (RFC 2342).
+func (c *conn) decodeName(raw string, creating bool) (string, error) {
+	code := codeNonexistent
+	if creating {
+		code = codeCannot
+	}
+	name := raw
+	if !c.utf8Names() {
+		var err error
+		if name, err = decodeMUTF7(raw); err != nil {
+			return "", errNo(code, "Invalid modified UTF-7 in mailbox name")
+		}
+	}
+	if creating {
+		name = strings.TrimSuffix(name, mailstore.HierarchyDelimiter) // RFC 9051 §6.3.4
+	}
+	if strings.HasPrefix(name, "#") || strings.HasPrefix(name, "~") {
+		if creating {
+			return "", errNo(codeCannot, "Mailbox names may not start with # or ~")
+		}
+		return "", errNo(codeNonexistent, "No such mailbox")
+	}
+	norm, err := mailstore.NormalizeMailboxName(name)
+	if err != nil {
+		if creating {
+			return "", errNo(codeCannot, "Invalid mailbox name")
+		}
+		return "", errNo(codeNonexistent, "No such mailbox")
+	}
+	return norm, nil
+}
+
+// mailboxArg reads a mailbox name argument.
+func (c *conn) mailboxArg(creating bool) (string, error) {
+	raw, err := c.p.astring()
+	if err != nil {
+		return "", err
+	}
+	return c.decodeName(raw, creating)
+}
+
+// writeName writes a mailbox name in the client's encoding.
+func (c *conn) writeName(name string) {
+	if !c.utf8Names() {
+		name = encodeMUTF7(name)
+	}
+	c.w.astring(name)
+}
+
+// SELECT and EXAMINE (RFC 9051 §6.3.2, §6.3.3) with the CONDSTORE and
+// QRESYNC parameters (RFC 7162 §3.1.8, §3.2.5).
+func cmdSelect(c *conn, cx *cmdCtx) error {
+	readOnly := cx.name == "EXAMINE"
+	if err := c.p.sp(); err != nil {
+		return err
+	}
+	raw, err := c.p.astring()
+	if err != nil {
+		return err
+	}
+	var qr *qresyncParams
+	if c.p.accept(' ') {
+		if qr, err = c.selectParams(); err != nil {
+			return err
+		}
+	}
+	if err := c.p.end(); err != nil {
+		return err
+	}
+	if c.sel != nil {
+		c.unselect()
+		if c.rev2 || c.qresync {
+			c.untaggedOK("CLOSED", "Previous mailbox closed") // RFC 7162 §3.2.11, RFC 9051 §7.1
+		}
+	}
+	name, err := c.decodeName(raw, false)
+	if err != nil {
+		return err
+	}
+	ctx := c.srv.ctx
+	notify, cancel := c.srv.store.Subscribe(c.acct.ID)
+	mbox, err := c.srv.store.GetMailbox(ctx, c.acct.ID, name)
+	if err != nil {
+		cancel()
+		return err
+	}
+	metas, err := c.srv.store.ListMessages(ctx, c.acct.ID, mbox.ID, nil)
+	if err != nil {
+		cancel()
+		return err
+	}
+	s := &selected{
+		mbox:     mbox,
+		readOnly: readOnly,
+		uids:     make([]uint32, len(metas)),
+		modseq:   mbox.HighestModSeq,
+		uidNext:  mbox.UIDNext,
+		notify:   notify,
+		cancel:   cancel,
+	}
+	var firstUnseen uint32
+	for i, m := range metas {
+		s.uids[i] = m.UID
+		s.noteKeywords(m.Flags.Keywords)
+		if firstUnseen == 0 && m.Flags.System&mailstore.FlagSeen == 0 {
+			firstUnseen = uint32(i + 1)
+		}
+	}
+	if n := len(metas); n > 0 && metas[n-1].UID >= s.uidNext {
+		s.uidNext = metas[n-1].UID + 1
+	}
+	metas = nil
+	c.sel, c.state = s, stateSelected
+
+	c.w.str("* ")
+	c.w.num(uint64(len(s.uids)))
+	c.w.str(" EXISTS\r\n")
+	if !c.rev2 {
+		c.w.str("* 0 RECENT\r\n") // RFC 3501 §6.3.1; \Recent is not kept
+		if firstUnseen > 0 {
+			c.untaggedOK("UNSEEN "+itoa(firstUnseen), "First unseen")
+		}
+	}
+	c.untaggedOK("UIDVALIDITY "+itoa(mbox.UIDValidity), "UIDs valid")
+	c.untaggedOK("UIDNEXT "+itoa(s.uidNext), "Predicted next UID")
+	c.writeFlagsResponses()
+	c.untaggedOK("HIGHESTMODSEQ "+utoa(s.modseq), "Highest") // RFC 7162 §3.1.2.1
+	if c.rev2 {
+		if err := c.writeSelectedList(); err != nil {
+			return err
+		}
+	}
+	if qr != nil && qr.uidValidity == mbox.UIDValidity {
+		if err := c.qresyncSelect(qr); err != nil {
+			return err
+		}
+	}
+	if readOnly {
+		cx.okCode = "READ-ONLY"
+	} else {
+		cx.okCode = "READ-WRITE"
+	}
+	return nil
+}
+
+// selectParams parses "(" select-param *(SP select-param) ")".
+func (c *conn) selectParams() (*qresyncParams, error) {
+	var qr *qresyncParams
+	err := c.p.list(func() error {
+		name, err := c.p.atom()
+		if err != nil {
+			return err
+		}
+		switch strings.ToUpper(name) {
+		case "CONDSTORE":
+			c.condstore = true // RFC 7162 §3.1.8
+			return nil
+		case "QRESYNC":
+			if !c.qresync {
+				return errBad("QRESYNC is not enabled") // RFC 7162 §3.2.5
+			}
+			if err := c.p.sp(); err != nil {
+				return err
+			}
+			qr = &qresyncParams{}
+			return c.qresyncArgs(qr)
+		}
+		return errBad("Unknown SELECT parameter")
+	})
+	return qr, err
+}
+
+// qresyncArgs parses "(" uidvalidity SP mod-sequence-value [SP known-uids]
+// [SP seq-match-data] ")".
+func (c *conn) qresyncArgs(qr *qresyncParams) error {
+	if err := c.p.expect('('); err != nil {
+		return err
+	}
+	v, err := c.p.nzNumber()
+	if err != nil {
+		return err
+	}
+	qr.uidValidity = v
+	if err := c.p.sp(); err != nil {
+		return err
+	}
+	if qr.modseq, err = c.p.number64(); err != nil {
+		return err
+	}
+	if c.p.accept(' ') {
+		if c.p.peek() != '(' {
+			set, err := c.p.sequenceSet()
+			if err != nil || set.saved {
+				return errBad("Invalid known-uids")
+			}
+			qr.knownUIDs = &set
+			if !c.p.accept(' ') {
+				return c.p.expect(')')
+			}
+		}
+		// seq-match-data = "(" known-sequence-set SP known-uid-set ")"
+		if err := c.p.expect('('); err != nil {
+			return err
+		}
+		if _, err := c.p.sequenceSet(); err != nil {
+			return err
+		}
+		if err := c.p.sp(); err != nil {
+			return err
+		}
+		if _, err := c.p.sequenceSet(); err != nil {
+			return err
+		}
+		if err := c.p.expect(')'); err != nil {
+			return err
+		}
+	}
+	return c.p.expect(')')
+}
+
+// qresyncSelect sends what changed since the client's mod-sequence: VANISHED
+// (EARLIER) for expunged known UIDs and FETCH for changed messages (RFC 7162
+// §3.2.5.1).
+func (c *conn) qresyncSelect(qr *qresyncParams) error {
+	s := c.sel
+	ch, err := c.srv.store.Changes(c.srv.ctx, c.acct.ID, s.mbox.ID, qr.modseq)
+	if err != nil {
+		return err
+	}
+	var gone []uint32
+	for _, u := range ch.Vanished {
+		if qr.knownUIDs == nil || setContains(*qr.knownUIDs, u, ^uint32(0)) {
+			gone = append(gone, u)
+		}
+	}
+	if len(gone) > 0 {
+		c.w.str("* VANISHED (EARLIER) ")
+		c.w.str(formatUIDs(sortedCompact(gone)))
+		c.w.crlf()
+	}
+	for _, m := range ch.Updated {
+		if seq := s.seqOf(m.UID); seq > 0 {
+			c.writeFlagsFetch(seq, m)
+		}
+	}
+	return nil
+}
+
+// writeSelectedList sends the LIST response IMAP4rev2 requires with SELECT
+// (RFC 9051 §6.3.2).
+func (c *conn) writeSelectedList() error {
+	boxes, err := c.srv.store.ListMailboxes(c.srv.ctx, c.acct.ID)
+	if err != nil {
+		return err
+	}
+	t := newTree(boxes)
+	c.w.str("* LIST (")
+	c.w.str(strings.Join(t.attributes(c.sel.mbox.Name, listReturn{children: true, specialUse: true}), " "))
+	c.w.str(`) "/" `)
+	c.writeName(c.sel.mbox.Name)
+	c.w.crlf()
+	return nil
+}
+
+// CLOSE (RFC 9051 §6.4.1): expunge \Deleted messages silently unless
+// read-only, and leave the selected state.
+func cmdClose(c *conn, cx *cmdCtx) error {
+	if err := c.p.end(); err != nil {
+		return err
+	}
+	s := c.sel
+	if !s.readOnly {
+		if _, err := c.srv.store.Expunge(c.srv.ctx, c.acct.ID, s.mbox.ID, nil, true); err != nil {
+			return err
+		}
+	}
+	c.unselect()
+	return nil
+}
+
+// UNSELECT (RFC 3691, RFC 9051 §6.4.2): leave without expunging.
+func cmdUnselect(c *conn, cx *cmdCtx) error {
+	if err := c.p.end(); err != nil {
+		return err
+	}
+	c.unselect()
+	return nil
+}
