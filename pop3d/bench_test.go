@@ -29,9 +29,8 @@ import (
 //
 // Three rounds: one client alone downloads and deletes its maildrop; then
 // the concurrent clients' "cold" round is the node's first login on their
-// maildrops (it also reads every message once to learn its exact wire
-// size) and keeps the messages; their "warm" round is a second login that
-// does the whole sequence, including DELE and QUIT. Heap growth is the largest increase of the live
+// maildrops and keeps the messages; their "warm" round is a second login
+// that does the whole sequence, including DELE and QUIT. Heap growth is the largest increase of the live
 // heap (sampled after a forced GC every 250 ms) over the baseline before
 // the round; the clients run in the same process and allocate little, so
 // the figure is an upper bound of the server's.
@@ -320,9 +319,9 @@ func TestDownloadBenchmark(t *testing.T) {
 	}
 	be := setupBench(t)
 	solo := be.run(t, []mailstore.Account{be.solo}, true)
-	t.Logf("one client, cold (sizes measured; LIST, UIDL, RETR all, DELE all, QUIT): %v", solo)
+	t.Logf("one client, cold (LIST, UIDL, RETR all, DELE all, QUIT): %v", solo)
 	cold := be.run(t, be.accs, false)
-	t.Logf("cold (first login, sizes measured; LIST, UIDL, RETR all, QUIT): %v", cold)
+	t.Logf("cold (first login; LIST, UIDL, RETR all, QUIT): %v", cold)
 	warm := be.run(t, be.accs, true)
 	t.Logf("warm (LIST, UIDL, RETR all, DELE all, QUIT): %v", warm)
 	for _, acc := range append(be.accs, be.solo) {

@@ -237,9 +237,6 @@ func (s *session) cmdStat(c *Command) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	if err := s.ensureSized(s.ctx); err != nil {
-		return err
-	}
 	n, size := s.md.stat()
 	return s.ok(strconv.Itoa(n) + " " + strconv.FormatInt(size, 10))
 }

@@ -20,12 +20,11 @@
 // terminating ".CRLF", not counting byte-stuffing (RFC 1939 §3, §5, §11).
 // RETR sends every line ending as CRLF (bare LF and bare CR, which an
 // IMAP APPEND may have stored, become CRLF) and ends the last line with
-// CRLF if the message lacks one. The stored size equals that for every
-// message that came in over SMTP; for the rest, pop3d measures each
-// message once per node by streaming it (a few at a time), at the first
-// command that needs sizes, and remembers the results (sizecache.go) so later logins only
-// measure new mail. If the store recorded the CRLF size (or stored
-// APPENDed messages with CRLF line endings), that scan could go.
+// CRLF if the message lacks one. The store records that size with every
+// message (MessageMeta.CRLFSize, computed by the parser at delivery), so
+// the maildrop listing at login has every size and no command reads a
+// message body to size it. RETR counts what it sends and logs an error if
+// the count ever differs from the listed size.
 //
 // # UIDL
 //

@@ -42,10 +42,6 @@ var (
 		Name: "postrider_pop3_messages_deleted_total",
 		Help: "Messages deleted by POP3 clients at QUIT, by mode (expunged, hidden).",
 	}, []string{"mode"})
-	mSizeScans = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "postrider_pop3_size_scans_total",
-		Help: "Messages read to compute their exact wire size (not already known to this node).",
-	})
 	mLockLost = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "postrider_pop3_lock_lost_total",
 		Help: "Sessions closed because their maildrop lock could not be renewed.",

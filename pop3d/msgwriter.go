@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"io"
 )
 
 // errTopDone stops the copy of a message once TOP has sent the lines asked
@@ -27,13 +26,14 @@ var crlf = []byte("\r\n")
 // stuffing dots and the terminating line. That is the size LIST and STAT
 // report, which RFC 1939 §5 (STAT) and §11 define as the size with CRLF line
 // ends and without byte-stuffing — what the client holds after undoing the
-// stuffing. With w nil the writer only counts (used to compute sizes).
+// stuffing. The store records it at delivery (MessageMeta.CRLFSize); RETR
+// compares the count with it as a consistency check.
 //
 // For TOP (RFC 1939 §7) limit >= 0 stops output after the header, the
 // empty line that ends it and limit lines of the body; Write then returns
 // errTopDone.
 type msgWriter struct {
-	w   *bufio.Writer // nil: count only
+	w   *bufio.Writer
 	n   int64
 	err error
 
@@ -52,13 +52,13 @@ func newMsgWriter(w *bufio.Writer, topLines int64) *msgWriter {
 
 func (m *msgWriter) emit(p []byte) {
 	m.n += int64(len(p))
-	if m.w != nil && m.err == nil {
+	if m.err == nil {
 		_, m.err = m.w.Write(p)
 	}
 }
 
 func (m *msgWriter) stuff() {
-	if m.w != nil && m.err == nil {
+	if m.err == nil {
 		m.err = m.w.WriteByte('.')
 	}
 }
@@ -162,21 +162,8 @@ func (m *msgWriter) finish() error {
 			m.endLine(false)
 		}
 	}
-	if m.w != nil && m.err == nil {
+	if m.err == nil {
 		_, m.err = m.w.WriteString(".\r\n")
 	}
 	return m.err
-}
-
-// wireSize returns the size of a message as RETR sends it (see msgWriter),
-// reading it from r.
-func wireSize(r io.Reader, buf []byte) (int64, error) {
-	m := newMsgWriter(nil, -1)
-	if _, err := io.CopyBuffer(m, r, buf); err != nil {
-		return 0, err
-	}
-	if err := m.finish(); err != nil {
-		return 0, err
-	}
-	return m.n, nil
 }

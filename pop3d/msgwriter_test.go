@@ -135,18 +135,6 @@ func TestMsgWriter(t *testing.T) {
 	}
 }
 
-func TestWireSize(t *testing.T) {
-	msg := []byte("Subject: x\n\n.line\r\nlast")
-	n, err := wireSize(bytes.NewReader(msg), make([]byte, 3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, want := reference(msg, -1)
-	if n != want {
-		t.Fatalf("wireSize %d, want %d", n, want)
-	}
-}
-
 // FuzzMsgWriter checks the streaming normaliser against the line-based
 // reference for any content, chunking and TOP limit.
 func FuzzMsgWriter(f *testing.F) {

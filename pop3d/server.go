@@ -97,7 +97,6 @@ type Server struct {
 	authn   *auth.Authenticator
 	log     *slog.Logger
 	limiter *netutil.ConnLimiter
-	sizes   *sizeCache
 
 	baseCtx context.Context
 	cancel  context.CancelFunc
@@ -160,7 +159,6 @@ func New(cfg Config, store mailstore.Store, authn *auth.Authenticator) (*Server,
 		authn:     authn,
 		log:       cfg.Logger,
 		limiter:   netutil.NewConnLimiter(cfg.MaxConnsPerIP),
-		sizes:     newSizeCache(),
 		baseCtx:   ctx,
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),

@@ -22,13 +22,10 @@ func (s *session) msgArg(arg string) (int, *message, error) {
 }
 
 // cmdList implements LIST (RFC 1939 §5): "n size" scan listings with the
-// exact wire size (see sizecache.go).
+// exact wire size (see doc.go, Sizes).
 func (s *session) cmdList(c *Command) error {
 	if len(c.Args) > 1 {
 		return errReply("", "Usage: LIST [msg]")
-	}
-	if err := s.ensureSized(s.ctx); err != nil {
-		return err
 	}
 	if len(c.Args) == 1 {
 		n, m, err := s.msgArg(c.Args[0])
@@ -93,16 +90,14 @@ func (s *session) cmdRetr(c *Command) error {
 	if err != nil {
 		return err
 	}
-	if err := s.ensureSized(s.ctx); err != nil {
-		return err
-	}
 	sent, err := s.sendMessage(n, m, -1, fmt.Sprintf("+OK %d octets", m.size))
 	if err != nil {
 		return err
 	}
 	if sent != m.size {
-		// Cannot happen unless stored content changed under a UID; the
-		// client was told a wrong size (RFC 1939 §5), so say so loudly.
+		// Cannot happen unless the stored CRLF size disagrees with the
+		// stored octets; the client was told a wrong size (RFC 1939 §5),
+		// so say so loudly.
 		s.log.Error("pop3: RETR sent a size different from LIST", slog.Uint64("uid", uint64(m.uid)),
 			slog.Int64("listed", m.size), slog.Int64("sent", sent))
 	}

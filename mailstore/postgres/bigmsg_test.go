@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -223,6 +225,90 @@ func TestChunkBoundaries(t *testing.T) {
 				t.Fatalf("size %d range %v: %d octets differ", size, r, len(got))
 			}
 		}
+	}
+	checkInvariants(t, st)
+}
+
+// TestLargeTextSearch delivers text messages whose search text goes to
+// content_text pieces and searches words far past msgparse.MaxSearchText
+// (which used to bound the searchable text) and strings that span a piece
+// boundary.
+func TestLargeTextSearch(t *testing.T) {
+	st, _, a := fixture(t)
+	ctx := ctxT(t)
+	in := inbox(t, st, a.ID)
+	const piece = postgres.TextPieceSize
+	// The decoded text of a CRLF text/plain body is the body with its CRs
+	// dropped, so text offsets are those of text below.
+	filler := "lorem ipsum dolor sit amet consectetur\n"
+	var text []byte
+	put := func(at int, s string) {
+		for len(text) < at {
+			text = append(text, filler[len(text)%len(filler)])
+		}
+		text = append(text, s...)
+	}
+	put(piece-6, "Zebra Crossing")               // spans the first piece boundary
+	long := "Q" + strings.Repeat("w", 252) + "Z" // 254 octets, the longest always found
+	put(2*piece-253, long)                       // ends 1 octet into the third piece
+	put(17*piece+1000, "Xylophone")              // past MaxSearchText (4 MiB)
+	put(20*piece, "\n")
+	body := "From: Big <big@example.net>\r\nSubject: long text\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n" +
+		strings.ReplaceAll(string(text), "\n", "\r\n")
+	res := deliver(t, st, body, mailstore.Recipient{AccountID: a.ID})
+	// A small message with none of the words, and another big one without
+	// them (its text pieces must not match).
+	deliver(t, st, msg("small", "nothing to see"), mailstore.Recipient{AccountID: a.ID})
+	deliver(t, st, "Subject: other\r\n\r\n"+strings.Repeat("another big text\r\n", 30000), mailstore.Recipient{AccountID: a.ID})
+
+	var pieces int
+	var searchText string
+	must(t, st.Pool().QueryRow(ctx, `SELECT text_pieces, search_text FROM contents c JOIN messages m ON m.content_id = c.id
+		WHERE m.mailbox_id = $1 AND m.uid = $2`, in.ID, res.Delivered[0].UID).Scan(&pieces, &searchText))
+	if pieces != 21 || searchText != "" {
+		t.Fatalf("big text stored in %d pieces (want 21) and %d octets of search_text (want 0)", pieces, len(searchText))
+	}
+	uid := res.Delivered[0].UID
+	for _, tc := range []struct {
+		name string
+		c    mailstore.SearchCriteria
+		want []uint32
+	}{
+		{"word past 4 MiB", mailstore.SearchCriteria{Body: []string{"xylophone"}}, []uint32{uid}},
+		{"TEXT past 4 MiB", mailstore.SearchCriteria{Text: []string{"XYLOPHONE"}}, []uint32{uid}},
+		{"phrase across a piece boundary", mailstore.SearchCriteria{Body: []string{"zebra crossing"}}, []uint32{uid}},
+		{"254 octets across a piece boundary", mailstore.SearchCriteria{Body: []string{strings.ToLower(long)}}, []uint32{uid}},
+		{"first piece", mailstore.SearchCriteria{Body: []string{"lorem ipsum"}}, []uint32{uid}},
+		{"other big message", mailstore.SearchCriteria{Body: []string{"another big"}}, []uint32{uid + 2}},
+		{"small message", mailstore.SearchCriteria{Body: []string{"nothing to see"}}, []uint32{uid + 1}},
+		{"TEXT in the header", mailstore.SearchCriteria{Text: []string{"long text"}}, []uint32{uid}},
+		{"absent phrase", mailstore.SearchCriteria{Body: []string{"zebra  crossing"}}, nil},
+		{"NOT", mailstore.SearchCriteria{Not: []mailstore.SearchCriteria{{Body: []string{"xylophone"}}}}, []uint32{uid + 1, uid + 2}},
+	} {
+		got, err := st.Search(ctx, a.ID, in.ID, &tc.c)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("Search %s = %v, %v; want %v", tc.name, got, err, tc.want)
+		}
+	}
+
+	// The same content again is deduplicated with its pieces; expunging
+	// every copy removes them.
+	again := deliver(t, st, body, mailstore.Recipient{AccountID: a.ID, Mailbox: "Archive"})
+	checkInvariants(t, st)
+	arch, err := st.GetMailbox(ctx, a.ID, "Archive")
+	must(t, err)
+	if got, err := st.Search(ctx, a.ID, arch.ID, &mailstore.SearchCriteria{Body: []string{"xylophone"}}); err != nil ||
+		!slices.Equal(got, []uint32{again.Delivered[0].UID}) {
+		t.Errorf("Search in Archive = %v, %v", got, err)
+	}
+	_, err = st.Expunge(ctx, a.ID, in.ID, nil, false)
+	must(t, err)
+	_, err = st.Expunge(ctx, a.ID, arch.ID, nil, false)
+	must(t, err)
+	var left int
+	must(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM content_text`).Scan(&left))
+	if left != 0 {
+		t.Errorf("%d text pieces left after expunging every message", left)
 	}
 	checkInvariants(t, st)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,8 +29,8 @@ type content struct {
 	sentDay       any // nil or time.Time (date of the Date: header in its own zone)
 	parsed        []byte
 	searchHeaders string
-	searchText    string
-	rawText       string // large messages: body text not yet folded (see stageReader)
+	searchText    string // small messages; large ones spool theirs (textSpool)
+	crlfSize      int64  // msgparse.Message.CRLFSize
 }
 
 // ingest feeds message octets to the hash and the parser while counting
@@ -59,9 +60,9 @@ func (in *ingest) write(b []byte) error {
 
 // finish completes parsing and prepares the stored forms: the parse result
 // as JSON (without SearchHeaders/Text) and the lower-cased search texts.
-// With stream set (large messages) the body text is left unfolded in
-// rawText, to be folded piecewise by stageReader instead of copied whole.
-func (in *ingest) finish(stream bool) (*content, error) {
+// For a large message the parser hands its body text to a textSpool (see
+// storeContent), so Message.Text is empty and searchText stays "".
+func (in *ingest) finish() (*content, error) {
 	msg, err := in.p.Finish()
 	in.p = nil // let the parser's buffers go
 	if err != nil {
@@ -69,7 +70,7 @@ func (in *ingest) finish(stream bool) (*content, error) {
 		// produce a best-effort result. Store the message unparsed rather
 		// than refuse mail.
 		if msg == nil {
-			msg = &msgparse.Message{}
+			msg = &msgparse.Message{CRLFSize: in.size}
 		}
 	}
 	msg.Size = in.size
@@ -83,11 +84,8 @@ func (in *ingest) finish(stream bool) (*content, error) {
 		headerSize:    msg.HeaderSize,
 		parsed:        parsed,
 		searchHeaders: searchHeaders(msg.SearchHeaders),
-	}
-	if stream {
-		c.rawText = msg.Text
-	} else {
-		c.searchText = searchFold(msg.Text)
+		searchText:    searchFold(msg.Text),
+		crlfSize:      msg.CRLFSize,
 	}
 	msg.Text, msg.SearchHeaders = "", nil
 	if !msg.Date.IsZero() {
@@ -156,6 +154,12 @@ func searchHeaders(fs []msgparse.HeaderField) string {
 // chunkSource streams the rest of a large message into COPY chunks rows,
 // ChunkSize octets each, feeding the ingest as it goes. It reuses one
 // buffer: pgx encodes each row before asking for the next.
+//
+// Parsing the chunks fills the text spool; when it holds textFlushAt
+// octets the source ends the COPY early (paused), the caller sends the
+// text pieces with a COPY of their own and then resumes with the same
+// source: one connection cannot run two COPYs at once, and the text must
+// not pile up in memory.
 type chunkSource struct {
 	contentID int64
 	in        *ingest
@@ -166,10 +170,16 @@ type chunkSource struct {
 	cur       []byte
 	err       error
 	done      bool
+	text      *textSpool
+	paused    bool // stopped for the text spool; not done
 }
 
 func (cs *chunkSource) Next() bool {
 	if cs.done || cs.err != nil {
+		return false
+	}
+	if cs.text != nil && cs.text.full() {
+		cs.paused = true
 		return false
 	}
 	if cs.first != nil {
@@ -205,56 +215,12 @@ func (cs *chunkSource) Values() ([]any, error) {
 
 func (cs *chunkSource) Err() error { return cs.err }
 
-// stageReader produces the COPY text-format row (content_id, search_headers,
-// search_text) for content_stage, folding and escaping the body text in
-// bounded pieces so that no second copy of it is ever built.
-type stageReader struct {
-	pending []string // raw pieces still to send, in order; index 2 is the text
-	idx     int
-	text    string // rest of the unfolded body text (while idx == 2)
-	buf     []byte
-	off     int
-}
-
-func newStageReader(contentID int64, c *content) *stageReader {
-	return &stageReader{
-		pending: []string{fmt.Sprintf("%d\t", contentID), copyEscape(c.searchHeaders) + "\t", "", "\n"},
-		text:    c.rawText,
-	}
-}
-
-// stagePiece bounds one folded piece of body text.
-const stagePiece = 32 << 10
-
-func (r *stageReader) Read(p []byte) (int, error) {
-	for r.off >= len(r.buf) {
-		r.buf, r.off = r.buf[:0], 0
-		if r.idx >= len(r.pending) {
-			return 0, io.EOF
-		}
-		if r.idx != 2 {
-			r.buf = append(r.buf, r.pending[r.idx]...)
-			r.idx++
-			continue
-		}
-		if r.text == "" {
-			r.idx++
-			continue
-		}
-		// Cut at a rune start so that folding piecewise equals folding whole.
-		j := min(len(r.text), stagePiece)
-		for k := j; k > 0 && k < len(r.text) && j-k < utf8.UTFMax; k-- {
-			if utf8.RuneStart(r.text[k]) {
-				j = k
-				break
-			}
-		}
-		r.buf = append(r.buf, copyEscape(searchFold(r.text[:j]))...)
-		r.text = r.text[j:]
-	}
-	n := copy(p, r.buf[r.off:])
-	r.off += n
-	return n, nil
+// stageRow returns the COPY text-format row (content_id, search_headers,
+// text_pieces) for content_stage.
+func stageRow(contentID int64, c *content, pieces int32) io.Reader {
+	return io.MultiReader(strings.NewReader(strconv.FormatInt(contentID, 10)+"\t"),
+		strings.NewReader(copyEscape(c.searchHeaders)),
+		strings.NewReader("\t"+strconv.FormatInt(int64(pieces), 10)+"\n"))
 }
 
 // copyEscape escapes s for a COPY text-format field.

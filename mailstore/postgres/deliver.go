@@ -32,7 +32,7 @@ type delivered struct {
 }
 
 const deliverSQL = `SELECT r_account, r_mailbox, r_uid, r_uidvalidity FROM pr_deliver(
-	$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
+	$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`
 
 // normFlags validates flags and renders them for storage: system flags as a
 // bit mask, keywords deduplicated case-insensitively (first case kept).
@@ -161,9 +161,11 @@ func (s *Store) Append(ctx context.Context, accountID, mailboxID int64, flags ma
 
 // storeContent reads body and stores it for every target. Messages of up
 // to ChunkSize octets take the fast path: one statement (pr_deliver), one
-// round trip, its own transaction. Larger ones are streamed in ChunkSize
-// rows with COPY inside a transaction, never held in memory whole, and
-// pr_deliver finishes that transaction.
+// round trip, its own transaction; their search text goes in
+// contents.search_text. Larger ones are streamed in ChunkSize rows with
+// COPY inside a transaction, never held in memory whole, their search text
+// in content_text pieces (textSpool) copied in between, and pr_deliver
+// finishes that transaction.
 func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time, ts []target, from string, params []byte) ([]delivered, int64, error) {
 	if date.IsZero() {
 		date = time.Now().Truncate(time.Second)
@@ -194,12 +196,17 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 	default:
 		return nil, 0, fmt.Errorf("deliver: read message: %w", err)
 	}
+	var spool *textSpool
+	if !small {
+		spool = &textSpool{}
+		in.p.SetTextSink(spool.write)
+	}
 	if err := in.write(buf[:n]); err != nil {
 		return nil, 0, err
 	}
 	accounts := distinctAccounts(ts)
 	if small {
-		c, err := in.finish(false)
+		c, err := in.finish()
 		if err != nil {
 			return nil, 0, err
 		}
@@ -228,26 +235,38 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		if err := conn.QueryRow(ctx, `INSERT INTO contents (size, chunk_size) VALUES (0, $1) RETURNING id`, ChunkSize).Scan(&pending); err != nil {
 			return err
 		}
-		src := &chunkSource{contentID: pending, in: in, r: rest, buf: buf, first: buf[:n]}
-		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"chunks"}, []string{"content_id", "seq", "data"}, src); err != nil {
-			if src.err != nil {
-				return src.err
+		spool.contentID = pending
+		src := &chunkSource{contentID: pending, in: in, r: rest, buf: buf, first: buf[:n], text: spool}
+		for {
+			if _, err := conn.CopyFrom(ctx, pgx.Identifier{"chunks"}, []string{"content_id", "seq", "data"}, src); err != nil {
+				if src.err != nil {
+					return src.err
+				}
+				return err
 			}
-			return err
+			if !src.paused {
+				return nil
+			}
+			src.paused = false
+			if err := copyText(ctx, conn, spool); err != nil {
+				return err
+			}
 		}
-		return nil
 	}()
 	if err != nil {
 		rollback(conn)
 		return nil, 0, mapErr("deliver", err)
 	}
-	c, err := in.finish(true)
+	c, err := in.finish()
 	if err == nil {
-		// The search texts go by COPY too: a multi-megabyte query parameter
+		spool.final = true
+		err = copyText(ctx, conn, spool)
+	}
+	if err == nil {
+		// The header search text goes by COPY too: a large query parameter
 		// would be copied into pgx's send buffer whole.
-		_, err = conn.Conn().PgConn().CopyFrom(ctx, newStageReader(pending, c),
-			`COPY content_stage (content_id, search_headers, search_text) FROM STDIN`)
-		c.rawText = ""
+		_, err = conn.Conn().PgConn().CopyFrom(ctx, stageRow(pending, c, spool.seq),
+			`COPY content_stage (content_id, search_headers, text_pieces) FROM STDIN`)
 	}
 	if err != nil {
 		rollback(conn)
@@ -258,6 +277,15 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		return nil, 0, mapErr("deliver", err)
 	}
 	return rows, c.size, nil
+}
+
+// copyText sends the spool's ready text pieces to content_text.
+func copyText(ctx context.Context, conn *pgxpool.Conn, spool *textSpool) error {
+	if !spool.ready() {
+		return nil
+	}
+	_, err := conn.CopyFrom(ctx, pgx.Identifier{"content_text"}, []string{"content_id", "seq", "text"}, spool)
+	return err
 }
 
 func distinctAccounts(ts []target) []int64 {
@@ -298,7 +326,7 @@ func deliverArgs(pending *int64, c *content, data []byte, ts []target, date time
 	if pending != nil {
 		pend = *pending
 	}
-	return []any{pend, c.sha, c.size, c.headerSize, ChunkSize, c.sentDay, string(c.parsed), c.searchHeaders,
+	return []any{pend, c.sha, c.size, c.crlfSize, c.headerSize, ChunkSize, c.sentDay, string(c.parsed), c.searchHeaders,
 		c.searchText, d, accounts, mailboxes, names, flags, kws, date, from, p}
 }
 

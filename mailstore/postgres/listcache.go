@@ -56,17 +56,18 @@ type listEntry struct {
 // collector neither scans nor write-barriers a cached list, and copying
 // out is a tight loop.
 type cmeta struct {
-	uid    uint32
-	flags  uint8
-	hasKw  bool
-	modseq uint64
-	date   int64 // Unix microseconds (PostgreSQL's precision)
-	size   int64
+	uid      uint32
+	flags    uint8
+	hasKw    bool
+	modseq   uint64
+	date     int64 // Unix microseconds (PostgreSQL's precision)
+	size     int64
+	crlfSize int64
 }
 
 func (e *listEntry) set(i int, m mailstore.MessageMeta) {
 	e.msgs[i] = cmeta{uid: m.UID, flags: uint8(m.Flags.System), hasKw: len(m.Flags.Keywords) > 0,
-		modseq: m.ModSeq, date: m.InternalDate.UnixMicro(), size: m.Size}
+		modseq: m.ModSeq, date: m.InternalDate.UnixMicro(), size: m.Size, crlfSize: m.CRLFSize}
 	if len(m.Flags.Keywords) > 0 {
 		e.kws[m.UID] = slices.Clone(m.Flags.Keywords)
 	} else {
@@ -227,6 +228,7 @@ func (e *listEntry) meta(m *mailstore.MessageMeta, c *cmeta) {
 	m.Flags.System = mailstore.SystemFlag(c.flags)
 	m.InternalDate = time.UnixMicro(c.date)
 	m.Size = c.size
+	m.CRLFSize = c.crlfSize
 	if c.hasKw {
 		m.Flags.Keywords = slices.Clone(e.kws[c.uid])
 	}

@@ -45,7 +45,13 @@ func TestListCacheMatchesDatabase(t *testing.T) {
 	must(t, err)
 	compare("expunge", nil)
 	deliver(t, other, msg("new", "x"), mailstore.Recipient{AccountID: a.ID})
+	// Bare LFs: CRLFSize differs from Size, and the cache must carry it.
+	bare := deliver(t, other, "Subject: bare\n\nline one\nline two", mailstore.Recipient{AccountID: a.ID})
 	compare("deliver", nil)
+	if ms, err := st.ListMessages(ctx, a.ID, mb.ID, mailstore.UIDs(bare.Delivered[0].UID)); err != nil || len(ms) != 1 ||
+		ms[0].CRLFSize != ms[0].Size+5 {
+		t.Fatalf("cached bare-LF message: %+v, %v; want CRLFSize = Size+5", ms, err)
+	}
 	_, err = other.Move(ctx, a.ID, mb.ID, mailstore.UIDSet{{Start: 100, Stop: 199}}, arch.ID)
 	must(t, err)
 	_, err = other.Copy(ctx, a.ID, arch.ID, mailstore.UIDSet{{Start: 1, Stop: 0}}, mb.ID)

@@ -15,18 +15,19 @@ import (
 )
 
 // metaAgg aggregates the rows of a subquery x (uid, modseq, flags, kw,
-// internal_date, size; ordered by uid) into parallel arrays: one row on the
+// internal_date, size, crlf_size; ordered by uid) into parallel arrays: one row on the
 // wire and binary array decoding instead of one protocol message per
 // message. Keywords are rare, so only non-empty ones are sent, with their
 // UIDs; kw is the space-joined list (keywords are atoms).
 const metaAgg = `array_agg(x.uid), array_agg(x.modseq), array_agg(x.flags), array_agg(x.internal_date), array_agg(x.size),
-	array_agg(x.uid) FILTER (WHERE x.kw <> ''), array_agg(x.kw) FILTER (WHERE x.kw <> '')`
+	array_agg(x.crlf_size), array_agg(x.uid) FILTER (WHERE x.kw <> ''), array_agg(x.kw) FILTER (WHERE x.kw <> '')`
 
-const metaCols = `m.uid, m.modseq, m.flags, array_to_string(m.keywords, ' ') AS kw, m.internal_date, m.size`
+const metaCols = `m.uid, m.modseq, m.flags, array_to_string(m.keywords, ' ') AS kw, m.internal_date, m.size, m.crlf_size`
 
 // metaArrays receives metaAgg.
 type metaArrays struct {
 	uids, modseqs, sizes []int64
+	crlfSizes            []int64
 	flags                []int16
 	dates                []time.Time
 	kwUIDs               []int64
@@ -34,7 +35,7 @@ type metaArrays struct {
 }
 
 func (a *metaArrays) dest() []any {
-	return []any{&a.uids, &a.modseqs, &a.flags, &a.dates, &a.sizes, &a.kwUIDs, &a.kws}
+	return []any{&a.uids, &a.modseqs, &a.flags, &a.dates, &a.sizes, &a.crlfSizes, &a.kwUIDs, &a.kws}
 }
 
 func (a *metaArrays) metas() []mailstore.MessageMeta {
@@ -47,6 +48,7 @@ func (a *metaArrays) metas() []mailstore.MessageMeta {
 		m.Flags.System = mailstore.SystemFlag(a.flags[i])
 		m.InternalDate = a.dates[i]
 		m.Size = a.sizes[i]
+		m.CRLFSize = a.crlfSizes[i]
 		if k < len(a.kwUIDs) && a.kwUIDs[k] == a.uids[i] {
 			m.Flags.Keywords = strings.Fields(a.kws[k])
 			k++
@@ -156,7 +158,7 @@ func (s *Store) FetchDetails(ctx context.Context, accountID, mailboxID int64, ui
 		var flags int16
 		var kw string
 		var parsed []byte
-		if err := rows.Scan(&uid, &modseq, &flags, &kw, &d.InternalDate, &d.Size, &parsed); err != nil {
+		if err := rows.Scan(&uid, &modseq, &flags, &kw, &d.InternalDate, &d.Size, &d.CRLFSize, &parsed); err != nil {
 			rows.Close()
 			return nil, mapErr("fetch details", err)
 		}
@@ -214,7 +216,7 @@ func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids
 					var kw []string
 					var m mailstore.MessageMeta
 					var modified bool
-					if err := rows.Scan(&uid, &modseq, &fl, &kw, &m.InternalDate, &m.Size, &modified); err != nil {
+					if err := rows.Scan(&uid, &modseq, &fl, &kw, &m.InternalDate, &m.Size, &m.CRLFSize, &modified); err != nil {
 						return err
 					}
 					if modified {

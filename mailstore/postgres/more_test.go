@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/postrider/postrider/mailstore"
 	"github.com/postrider/postrider/mailstore/postgres"
@@ -316,6 +317,21 @@ func TestSearchFoldMatchesToLower(t *testing.T) {
 		want := strings.ToLower(strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", " "))
 		if got != want {
 			t.Errorf("SearchFold(%q) = %q, want %q", s, got, want)
+		}
+		// Large messages' text is folded piecewise (the parser passes valid
+		// UTF-8 in whole characters): the same result, cut anywhere at a
+		// character start.
+		if utf8.ValidString(s) {
+			step := 1 + len(s)/100 // every cut of the short strings, some of the long one
+			for cut := 0; cut <= len(s); cut += step {
+				if cut < len(s) && !utf8.RuneStart(s[cut]) {
+					continue
+				}
+				if got := string(postgres.AppendFold(postgres.AppendFold(nil, []byte(s[:cut])), []byte(s[cut:]))); got != want {
+					t.Errorf("AppendFold(%q) cut at %d = %q, want %q", s, cut, got, want)
+					break
+				}
+			}
 		}
 	}
 }

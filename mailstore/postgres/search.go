@@ -158,14 +158,14 @@ func (b *searchBuilder) criteria(c *mailstore.SearchCriteria, depth int) (string
 	}
 	for _, v := range c.Body {
 		b.content = true
-		if err := add(fmt.Sprintf("strpos(c.search_text, %s) > 0", b.arg(searchFold(v)))); err != nil {
+		if err := add("(" + bodyMatch(b.arg(searchFold(v))) + ")"); err != nil {
 			return "", err
 		}
 	}
 	for _, v := range c.Text {
 		b.content = true
 		p := b.arg(searchFold(v))
-		if err := add(fmt.Sprintf("(strpos(c.search_headers, %s) > 0 OR strpos(c.search_text, %s) > 0)", p, p)); err != nil {
+		if err := add(fmt.Sprintf("(strpos(c.search_headers, %s) > 0 OR %s)", p, bodyMatch(p))); err != nil {
 			return "", err
 		}
 	}
@@ -220,6 +220,18 @@ func (b *searchBuilder) criteria(c *mailstore.SearchCriteria, depth int) (string
 		return "true", nil
 	}
 	return strings.Join(parts, " AND "), nil
+}
+
+// bodyMatch renders "the body text contains the folded string p": in
+// contents.search_text for a small content, in its content_text pieces for
+// a large one (strings longer than textOverlap-2 octets that span two
+// pieces are missed, see textspool.go). The text_pieces test keeps small
+// contents from probing content_text at all; OFFSET 0 keeps the planner
+// from turning the EXISTS into a hashed subplan, which would scan every
+// content's pieces instead of this message's.
+func bodyMatch(p string) string {
+	return fmt.Sprintf(`strpos(c.search_text, %s) > 0 OR c.text_pieces > 0 AND EXISTS (
+		SELECT 1 FROM content_text t WHERE t.content_id = c.id AND strpos(t.text, %s) > 0 OFFSET 0)`, p, p)
 }
 
 // flags renders "has all of f" (or, with none, "has none of f"); "" when f

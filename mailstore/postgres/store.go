@@ -5,13 +5,14 @@
 //
 // Schema (migrations/*.sql, applied by Migrate):
 //   - messages: one narrow row per message in a mailbox (UID, modseq,
-//     flags bit mask, keywords, dates, size, content id); mailboxes hold
+//     flags bit mask, keywords, dates, size, CRLF size, content id); mailboxes hold
 //     UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and exact STATUS counters;
 //     expunged holds tombstones (RFC 7162 VANISHED).
 //   - contents: each distinct message (by SHA-256) once, with its parse
 //     results and lower-cased search texts, reference-counted by message
 //     rows and deleted with its chunks when the last reference goes;
-//     chunks: its octets in rows of at most ChunkSize.
+//     chunks: its octets in rows of at most ChunkSize; content_text: the
+//     search text of a large content, in overlapping pieces (textspool.go).
 //   - plpgsql functions (migrations/0002_functions.sql) perform every
 //     multi-statement write as one statement (one round trip), holding the
 //     hot row locks (account quota row, mailbox UIDNEXT row) briefly, in

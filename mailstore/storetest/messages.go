@@ -494,3 +494,121 @@ func paramValue(ps []msgparse.Param, name string) string {
 	}
 	return ""
 }
+
+// crlfNormalize is the reference for MessageMeta.CRLFSize: every line
+// ending (CRLF, bare LF, bare CR) as CRLF, and a CRLF after a last line
+// that lacks one — what a POP3 server sends (RFC 1939 §3).
+func crlfNormalize(b []byte) []byte {
+	var out bytes.Buffer
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '\r':
+			out.WriteString("\r\n")
+			if i+1 < len(b) && b[i+1] == '\n' {
+				i++
+			}
+		case '\n':
+			out.WriteString("\r\n")
+		default:
+			out.WriteByte(c)
+		}
+	}
+	if out.Len() > 0 && !bytes.HasSuffix(out.Bytes(), []byte("\r\n")) {
+		out.WriteString("\r\n")
+	}
+	return out.Bytes()
+}
+
+// testCRLFSize checks MessageMeta.CRLFSize wherever a MessageMeta comes
+// back: after Deliver and Append, through Copy and Move, from
+// ListMessages, Changes, StoreFlags and FetchDetails.
+func testCRLFSize(t *testing.T, f Factory) {
+	fx := newFixture(t, f)
+	st, ctx := fx.st, fx.ctx
+	a := fx.account("alice@example.org")
+	inbox := fx.mailbox(a.ID, "INBOX")
+	arch := fx.mailbox(a.ID, "Archive")
+	var big strings.Builder
+	big.WriteString("Subject: large with bare LFs\n\n")
+	for big.Len() < 600_000 { // several store chunks in any backend
+		big.WriteString("a line of a large message that ends in a bare LF\n")
+	}
+	cases := []struct {
+		name string
+		body []byte
+	}{
+		{"CRLF", simpleMessage("crlf", "one\ntwo")},
+		{"bare LF", []byte("Subject: lf\n\nline one\nline two\n")},
+		{"bare CR", []byte("Subject: cr\r\rline one\rline two\r")},
+		{"mixed without final line ending", []byte("Subject: mixed\r\n\nline one\r\nline two\rlast")},
+		{"large bare LF", []byte(big.String())},
+	}
+	check := func(what string, m mailstore.MessageMeta, body []byte) {
+		t.Helper()
+		want := int64(len(crlfNormalize(body)))
+		if m.CRLFSize != want || m.Size != int64(len(body)) {
+			t.Errorf("%s: Size %d, CRLFSize %d; want %d and %d", what, m.Size, m.CRLFSize, len(body), want)
+		}
+	}
+	if n := len(crlfNormalize(cases[0].body)); n != len(cases[0].body) {
+		t.Fatalf("test bug: the CRLF message normalises to %d octets, not %d", n, len(cases[0].body))
+	}
+	bodies := map[uint32][]byte{}
+	since := fx.status(a.ID, inbox.ID).HighestModSeq
+	for _, tc := range cases {
+		d := fx.deliver(tc.body, mailstore.Recipient{AccountID: a.ID})
+		ap := fx.appendMsg(a.ID, inbox.ID, mailstore.Flags{}, fixedDate, tc.body)
+		for _, uid := range []uint32{d.Delivered[0].UID, ap.UID} {
+			bodies[uid] = tc.body
+			ms := fx.list(a.ID, inbox.ID, mailstore.UIDs(uid))
+			if len(ms) != 1 {
+				t.Fatalf("%s: ListMessages(%d) = %+v", tc.name, uid, ms)
+			}
+			check(fmt.Sprintf("%s: ListMessages(%d)", tc.name, uid), ms[0], tc.body)
+		}
+	}
+	for _, m := range fx.list(a.ID, inbox.ID, nil) {
+		check(fmt.Sprintf("ListMessages(all) uid %d", m.UID), m, bodies[m.UID])
+	}
+	for _, m := range fx.changes(a.ID, inbox.ID, since).Updated {
+		check(fmt.Sprintf("Changes uid %d", m.UID), m, bodies[m.UID])
+	}
+	r := fx.storeFlags(a.ID, inbox.ID, nil, mailstore.FlagsAdd, mailstore.Flags{System: mailstore.FlagSeen}, 0)
+	if len(r.Updated) != len(bodies) {
+		t.Errorf("StoreFlags updated %d messages, want %d", len(r.Updated), len(bodies))
+	}
+	for _, m := range r.Updated {
+		check(fmt.Sprintf("StoreFlags uid %d", m.UID), m, bodies[m.UID])
+	}
+	ds, err := st.FetchDetails(ctx, a.ID, inbox.ID, nil)
+	must(t, err, "FetchDetails")
+	for _, d := range ds {
+		check(fmt.Sprintf("FetchDetails uid %d", d.UID), d.MessageMeta, bodies[d.UID])
+		if d.Parsed == nil || d.Parsed.CRLFSize != d.CRLFSize {
+			t.Errorf("FetchDetails uid %d: parsed CRLFSize differs from the message's %d", d.UID, d.CRLFSize)
+		}
+	}
+
+	// Copy to Archive, then Move back: the sizes travel with the messages.
+	cr, err := st.Copy(ctx, a.ID, inbox.ID, nil, arch.ID)
+	must(t, err, "Copy")
+	inArch := map[uint32][]byte{}
+	for i, src := range cr.SrcUIDs {
+		inArch[cr.DstUIDs[i]] = bodies[src]
+	}
+	for _, m := range fx.list(a.ID, arch.ID, nil) {
+		check(fmt.Sprintf("after Copy, Archive uid %d", m.UID), m, inArch[m.UID])
+	}
+	mr, err := st.Move(ctx, a.ID, arch.ID, nil, inbox.ID)
+	must(t, err, "Move")
+	moved := map[uint32][]byte{}
+	for i, src := range mr.SrcUIDs {
+		moved[mr.DstUIDs[i]] = inArch[src]
+	}
+	for _, m := range fx.list(a.ID, inbox.ID, mailstore.UIDSet{{Start: mr.DstUIDs[0], Stop: 0}}) {
+		check(fmt.Sprintf("after Move, INBOX uid %d", m.UID), m, moved[m.UID])
+	}
+	if len(moved) != len(bodies) {
+		t.Errorf("Move moved %d messages, want %d", len(moved), len(bodies))
+	}
+}

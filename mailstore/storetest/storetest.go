@@ -77,6 +77,7 @@ var groups = []struct {
 		{"Expunge", testExpunge},
 		{"Changes", testChanges},
 		{"UIDsNeverReused", testUIDsNeverReused},
+		{"CRLFSize", testCRLFSize},
 	}},
 	{"Quota", []suiteTest{
 		{"Usage", testQuotaUsage},

@@ -73,26 +73,43 @@ CREATE TABLE contents (
     sent_day       date,
     parsed         json,            -- msgparse.Message without SearchHeaders/Text (json: cheap to store, accepts \u0000)
     search_headers text NOT NULL DEFAULT '',
+    -- The lower-cased body text of a small content (one chunk). A large
+    -- (streamed) content keeps it in content_text instead, text_pieces rows;
+    -- search_text is then ''.
     search_text    text NOT NULL DEFAULT '',
+    text_pieces    integer NOT NULL DEFAULT 0,
     created_at     timestamptz NOT NULL DEFAULT now()
 );
 
--- Search texts of a large content while it is being delivered: streamed in
--- with COPY (so the Go side never holds them in a query buffer) and moved
--- into contents by pr_deliver in the same transaction. Unlogged: rows live
--- only inside one transaction.
+-- The lower-cased body text of a large content, in pieces streamed in with
+-- COPY during delivery (so no node ever holds the whole text). Each piece
+-- but the first starts with the last 256 octets or fewer (cut at a
+-- character boundary) of the previous piece's text, so a search string of
+-- up to 254 octets (lower-cased UTF-8) is found even where it spans two
+-- pieces; a longer one that spans a piece boundary is not (textspool.go).
+CREATE TABLE content_text (
+    content_id bigint NOT NULL,
+    seq        integer NOT NULL,
+    text       text NOT NULL,
+    PRIMARY KEY (content_id, seq)
+);
+
+-- The header search text and text piece count of a large content while it
+-- is being delivered: streamed in with COPY (so the Go side never holds them
+-- in a query buffer) and moved into contents by pr_deliver in the same
+-- transaction. Unlogged: rows live only inside one transaction.
 CREATE UNLOGGED TABLE content_stage (
     content_id     bigint PRIMARY KEY,
     search_headers text NOT NULL,
-    search_text    text NOT NULL
+    text_pieces    integer NOT NULL
 );
 
--- No foreign keys from chunks, messages, expunged and deliveries: each
--- would cost a lookup (and a row lock) per inserted row on the hottest
--- paths. The write functions (0002) keep them consistent: message rows are
--- written only by them, under the mailbox lock, and contents, chunks and
--- deliveries are deleted together by pr_release_contents when the last
--- reference goes.
+-- No foreign keys from chunks, content_text, messages, expunged and
+-- deliveries: each would cost a lookup (and a row lock) per inserted row on
+-- the hottest paths. The write functions (0002) keep them consistent:
+-- message rows are written only by them, under the mailbox lock, and
+-- contents, chunks, content_text and deliveries are deleted together by
+-- pr_release_contents when the last reference goes.
 CREATE TABLE chunks (
     content_id bigint NOT NULL,
     seq        integer NOT NULL,
@@ -106,6 +123,7 @@ DO $$
 BEGIN
     ALTER TABLE chunks ALTER COLUMN data SET COMPRESSION lz4;
     ALTER TABLE contents ALTER COLUMN search_text SET COMPRESSION lz4;
+    ALTER TABLE content_text ALTER COLUMN text SET COMPRESSION lz4;
     ALTER TABLE contents ALTER COLUMN search_headers SET COMPRESSION lz4;
     ALTER TABLE contents ALTER COLUMN parsed SET COMPRESSION lz4;
 EXCEPTION WHEN OTHERS THEN
@@ -122,6 +140,9 @@ CREATE TABLE messages (
     internal_date timestamptz NOT NULL,
     save_date     timestamptz NOT NULL DEFAULT now(),
     size          bigint NOT NULL,
+    -- The size with every line ending as CRLF (msgparse.Message.CRLFSize):
+    -- what POP3 RETR sends, so that STAT and LIST never read a body.
+    crlf_size     bigint NOT NULL,
     content_id    bigint NOT NULL,
     PRIMARY KEY (mailbox_id, uid)
 );

@@ -27,7 +27,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(array_agg(DISTINCT lower(x) ORDER BY lower(x)), '{}') FROM unnest(kw) x
 $$;
 
--- pr_delete_contents deletes contents with their chunks and deliveries.
+-- pr_delete_contents deletes contents with their chunks, text pieces and
+-- deliveries.
 CREATE FUNCTION pr_delete_contents(p_ids bigint[]) RETURNS void
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
@@ -35,6 +36,7 @@ BEGIN
         RETURN;
     END IF;
     DELETE FROM chunks WHERE content_id = ANY (p_ids);
+    DELETE FROM content_text WHERE content_id = ANY (p_ids);
     DELETE FROM deliveries WHERE content_id = ANY (p_ids);
     DELETE FROM content_stage WHERE content_id = ANY (p_ids);
     DELETE FROM contents WHERE id = ANY (p_ids);
@@ -60,8 +62,9 @@ $$;
 -- pr_store_content stores a content that is not stored yet, with p_refs
 -- references, and returns its id; NULL when a content with that SHA-256
 -- exists (the caller then takes references on it). Small contents come
--- with their octets (p_data); large ones were streamed into the pending row
--- p_pending and content_stage, which this finalises.
+-- with their octets (p_data) and search text; large ones were streamed into
+-- the pending row p_pending (chunks and content_text) and content_stage,
+-- which this finalises.
 CREATE FUNCTION pr_store_content(
     p_pending bigint, p_sha bytea, p_size bigint, p_header_size bigint, p_chunk_size integer,
     p_sent_day date, p_parsed json, p_search_headers text, p_search_text text, p_data bytea, p_refs integer)
@@ -86,7 +89,7 @@ BEGIN
         UPDATE contents c
            SET sha256 = p_sha, size = p_size, header_size = p_header_size, chunk_size = p_chunk_size,
                refcount = p_refs, sent_day = p_sent_day, parsed = p_parsed,
-               search_headers = s.search_headers, search_text = s.search_text
+               search_headers = s.search_headers, search_text = '', text_pieces = s.text_pieces
           FROM content_stage s
          WHERE c.id = p_pending AND s.content_id = p_pending;
         IF NOT FOUND THEN
@@ -104,11 +107,12 @@ $$;
 -- belong to the account) or, when p_mailboxes is NULL, p_names[i]. Targets
 -- must be distinct. Keywords per target are space-separated atoms.
 -- The content is either p_data (small, one chunk, p_pending NULL) or an
--- already streamed pending row p_pending (chunks written, sha256 NULL, its
--- search texts in content_stage). The common single-target case with new
--- content runs three statements.
+-- already streamed pending row p_pending (chunks and text pieces written,
+-- sha256 NULL, its header search text in content_stage). p_crlf_size goes
+-- to every message row. The common single-target case with new content runs
+-- three statements.
 CREATE FUNCTION pr_deliver(
-    p_pending bigint, p_sha bytea, p_size bigint, p_header_size bigint, p_chunk_size integer,
+    p_pending bigint, p_sha bytea, p_size bigint, p_crlf_size bigint, p_header_size bigint, p_chunk_size integer,
     p_sent_day date, p_parsed json, p_search_headers text, p_search_text text, p_data bytea,
     p_accounts bigint[], p_mailboxes bigint[], p_names text[], p_flags smallint[], p_keywords text[],
     p_internal_date timestamptz, p_mail_from text, p_params jsonb)
@@ -205,10 +209,10 @@ BEGIN
         IF NOT FOUND THEN
             RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';
         END IF;
-        INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, content_id)
+        INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, crlf_size, content_id)
         VALUES (v_mid, v_uid, v_modseq, p_flags[1],
                 CASE WHEN p_keywords[1] = '' THEN '{}'::text[] ELSE string_to_array(p_keywords[1], ' ') END,
-                p_internal_date, p_size, v_cid);
+                p_internal_date, p_size, p_crlf_size, v_cid);
         r_account := p_accounts[1];
         r_mailbox := v_mid;
         r_uid := v_uid;
@@ -229,10 +233,10 @@ BEGIN
               FROM t WHERE m.account_id = t.a AND m.name = t.n
             RETURNING m.id, m.uidnext - 1 AS uid, m.highestmodseq AS modseq, m.uidvalidity, t.a, t.f, t.kw, t.i
         ), ins AS (
-            INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, content_id)
+            INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, crlf_size, content_id)
             SELECT mb.id, mb.uid, mb.modseq, mb.f,
                    CASE WHEN mb.kw = '' THEN '{}'::text[] ELSE string_to_array(mb.kw, ' ') END,
-                   p_internal_date, p_size, v_cid
+                   p_internal_date, p_size, p_crlf_size, v_cid
               FROM mb
         )
         SELECT mb.a, mb.id, mb.uid, mb.uidvalidity FROM mb ORDER BY mb.i;
@@ -249,10 +253,10 @@ BEGIN
               FROM t WHERE m.id = t.mid AND m.account_id = t.a
             RETURNING m.id, m.uidnext - 1 AS uid, m.highestmodseq AS modseq, m.uidvalidity, t.a, t.f, t.kw, t.i
         ), ins AS (
-            INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, content_id)
+            INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, crlf_size, content_id)
             SELECT mb.id, mb.uid, mb.modseq, mb.f,
                    CASE WHEN mb.kw = '' THEN '{}'::text[] ELSE string_to_array(mb.kw, ' ') END,
-                   p_internal_date, p_size, v_cid
+                   p_internal_date, p_size, p_crlf_size, v_cid
               FROM mb
         )
         SELECT mb.a, mb.id, mb.uid, mb.uidvalidity FROM mb ORDER BY mb.i;
@@ -398,8 +402,8 @@ BEGIN
            msg_unseen = msg_unseen + v_unseen, msg_deleted = msg_deleted + v_deleted
      WHERE id = p_dst
     RETURNING uidnext - cardinality(v_uids), highestmodseq, uidvalidity INTO v_first, v_modseq, v_uidvalidity;
-    INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, content_id)
-    SELECT p_dst, v_first + s.i - 1, v_modseq, m.flags, m.keywords, m.internal_date, m.size, m.content_id
+    INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, crlf_size, content_id)
+    SELECT p_dst, v_first + s.i - 1, v_modseq, m.flags, m.keywords, m.internal_date, m.size, m.crlf_size, m.content_id
       FROM unnest(v_uids) WITH ORDINALITY AS s(uid, i)
       JOIN messages m ON m.mailbox_id = p_src AND m.uid = s.uid;
     IF p_move THEN
@@ -440,7 +444,7 @@ $$;
 CREATE FUNCTION pr_store_flags(p_account bigint, p_mailbox bigint, p_starts bigint[], p_stops bigint[],
                                p_op integer, p_flags smallint, p_keywords text[], p_unchanged bigint)
 RETURNS TABLE (r_uid bigint, r_modseq bigint, r_flags smallint, r_keywords text[],
-               r_internal_date timestamptz, r_size bigint, r_modified boolean)
+               r_internal_date timestamptz, r_size bigint, r_crlf_size bigint, r_modified boolean)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
@@ -467,7 +471,7 @@ BEGIN
         SELECT m.* FROM unnest(p_starts, p_stops) r(s, e)
           JOIN messages m ON m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e
     ), cur AS (
-        SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size,
+        SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.crlf_size,
                n.nf, n.nk, (p_unchanged > 0 AND m.modseq > p_unchanged) AS modified
           FROM sel m
          CROSS JOIN LATERAL (
@@ -487,11 +491,11 @@ BEGIN
         UPDATE messages m SET flags = chg.nf, keywords = chg.nk, modseq = bump.highestmodseq
           FROM chg, bump
          WHERE m.mailbox_id = p_mailbox AND m.uid = chg.uid
-        RETURNING m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size
+        RETURNING m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.crlf_size
     )
-    SELECT upd.uid, upd.modseq, upd.flags, upd.keywords, upd.internal_date, upd.size, false FROM upd
+    SELECT upd.uid, upd.modseq, upd.flags, upd.keywords, upd.internal_date, upd.size, upd.crlf_size, false FROM upd
     UNION ALL
-    SELECT cur.uid, cur.modseq, cur.flags, cur.keywords, cur.internal_date, cur.size, true FROM cur WHERE cur.modified
+    SELECT cur.uid, cur.modseq, cur.flags, cur.keywords, cur.internal_date, cur.size, cur.crlf_size, true FROM cur WHERE cur.modified
     ORDER BY 1;
 END
 $$;
