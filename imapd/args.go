@@ -200,10 +200,15 @@ func (p *parser) dateTime() (time.Time, error) {
 	return time.Date(d.Year(), d.Month(), d.Day(), t.Hour(), t.Minute(), t.Second(), 0, t.Location()), nil
 }
 
-// writeFlags writes a flag list "(...)" (RFC 9051 §7.5.2 FLAGS).
-func (w *respWriter) flags(f mailstore.Flags) {
+// writeFlags writes a flag list "(...)" (RFC 9051 §7.5.2 FLAGS), with
+// \Recent first when recent (RFC 3501 §2.3.2; never with IMAP4rev2).
+func (w *respWriter) flags(f mailstore.Flags, recent bool) {
 	w.byte('(')
 	first := true
+	if recent {
+		w.str(`\Recent`)
+		first = false
+	}
 	for _, s := range systemFlagNames {
 		if f.System&s.bit != 0 {
 			if !first {

@@ -275,7 +275,7 @@ func (c *conn) writeFetch(r *fetchReq, m *fetchMsg, uid bool, buf *bytes.Buffer)
 			w.num32(m.meta.UID)
 		case fetchFlags:
 			w.str("FLAGS ")
-			w.flags(m.meta.Flags)
+			w.flags(m.meta.Flags, c.sel.isRecent(m.meta.UID))
 		case fetchInternalDate:
 			w.str("INTERNALDATE ")
 			w.str(formatDateTime(m.meta.InternalDate))
@@ -310,7 +310,7 @@ func (c *conn) writeFetch(r *fetchReq, m *fetchMsg, uid bool, buf *bytes.Buffer)
 	if m.flagsChanged && !r.has[fetchFlags] {
 		sep()
 		w.str("FLAGS ")
-		w.flags(m.meta.Flags)
+		w.flags(m.meta.Flags, c.sel.isRecent(m.meta.UID))
 	}
 	if (r.hasChanged || condFlags) && !r.has[fetchModSeq] {
 		sep()

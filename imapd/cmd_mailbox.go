@@ -170,7 +170,7 @@ func cmdSubscribe(c *conn, cx *cmdCtx) error {
 
 // statusItemNames are the STATUS data items (RFC 9051 §6.3.11, RFC 7162
 // §3.1.9 HIGHESTMODSEQ, RFC 8438 SIZE, RFC 7889 APPENDLIMIT; RECENT for
-// IMAP4rev1, always 0).
+// IMAP4rev1, RFC 3501 §6.3.10).
 var statusItemNames = map[string]bool{
 	"MESSAGES": true, "UIDNEXT": true, "UIDVALIDITY": true, "UNSEEN": true,
 	"DELETED": true, "SIZE": true, "HIGHESTMODSEQ": true, "RECENT": true,
@@ -264,7 +264,7 @@ func (c *conn) writeStatus(mbox mailstore.Mailbox, items []string) error {
 		case "HIGHESTMODSEQ":
 			c.w.num(st.HighestModSeq)
 		case "RECENT":
-			c.w.num(0)
+			c.w.num32(st.Recent) // messages no session has claimed (RFC 3501 §6.3.10)
 		case "APPENDLIMIT":
 			c.w.num(uint64(c.srv.cfg.MaxMessageSize))
 		}

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/postrider/postrider/mailstore"
@@ -104,6 +105,19 @@ func cmdSelect(c *conn, cx *cmdCtx) error {
 		cancel()
 		return err
 	}
+	// EXAMINE (IMAP4rev1) reports the messages no session has claimed as
+	// \Recent without claiming them (RFC 3501 §2.3.2): the unclaimed count
+	// is read before the list, so that the list's newest messages below
+	// that UIDNEXT, plus any that arrived in between, are the recent ones.
+	var peek *mailstore.MailboxStatus
+	if readOnly && !c.rev2 {
+		st, err := c.srv.store.MailboxStatus(ctx, c.acct.ID, mbox.ID)
+		if err != nil {
+			cancel()
+			return err
+		}
+		peek = &st
+	}
 	metas, err := c.srv.store.ListMessages(ctx, c.acct.ID, mbox.ID, nil)
 	if err != nil {
 		cancel()
@@ -130,13 +144,28 @@ func cmdSelect(c *conn, cx *cmdCtx) error {
 		s.uidNext = metas[n-1].UID + 1
 	}
 	metas = nil
+	switch {
+	case c.rev2:
+	case peek != nil:
+		s.addRecent(peekRecent(s.uids, peek.UIDNext, peek.Recent))
+	default:
+		// SELECT takes the \Recent status of the messages no session has
+		// been told of (RFC 3501 §2.3.2); any claimed here that arrived
+		// after the list are recent when their EXISTS comes.
+		uids, err := c.srv.store.ClaimRecent(ctx, c.acct.ID, mbox.ID)
+		if err != nil {
+			cancel()
+			return err
+		}
+		s.addRecent(uids)
+	}
 	c.sel, c.state = s, stateSelected
 
 	c.w.str("* ")
 	c.w.num(uint64(len(s.uids)))
 	c.w.str(" EXISTS\r\n")
 	if !c.rev2 {
-		c.w.str("* 0 RECENT\r\n") // RFC 3501 §6.3.1; \Recent is not kept
+		c.writeRecent() // RFC 3501 §6.3.1
 		if firstUnseen > 0 {
 			c.untaggedOK("UNSEEN "+itoa(firstUnseen), "First unseen")
 		}
@@ -161,6 +190,15 @@ func cmdSelect(c *conn, cx *cmdCtx) error {
 		cx.okCode = "READ-WRITE"
 	}
 	return nil
+}
+
+// peekRecent returns the UIDs an EXAMINE treats as \Recent: of the
+// ascending view uids, the newest n of those below uidNext (the unclaimed
+// ones when the count was read) and every one at or above it.
+func peekRecent(uids []uint32, uidNext, n uint32) []uint32 {
+	i, _ := slices.BinarySearch(uids, uidNext)
+	lo := max(i-int(min(n, uint32(i))), 0)
+	return slices.Clone(uids[lo:])
 }
 
 // selectParams parses "(" select-param *(SP select-param) ")".

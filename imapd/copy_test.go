@@ -58,12 +58,12 @@ func TestTranscriptAppend(t *testing.T) {
 	c.send(fmt.Sprintf(`A1 APPEND INBOX (\Seen $Important) "05-Jan-2024 10:00:00 +0100" {%d}`, len(msg)))
 	check(t, "cont", []string{c.line()}, []string{"+ Ready for literal data"})
 	c.sendRaw(msg + "\r\n")
-	check(t, "append", c.until("A1"), []string{"* 1 EXISTS",
+	check(t, "append", c.until("A1"), []string{"* 1 EXISTS", "* 1 RECENT",
 		`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Important)`,
 		`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $Important \*)] Flags permitted`,
 		fmt.Sprintf("A1 OK [APPENDUID %d 1] APPEND completed", inbox.UIDValidity)})
 	c.run([]step{
-		{"FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])", []string{fmt.Sprintf(`* 1 FETCH (FLAGS (\Seen $Important) INTERNALDATE "05-Jan-2024 09:00:00 +0000" RFC822.SIZE %d BODY[] %s)`, len(msg), lit(msg)), "$T OK FETCH completed"}},
+		{"FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])", []string{fmt.Sprintf(`* 1 FETCH (FLAGS (\Recent \Seen $Important) INTERNALDATE "05-Jan-2024 09:00:00 +0000" RFC822.SIZE %d BODY[] %s)`, len(msg), lit(msg)), "$T OK FETCH completed"}},
 		// LITERAL+: no continuation.
 		{fmt.Sprintf("APPEND Drafts {%d+}\r\n%s", len(msg), msg), []string{"re:$T OK \\[APPENDUID \\d+ 1\\] APPEND completed"}},
 		// literal8 (BINARY).

@@ -59,7 +59,7 @@ func TestTranscriptSelect(t *testing.T) {
 	c.run([]step{
 		{"SELECT Nope", []string{"$T NO [NONEXISTENT] No such mailbox"}},
 		{"EXAMINE inbox", []string{
-			"* 2 EXISTS", "* 0 RECENT", "* OK [UNSEEN 2] First unseen",
+			"* 2 EXISTS", "* 2 RECENT", "* OK [UNSEEN 2] First unseen",
 			fmt.Sprintf("* OK [UIDVALIDITY %d] UIDs valid", mb.UIDValidity),
 			"* OK [UIDNEXT 3] Predicted next UID",
 			`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft)`,
@@ -70,13 +70,15 @@ func TestTranscriptSelect(t *testing.T) {
 		{"EXPUNGE", []string{"$T NO [CANNOT] Mailbox is read-only"}},
 		{"MOVE 1 Trash", []string{"$T NO [CANNOT] Mailbox is read-only"}},
 		// BODY[] in a read-only mailbox does not set \Seen.
-		{"FETCH 2 (BODY[TEXT] FLAGS)", []string{"* 2 FETCH (BODY[TEXT] {3}\r\n2\r\n FLAGS ())", "$T OK FETCH completed"}},
+		{"FETCH 2 (BODY[TEXT] FLAGS)", []string{"* 2 FETCH (BODY[TEXT] {3}\r\n2\r\n FLAGS (\\Recent))", "$T OK FETCH completed"}},
 		{"CLOSE", []string{"$T OK CLOSE completed"}},
+		// EXAMINE shows \Recent without taking it; SELECT takes it (RFC 3501 §2.3.2).
+		{"STATUS INBOX (RECENT)", []string{"* STATUS INBOX (RECENT 2)", "$T OK STATUS completed"}},
 		{"FETCH 1 FLAGS", []string{"$T BAD No mailbox selected"}},
-		{"SELECT INBOX (CONDSTORE)", []string{"* 2 EXISTS", "* 0 RECENT", "* OK [UNSEEN 2] First unseen", "re:.*UIDVALIDITY.*", "re:.*UIDNEXT.*", "re:\\* FLAGS.*", `* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted`, "re:.*HIGHESTMODSEQ.*", "$T OK [READ-WRITE] SELECT completed"}},
+		{"SELECT INBOX (CONDSTORE)", []string{"* 2 EXISTS", "* 2 RECENT", "* OK [UNSEEN 2] First unseen", "re:.*UIDVALIDITY.*", "re:.*UIDNEXT.*", "re:\\* FLAGS.*", `* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted`, "re:.*HIGHESTMODSEQ.*", "$T OK [READ-WRITE] SELECT completed"}},
 		{"STORE 2 +FLAGS.SILENT (\\Deleted)", []string{"re:\\* 2 FETCH \\(UID 2 MODSEQ \\(\\d+\\)\\)", "$T OK STORE completed"}},
 		{"UNSELECT", []string{"$T OK UNSELECT completed"}},
-		{"STATUS INBOX (MESSAGES DELETED)", []string{"* STATUS INBOX (MESSAGES 2 DELETED 1)", "$T OK STATUS completed"}},
+		{"STATUS INBOX (MESSAGES DELETED RECENT)", []string{"* STATUS INBOX (MESSAGES 2 DELETED 1 RECENT 0)", "$T OK STATUS completed"}},
 		{"SELECT INBOX", []string{"re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "$T OK [READ-WRITE] SELECT completed"}},
 		{"CLOSE", []string{"$T OK CLOSE completed"}}, // expunges silently
 		{"STATUS INBOX (MESSAGES DELETED)", []string{"* STATUS INBOX (MESSAGES 1 DELETED 0)", "$T OK STATUS completed"}},
@@ -96,6 +98,7 @@ func TestTranscriptFetch(t *testing.T) {
 	simple := testMessage("one", "line 1\r\nline 2\r\n")
 	e.deliver("alice", "INBOX", simple)
 	e.deliver("alice", "INBOX", multipartMsg)
+	e.claimRecent("alice", "INBOX")
 	c := e.dial()
 	c.login("alice")
 	c.cmd("S", "SELECT INBOX")
@@ -152,6 +155,7 @@ func TestTranscriptStore(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		e.deliver("alice", "INBOX", testMessage(fmt.Sprint("m", i), "x\r\n"))
 	}
+	e.claimRecent("alice", "INBOX")
 	c := e.dial()
 	c.login("alice")
 	c.cmd("S", "SELECT INBOX")

@@ -64,7 +64,8 @@ func (fuzzStore) FetchDetails(context.Context, int64, int64, mailstore.UIDSet) (
 func (fuzzStore) Search(context.Context, int64, int64, *mailstore.SearchCriteria) ([]uint32, error) {
 	return nil, nil
 }
-func (fuzzStore) Subscribe(int64) (<-chan struct{}, func()) { return nil, func() {} }
+func (fuzzStore) ClaimRecent(context.Context, int64, int64) ([]uint32, error) { return nil, nil }
+func (fuzzStore) Subscribe(int64) (<-chan struct{}, func())                   { return nil, func() {} }
 
 // fuzzAuth refuses every login.
 type fuzzAuth struct{}

@@ -161,6 +161,15 @@ func (e *testEnv) mailbox(user, name string) mailstore.Mailbox {
 	return mb
 }
 
+// claimRecent takes the \Recent status of a mailbox's messages, as an
+// earlier session would have (for tests about something else).
+func (e *testEnv) claimRecent(user, name string) {
+	e.t.Helper()
+	if _, err := e.store.ClaimRecent(context.Background(), e.accts[user].ID, e.mailbox(user, name).ID); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // testMessage returns a small RFC 5322 message.
 func testMessage(subject, body string) string {
 	return "From: Alice <alice@example.org>\r\n" +

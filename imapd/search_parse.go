@@ -73,10 +73,22 @@ func (sp *searchParser) key(dst *mailstore.SearchCriteria) error {
 		return nil
 	}
 	switch name {
-	case "ALL", "OLD": // OLD = NOT RECENT; nothing is \Recent
+	case "ALL":
 		return nil
-	case "NEW", "RECENT": // \Recent is not kept (RFC 9051 removes it)
-		none(dst)
+	case "RECENT", "NEW", "OLD":
+		// RFC 3501 §6.4.4: NEW is RECENT UNSEEN, OLD is NOT RECENT. The
+		// session's \Recent set (empty with IMAP4rev2, which has no such
+		// keys) becomes a UID set.
+		recent := mailstore.UIDs(sp.c.sel.recent...)
+		switch name {
+		case "OLD":
+			dst.Not = append(dst.Not, mailstore.SearchCriteria{UIDs: []mailstore.UIDSet{recent}})
+		case "NEW":
+			dst.UIDs = append(dst.UIDs, recent)
+			dst.NotFlag.System |= mailstore.FlagSeen
+		default:
+			dst.UIDs = append(dst.UIDs, recent)
+		}
 		return nil
 	case "ANSWERED":
 		return sys(mailstore.FlagAnswered, false)

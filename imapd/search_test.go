@@ -51,7 +51,11 @@ func TestTranscriptSearch(t *testing.T) {
 		{"SEARCH 3:*,9:10", []string{"* SEARCH 3 4", "$T OK SEARCH completed"}},
 		{"SEARCH UID 2,4:*", []string{"* SEARCH 2 4", "$T OK SEARCH completed"}},
 		{"UID SEARCH UID 3", []string{"* SEARCH 3", "$T OK UID SEARCH completed"}},
-		{"SEARCH NEW", []string{"* SEARCH", "$T OK SEARCH completed"}},
+		// All four are \Recent in this session (it selected first): NEW is
+		// RECENT UNSEEN, OLD is NOT RECENT (RFC 3501 §6.4.4).
+		{"SEARCH NEW", []string{"* SEARCH 2 3", "$T OK SEARCH completed"}},
+		{"SEARCH RECENT", []string{"* SEARCH 1 2 3 4", "$T OK SEARCH completed"}},
+		{"SEARCH OLD", []string{"* SEARCH", "$T OK SEARCH completed"}},
 		{"SEARCH OLD RECENT", []string{"* SEARCH", "$T OK SEARCH completed"}},
 		{"SEARCH KEYWORD $Junk", []string{"* SEARCH", "$T OK SEARCH completed"}},
 		{"SEARCH BOGUS", []string{"$T BAD Unknown search key"}},
@@ -65,7 +69,7 @@ func TestTranscriptSearch(t *testing.T) {
 		{"FETCH $ (UID)", []string{"* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)", "* 4 FETCH (UID 4)", "$T OK FETCH completed"}},
 		{"SEARCH $ NOT DELETED", []string{"* SEARCH 1 2", "$T OK SEARCH completed"}},
 		{"SEARCH RETURN (SAVE MIN) FROM eve", []string{`* ESEARCH (TAG "$T") MIN 3`, "$T OK SEARCH completed"}},
-		{"UID FETCH $ (FLAGS)", []string{"* 3 FETCH (UID 3 FLAGS ())", "$T OK UID FETCH completed"}},
+		{"UID FETCH $ (FLAGS)", []string{`* 3 FETCH (UID 3 FLAGS (\Recent))`, "$T OK UID FETCH completed"}},
 		{"SEARCH RETURN (SAVE) BOGUS", []string{"$T BAD Unknown search key"}},
 		{"FETCH $ (UID)", []string{"$T OK FETCH completed"}},
 		{"SEARCH MODSEQ 1", []string{"re:\\* OK \\[HIGHESTMODSEQ \\d+\\] Highest", "re:\\* SEARCH 1 2 3 4 \\(MODSEQ \\d+\\)", "$T OK SEARCH completed"}},

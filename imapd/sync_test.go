@@ -37,7 +37,7 @@ func TestTranscriptUpdates(t *testing.T) {
 	b.cmd("S", "SELECT INBOX")
 
 	b.run([]step{{`STORE 2 +FLAGS.SILENT (\Flagged)`, []string{"$T OK STORE completed"}}})
-	a.run([]step{{"NOOP", []string{`* 2 FETCH (UID 2 FLAGS (\Flagged))`, "$T OK NOOP completed"}}})
+	a.run([]step{{"NOOP", []string{`* 2 FETCH (UID 2 FLAGS (\Recent \Flagged))`, "$T OK NOOP completed"}}})
 
 	b.run([]step{
 		{`STORE 3 +FLAGS.SILENT (\Deleted)`, []string{"$T OK STORE completed"}},
@@ -50,7 +50,7 @@ func TestTranscriptUpdates(t *testing.T) {
 			"* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)", "* 4 FETCH (UID 4)", "* 5 FETCH (UID 5)",
 			"$T OK FETCH completed"}},
 		{"SEARCH ALL", []string{"* SEARCH 1 2 4 5", "$T OK SEARCH completed"}},
-		{`STORE 5 +FLAGS (\Seen)`, []string{`* 5 FETCH (UID 5 FLAGS (\Seen))`, "$T OK STORE completed"}},
+		{`STORE 5 +FLAGS (\Seen)`, []string{`* 5 FETCH (UID 5 FLAGS (\Recent \Seen))`, "$T OK STORE completed"}},
 		// NOOP may: numbers shift.
 		{"NOOP", []string{"* 3 EXPUNGE", "$T OK NOOP completed"}},
 		{"FETCH 3:4 (UID)", []string{"* 3 FETCH (UID 4)", "* 4 FETCH (UID 5)", "$T OK FETCH completed"}},
@@ -63,7 +63,7 @@ func TestTranscriptUpdates(t *testing.T) {
 	b.run([]step{{"UID EXPUNGE 1", []string{"* 1 EXPUNGE", "$T OK UID EXPUNGE completed"}}})
 	waitNotified(t)
 	a.run([]step{
-		{`STORE 1 +FLAGS.SILENT (\Answered)`, []string{"* 5 EXISTS", "$T OK STORE completed"}},
+		{`STORE 1 +FLAGS.SILENT (\Answered)`, []string{"* 5 EXISTS", "* 4 RECENT", "$T OK STORE completed"}},
 		{"UID FETCH 6 (UID)", []string{"* 5 FETCH (UID 6)", "* 1 EXPUNGE", "$T OK UID FETCH completed"}},
 		{"FETCH * (UID)", []string{"* 4 FETCH (UID 6)", "$T OK FETCH completed"}},
 	})
@@ -87,11 +87,13 @@ func TestTranscriptIdle(t *testing.T) {
 	a.send("I IDLE")
 	check(t, "idle", []string{a.line()}, []string{"+ idling"})
 	e.deliver("alice", "INBOX", testMessage("m3", "x\r\n"))
-	check(t, "exists", []string{a.line()}, []string{"* 3 EXISTS"})
+	// a selected first, so m1 and m2 are \Recent in a; a learns of m3
+	// first (b is not idle), so a gets that one too (RFC 3501 §2.3.2).
+	check(t, "exists", []string{a.line(), a.line()}, []string{"* 3 EXISTS", "* 3 RECENT"})
 	b.cmd("B1", `STORE 1 +FLAGS.SILENT (\Seen)`)
-	check(t, "flags", []string{a.line()}, []string{`* 1 FETCH (UID 1 FLAGS (\Seen))`})
+	check(t, "flags", []string{a.line()}, []string{`* 1 FETCH (UID 1 FLAGS (\Recent \Seen))`})
 	b.cmd("B2", `UID STORE 2 +FLAGS.SILENT (\Deleted)`)
-	check(t, "flags", []string{a.line()}, []string{`* 2 FETCH (UID 2 FLAGS (\Deleted))`})
+	check(t, "flags", []string{a.line()}, []string{`* 2 FETCH (UID 2 FLAGS (\Recent \Deleted))`})
 	b.cmd("B3", `EXPUNGE`)
 	check(t, "expunge", []string{a.line()}, []string{"* 2 EXPUNGE"})
 	// Another account's changes are never seen.
@@ -143,12 +145,12 @@ func TestTranscriptQresync(t *testing.T) {
 		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d 1:4))", mb.UIDValidity, hms), append(selectLines(8),
 			"* VANISHED (EARLIER) 3",
 			`re:\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)`,
-			`re:\* 5 FETCH \(UID 7 FLAGS \(\) MODSEQ \(\d+\)\)`,
+			`re:\* 5 FETCH \(UID 7 FLAGS \(\\Recent\) MODSEQ \(\d+\)\)`,
 			"$T OK [READ-WRITE] SELECT completed")},
 		{fmt.Sprintf("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)", hms), []string{
 			"* VANISHED (EARLIER) 3,5",
 			`re:\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)`,
-			`re:\* 5 FETCH \(UID 7 FLAGS \(\) MODSEQ \(\d+\)\)`,
+			`re:\* 5 FETCH \(UID 7 FLAGS \(\\Recent\) MODSEQ \(\d+\)\)`,
 			"$T OK UID FETCH completed"}},
 		{fmt.Sprintf("FETCH 1:* (UID) (CHANGEDSINCE %d)", hms), []string{
 			`re:\* 2 FETCH \(UID 2 MODSEQ \(\d+\)\)`,
@@ -183,14 +185,18 @@ func TestCrossNodeIdle(t *testing.T) {
 	if _, err := stB.Append(context.Background(), e.accts["alice"].ID, inbox.ID, mailstore.Flags{}, time.Now(), strings.NewReader(testMessage("m2", "x\r\n"))); err != nil {
 		t.Fatal(err)
 	}
-	check(t, "exists", []string{a.line()}, []string{"* 2 EXISTS"})
+	// a, in IDLE, is the first session told of m2: it claims its \Recent
+	// status in the database, so b on the other node does not get it.
+	check(t, "exists", []string{a.line(), a.line()}, []string{"* 2 EXISTS", "* 2 RECENT"})
 	t.Logf("delivery via node B seen on node A after %v", time.Since(start))
 	start = time.Now()
 	b.cmd("B", `STORE 1 +FLAGS.SILENT (\Answered)`)
-	check(t, "flags", []string{a.line()}, []string{`* 1 FETCH (UID 1 FLAGS (\Answered))`})
+	check(t, "flags", []string{a.line()}, []string{`* 1 FETCH (UID 1 FLAGS (\Recent \Answered))`})
 	t.Logf("flag change via node B seen on node A after %v", time.Since(start))
 	a.send("DONE")
 	check(t, "done", a.until("I"), []string{"I OK IDLE completed"})
+	a.run([]step{{"FETCH 2 (FLAGS)", []string{`* 2 FETCH (FLAGS (\Recent))`, "$T OK FETCH completed"}}})
+	b.run([]step{{"FETCH 1:2 (FLAGS)", []string{`* 1 FETCH (FLAGS (\Answered))`, `* 2 FETCH (FLAGS ())`, "$T OK FETCH completed"}}})
 }
 
 // A mailbox deleted while selected: the deleting session leaves the

@@ -32,6 +32,78 @@ type selected struct {
 	cancel func()
 
 	saved []uint32 // SEARCHRES "$" (RFC 5182), ascending UIDs
+
+	// recent holds the UIDs that are \Recent in this session (RFC 3501
+	// §2.3.2), ascending: those it claimed from the store (SELECT), or, in
+	// a read-only session, those no session had claimed when it learnt of
+	// them. It may hold UIDs not yet in uids (claimed before the EXISTS
+	// that announces them) and never holds anything with IMAP4rev2, which
+	// has no \Recent (RFC 9051 Appendix E).
+	recent []uint32
+}
+
+// isRecent reports whether uid is \Recent in this session.
+func (s *selected) isRecent(uid uint32) bool {
+	_, ok := slices.BinarySearch(s.recent, uid)
+	return ok
+}
+
+// recentCount is the number of \Recent messages in the view: the RECENT
+// response (RFC 3501 §7.3.2).
+func (s *selected) recentCount() uint32 {
+	n := uint32(0)
+	for _, u := range s.recent {
+		if s.seqOf(u) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// addRecent adds UIDs to the session's \Recent set.
+func (s *selected) addRecent(uids []uint32) {
+	if len(uids) == 0 {
+		return
+	}
+	ascending := len(s.recent) == 0 || uids[0] > s.recent[len(s.recent)-1]
+	s.recent = append(s.recent, uids...)
+	if !ascending || !slices.IsSorted(uids) {
+		s.recent = sortedCompact(s.recent)
+	}
+}
+
+// trackRecent takes the \Recent status of new messages when the session
+// learns of them (RFC 3501 §2.3.2: the first session to be notified of a
+// message gets it). The store decides across nodes (ClaimRecent); a
+// read-only session claims nothing and treats the new messages as recent,
+// as RFC 3501 allows when it cannot tell. added are the UIDs just added to
+// the view.
+func (c *conn) trackRecent(added []uint32) error {
+	s := c.sel
+	if c.rev2 || len(added) == 0 {
+		return nil
+	}
+	if s.readOnly {
+		s.addRecent(added)
+		return nil
+	}
+	uids, err := c.srv.store.ClaimRecent(c.srv.ctx, c.acct.ID, s.mbox.ID)
+	if err != nil {
+		return err
+	}
+	s.addRecent(uids)
+	return nil
+}
+
+// writeRecent sends "* n RECENT" to an IMAP4rev1 client (RFC 3501 §7.3.2;
+// RFC 9051 has no RECENT response).
+func (c *conn) writeRecent() {
+	if c.rev2 {
+		return
+	}
+	c.w.str("* ")
+	c.w.num32(c.sel.recentCount())
+	c.w.str(" RECENT\r\n")
 }
 
 // seqOf returns the sequence number of uid, or 0 if it is not in the view.
@@ -98,6 +170,12 @@ func (s *selected) remove(uids []uint32) []uint32 {
 	for _, u := range gone {
 		delete(s.pending, u)
 	}
+	if len(s.recent) > 0 {
+		s.recent = slices.DeleteFunc(s.recent, func(u uint32) bool {
+			_, found := slices.BinarySearch(gone, u)
+			return found
+		})
+	}
 	return seqs
 }
 
@@ -144,14 +222,14 @@ func (c *conn) catchUp() error {
 		return err
 	}
 	maxUID := s.maxUID()
-	added := 0
+	var added []uint32
 	newKeywords := false
 	var changed []mailstore.MessageMeta
 	for _, m := range ch.Updated {
 		if m.UID > maxUID {
 			s.uids = append(s.uids, m.UID)
 			maxUID = m.UID
-			added++
+			added = append(added, m.UID)
 			newKeywords = s.noteKeywords(m.Flags.Keywords) || newKeywords
 			continue
 		}
@@ -182,10 +260,14 @@ func (c *conn) catchUp() error {
 		s.uidNext = maxUID + 1
 	}
 	s.reported = nil
-	if added > 0 {
+	if len(added) > 0 {
+		if err := c.trackRecent(added); err != nil {
+			return err
+		}
 		c.w.str("* ")
 		c.w.num(uint64(len(s.uids)))
 		c.w.str(" EXISTS\r\n")
+		c.writeRecent()
 	}
 	if newKeywords {
 		c.writeFlagsResponses()
@@ -258,13 +340,14 @@ func (c *conn) enableCondstore() {
 // writeFlagsFetch sends an unsolicited FETCH with a message's flags (and
 // its UID, and MODSEQ with CONDSTORE, RFC 7162 §3.1.4).
 func (c *conn) writeFlagsFetch(seq uint32, m mailstore.MessageMeta) {
+	s := c.sel
 	c.announceKeywords(m.Flags.Keywords)
 	c.w.str("* ")
 	c.w.num32(seq)
 	c.w.str(" FETCH (UID ")
 	c.w.num32(m.UID)
 	c.w.str(" FLAGS ")
-	c.w.flags(m.Flags)
+	c.w.flags(m.Flags, s.isRecent(m.UID))
 	if c.condstore {
 		c.w.str(" MODSEQ (")
 		c.w.num(m.ModSeq)

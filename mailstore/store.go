@@ -125,6 +125,11 @@ type Store interface {
 	// ascending.
 	Search(ctx context.Context, accountID, mailboxID int64, c *SearchCriteria) ([]uint32, error)
 
+	// ClaimRecent atomically takes the \Recent status of messages: it returns the UIDs in the mailbox at or
+	// above the mailbox's recent watermark (and below uidnext) and advances the watermark to uidnext, so that
+	// exactly one caller anywhere in the cluster gets each UID. EXAMINE must not call it (read-only).
+	ClaimRecent(ctx context.Context, accountID, mailboxID int64) ([]uint32, error)
+
 	// --- notifications ---
 
 	// Subscribe returns a channel that receives a value after commits that
@@ -217,6 +222,10 @@ type MailboxStatus struct {
 	Unseen   uint32
 	Deleted  uint32
 	Size     int64 // sum of message sizes
+	// Recent counts the messages at or above the mailbox's recent
+	// watermark: those no session has claimed yet (see ClaimRecent).
+	// Reading it claims nothing.
+	Recent uint32
 }
 
 // SystemFlag is a bit set of IMAP system flags.

@@ -394,6 +394,10 @@ func decodeHeaderValue(v string) string {
 	return strings.ToValidUTF8(v, "\uFFFD")
 }
 
+// DecodeHeader RFC 2047-decodes an unfolded header value (or an envelope
+// display name) to valid UTF-8, keeping the raw text where decoding fails.
+func DecodeHeader(v string) string { return decodeHeaderValue(v) }
+
 // parseContentType parses "type/subtype *(; parameter)" (RFC 2045 §5.1).
 // ok is false when the syntax is invalid; the caller then applies the
 // RFC 2045 §5.2 default.

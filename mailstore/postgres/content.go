@@ -83,7 +83,7 @@ func (in *ingest) finish() (*content, error) {
 		size:          in.size,
 		headerSize:    msg.HeaderSize,
 		parsed:        parsed,
-		searchHeaders: searchHeaders(msg.SearchHeaders),
+		searchHeaders: searchHeaders(msg.SearchHeaders) + addressSearchLines(msg),
 		searchText:    searchFold(msg.Text),
 		crlfSize:      msg.CRLFSize,
 	}
@@ -149,6 +149,72 @@ func searchHeaders(fs []msgparse.HeaderField) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// addressSearchLines renders the From, To, Cc and Bcc addresses of the
+// envelope as extra "name: Display Name <mailbox@host>, ..." lines, folded
+// for search, so that FROM/TO/CC/BCC (and HEADER with those names) also
+// match the normalised address: RFC 5322 allows comments and folding
+// whitespace inside an address ("<user (c)@ (c) example.org>"), which a
+// substring of the raw field would miss. A line equal to the field's own
+// is left out.
+func addressSearchLines(msg *msgparse.Message) string {
+	var b strings.Builder
+	fields := []struct {
+		name  string
+		addrs []msgparse.Address
+	}{{"from", msg.Envelope.From}, {"to", msg.Envelope.To}, {"cc", msg.Envelope.Cc}, {"bcc", msg.Envelope.Bcc}}
+	var line strings.Builder
+	for _, f := range fields {
+		line.Reset()
+		for _, a := range f.addrs {
+			if a.Group || a.Mailbox == "" {
+				continue // group markers: the group's name is in the field itself
+			}
+			if line.Len() > 0 {
+				line.WriteString(", ")
+			}
+			if a.Name != "" {
+				line.WriteString(msgparse.DecodeHeader(a.Name))
+				line.WriteString(" <")
+			}
+			line.WriteString(a.Mailbox)
+			if a.Host != "" {
+				line.WriteByte('@')
+				line.WriteString(a.Host)
+			}
+			if a.Name != "" {
+				line.WriteByte('>')
+			}
+		}
+		if line.Len() == 0 {
+			continue
+		}
+		v := searchFold(strings.Map(func(r rune) rune {
+			if r == '\r' || r == '\n' {
+				return ' '
+			}
+			return r
+		}, line.String()))
+		if own := firstField(msg.SearchHeaders, f.name); own != nil && searchFold(own.Value) == v {
+			continue
+		}
+		b.WriteString(f.name)
+		b.WriteString(": ")
+		b.WriteString(v)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// firstField returns the first header field named name (lower case).
+func firstField(fs []msgparse.HeaderField, name string) *msgparse.HeaderField {
+	for i := range fs {
+		if fs[i].Name == name {
+			return &fs[i]
+		}
+	}
+	return nil
 }
 
 // chunkSource streams the rest of a large message into COPY chunks rows,

@@ -305,15 +305,21 @@ func (s *Store) ListMailboxes(ctx context.Context, accountID int64) ([]mailstore
 func (s *Store) MailboxStatus(ctx context.Context, accountID, mailboxID int64) (mailstore.MailboxStatus, error) {
 	var st mailstore.MailboxStatus
 	var uidvalidity, uidnext, hms int64
-	var msgs, unseen, deleted int64
+	var msgs, unseen, deleted, recent int64
+	// Recent: an index range scan of the messages at or above the
+	// watermark (few, once a session has claimed them); a watermark of 1
+	// (never claimed) covers every message, counted already.
 	err := s.pool.QueryRow(ctx, `
 		SELECT mb.id, mb.account_id, mb.name, mb.special_use, mb.uidvalidity, mb.uidnext, mb.highestmodseq,
 		       EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mb.account_id AND s.name = mb.name),
-		       mb.msg_count, mb.msg_unseen, mb.msg_deleted, mb.msg_size
+		       mb.msg_count, mb.msg_unseen, mb.msg_deleted, mb.msg_size,
+		       CASE WHEN mb.recent_uid <= 1 THEN mb.msg_count
+		            WHEN mb.recent_uid >= mb.uidnext THEN 0
+		            ELSE (SELECT count(*) FROM messages m WHERE m.mailbox_id = mb.id AND m.uid >= mb.recent_uid) END
 		  FROM mailboxes mb
 		 WHERE mb.id = $2 AND mb.account_id = $1`, accountID, mailboxID).Scan(
 		&st.ID, &st.AccountID, &st.Name, &st.SpecialUse, &uidvalidity, &uidnext, &hms, &st.Subscribed,
-		&msgs, &unseen, &deleted, &st.Size)
+		&msgs, &unseen, &deleted, &st.Size, &recent)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, fmt.Errorf("mailbox status: %w", mailstore.ErrNoSuchMailbox)
 	}
@@ -321,8 +327,26 @@ func (s *Store) MailboxStatus(ctx context.Context, accountID, mailboxID int64) (
 		return st, mapErr("mailbox status", err)
 	}
 	st.UIDValidity, st.UIDNext, st.HighestModSeq = uint32(uidvalidity), uint32(uidnext), uint64(hms)
-	st.Messages, st.Unseen, st.Deleted = uint32(msgs), uint32(unseen), uint32(deleted)
+	st.Messages, st.Unseen, st.Deleted, st.Recent = uint32(msgs), uint32(unseen), uint32(deleted), uint32(recent)
 	return st, nil
+}
+
+// ClaimRecent implements mailstore.Store via pr_claim_recent: one round
+// trip, one mailbox row lock, no notification (no mail changes).
+func (s *Store) ClaimRecent(ctx context.Context, accountID, mailboxID int64) ([]uint32, error) {
+	var uids []int64
+	err := s.pool.QueryRow(ctx, `SELECT pr_claim_recent($1, $2)`, accountID, mailboxID).Scan(&uids)
+	if err != nil {
+		return nil, mapErr("claim recent", err)
+	}
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	out := make([]uint32, len(uids))
+	for i, u := range uids {
+		out[i] = uint32(u)
+	}
+	return out, nil
 }
 
 func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string, subscribed bool) error {

@@ -78,6 +78,13 @@ func testIsolation(t *testing.T, f Factory) {
 			}
 			return "", err
 		}},
+		{"ClaimRecent", func(acct, mbox int64) (string, error) {
+			u, err := st.ClaimRecent(ctx, acct, mbox)
+			if len(u) > 0 {
+				return "recent messages claimed", err
+			}
+			return "", err
+		}},
 		{"Append", func(acct, mbox int64) (string, error) {
 			_, err := st.Append(ctx, acct, mbox, mailstore.Flags{}, time.Time{}, strings.NewReader("Subject: intruder\r\n\r\nx\r\n"))
 			return "", err

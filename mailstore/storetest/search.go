@@ -239,3 +239,67 @@ func testSearchMetacharacters(t *testing.T, f Factory) {
 		}
 	}
 }
+
+// testSearchAddresses: FROM/TO/CC/BCC match an address however the field
+// spells it (comments and white space inside it, RFC 5322 §3.4), its
+// display name, and substrings of either (the cases of Dovecot imaptest's
+// search-addresses script); a field that is absent matches nothing.
+func testSearchAddresses(t *testing.T, f Factory) {
+	fx := newFixture(t, f)
+	a := fx.account("alice@example.org")
+	inbox := fx.mailbox(a.ID, "INBOX")
+	msgs := [][]string{
+		{"From: user-from@domain.org", "To: user-to@domain.org", "Cc: user-cc@domain.org", "Bcc: user-bcc@domain.org"},
+		{"From: RealFrom <user-from@domain.org>", "To: RealTo <user-to@domain.org>", "Cc: RealCc <user-cc@domain.org>", "Bcc: RealBcc <user-bcc@domain.org>"},
+		{"From: <user-from (comment)@ (comment) domain.org>", "To: <user-to@domain.org>", "Cc: <user-cc@domain.org>", "Bcc: <user-bcc@domain.org>"},
+		{"From: user-from@domain.org (RealFrom)", "To: user-to@domain.org (RealTo)", "Cc: user-cc@domain.org (RealCc)", "Bcc: user-bcc@domain.org (RealBcc)"},
+		{"From: user-from1@domain.org, user-from2@domain.org", "Cc: user-cc@domain.org"},
+		{"From: RealFrom <user-from@domain.org>", "To: groupname: groupuser1@domain.org, groupuser2@domain.org;,", " groupname2: groupuser3@domain.org;"},
+		{"From: RealFrom <user-from@domain.org>", "To: groupname:;"},
+		{"From: =?UTF-8?Q?J=C3=B6rg?= <joerg (x) @ example.org>", "To: \"Quoted, Name\" <q@example.org>"},
+	}
+	var uids []uint32
+	for i, h := range msgs {
+		body := buildMessage(append(h, "Subject: address "+fmt.Sprint(i+1)), "body\n")
+		uids = append(uids, fx.appendMsg(a.ID, inbox.ID, mailstore.Flags{}, fixedDate, body).UID)
+	}
+	for _, tc := range []struct {
+		key, value string
+		want       []int // 1-based message numbers
+	}{
+		{"from", "user-from@domain.org", []int{1, 2, 3, 4, 6, 7}},
+		{"to", "user-to@domain.org", []int{1, 2, 3, 4}},
+		{"cc", "user-cc@domain.org", []int{1, 2, 3, 4, 5}},
+		{"bcc", "user-bcc@domain.org", []int{1, 2, 3, 4}},
+		{"from", "realfrom", []int{2, 4, 6, 7}},
+		{"bcc", "realbcc", []int{2, 4}},
+		{"from", "", []int{1, 2, 3, 4, 5, 6, 7, 8}},
+		{"to", "", []int{1, 2, 3, 4, 6, 7, 8}},
+		{"bcc", "", []int{1, 2, 3, 4}},
+		{"from", "ser-fro", []int{1, 2, 3, 4, 5, 6, 7}},
+		{"from", "ealfro", []int{2, 4, 6, 7}},
+		{"from", "user-from1", []int{5}},
+		{"from", "user-from2", []int{5}},
+		{"to", "groupname", []int{6, 7}},
+		{"to", "groupname2", []int{6}},
+		{"to", "groupuser3", []int{6}},
+		{"to", "groupuser4", nil},
+		{"from", "joerg@example.org", []int{8}},
+		{"from", "jörg <joerg@example.org>", []int{8}},
+		{"to", "quoted, name", []int{8}},
+		{"to", "q@example.org", []int{8}},
+		{"FROM", "USER-FROM@DOMAIN.ORG", []int{1, 2, 3, 4, 6, 7}},
+	} {
+		var want []uint32
+		for _, n := range tc.want {
+			want = append(want, uids[n-1])
+		}
+		c := mailstore.SearchCriteria{Header: []mailstore.HeaderCriterion{{Key: tc.key, Value: tc.value}}}
+		got, err := fx.st.Search(fx.ctx, a.ID, inbox.ID, &c)
+		if err != nil {
+			t.Errorf("Search %s %q: %v", tc.key, tc.value, err)
+		} else if !equalUIDs(got, want) {
+			t.Errorf("Search %s %q = %v, want %v (messages %v)", tc.key, tc.value, got, want, tc.want)
+		}
+	}
+}

@@ -54,8 +54,8 @@ func (fx *fixture) snapshot() []string {
 		slices.SortFunc(mbs, func(a, b mailstore.Mailbox) int { return strings.Compare(a.Name, b.Name) })
 		for _, mb := range mbs {
 			s := fx.status(a.ID, mb.ID)
-			add("  mailbox %d %q use=%q uidvalidity=%d uidnext=%d highestmodseq=%d subscribed=%v messages=%d unseen=%d deleted=%d size=%d",
-				mb.ID, mb.Name, mb.SpecialUse, s.UIDValidity, s.UIDNext, s.HighestModSeq, mb.Subscribed, s.Messages, s.Unseen, s.Deleted, s.Size)
+			add("  mailbox %d %q use=%q uidvalidity=%d uidnext=%d highestmodseq=%d subscribed=%v messages=%d unseen=%d deleted=%d size=%d recent=%d",
+				mb.ID, mb.Name, mb.SpecialUse, s.UIDValidity, s.UIDNext, s.HighestModSeq, mb.Subscribed, s.Messages, s.Unseen, s.Deleted, s.Size, s.Recent)
 			for _, m := range fx.list(a.ID, mb.ID, nil) {
 				sum := sha256.Sum256(fx.mustRead(a.ID, mb.ID, m.UID))
 				add("    uid %d modseq=%d flags=%s date=%d size=%d sha256=%x",

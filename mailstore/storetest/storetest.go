@@ -3,7 +3,7 @@
 // every behaviour the contract documents: domains, accounts, aliases and
 // recipient resolution, mailboxes, delivery, append, copy, move, flags,
 // expunge with tombstones, changes since a mod-sequence, streamed bodies,
-// parsed details, quotas, search, account isolation, notifications across
+// parsed details, quotas, search, \Recent claims, account isolation, notifications across
 // handles, login-failure records, leases, concurrency and memory bounds.
 //
 // A backend's test calls Run with a Factory:
@@ -86,6 +86,13 @@ var groups = []struct {
 	{"Search", []suiteTest{
 		{"Criteria", testSearch},
 		{"Metacharacters", testSearchMetacharacters},
+		{"Addresses", testSearchAddresses},
+	}},
+	{"Recent", []suiteTest{
+		{"Claim", testRecentClaim},
+		{"ReadsDoNotClaim", testRecentReadsDoNotClaim},
+		{"ConcurrentClaims", testRecentConcurrent},
+		{"Isolation", testRecentIsolation},
 	}},
 	{"Isolation", []suiteTest{
 		{"OtherAccountsMailbox", testIsolation},

@@ -43,6 +43,11 @@ CREATE TABLE mailboxes (
     uidvalidity   bigint NOT NULL,
     uidnext       bigint NOT NULL DEFAULT 1 CHECK (uidnext BETWEEN 1 AND 4294967296),
     highestmodseq bigint NOT NULL DEFAULT 1,
+    -- \Recent watermark (RFC 3501 §2.3.2): messages with uid >= recent_uid
+    -- are recent and not yet claimed by any session; pr_claim_recent moves
+    -- it to uidnext. New messages (append, delivery, copy, move) are recent
+    -- until claimed.
+    recent_uid    bigint NOT NULL DEFAULT 1,
     -- STATUS counters, kept exact by every write of the mailbox's messages
     -- (which updates this row anyway), so STATUS never scans messages.
     msg_count     bigint NOT NULL DEFAULT 0,
