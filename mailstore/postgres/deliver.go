@@ -334,6 +334,7 @@ func deliverArgs(pending *int64, c *content, data []byte, ts []target, date time
 func (s *Store) runDeliver(ctx context.Context, conn *pgxpool.Conn, args []any, accounts []int64) ([]delivered, error) {
 	var out []delivered
 	err := s.writeBatch(ctx, conn, deliverSQL, args, accounts, func(rows pgx.Rows) error {
+		out = out[:0] // a retried attempt starts over
 		for rows.Next() {
 			var d delivered
 			if err := rows.Scan(&d.account, &d.mailbox, &d.uid, &d.uidvalidity); err != nil {
@@ -349,7 +350,8 @@ func (s *Store) runDeliver(ctx context.Context, conn *pgxpool.Conn, args []any, 
 // writeBatch runs one writing statement and commits, then queues
 // notifications for the accounts (see notifier). With conn == nil the
 // statement runs alone, as its own transaction: one round trip. Otherwise
-// conn is inside a transaction, committed in the same round trip.
+// conn is inside a transaction (a streamed large message): the statement
+// runs from a savepoint, retried on deadlock, and then commits.
 func (s *Store) writeBatch(ctx context.Context, conn *pgxpool.Conn, sql string, args []any, accounts []int64, scan func(pgx.Rows) error) error {
 	if conn == nil {
 		rows, err := s.pool.Query(ctx, sql, args...)
@@ -367,32 +369,42 @@ func (s *Store) writeBatch(ctx context.Context, conn *pgxpool.Conn, sql string, 
 		s.notifyAccounts(accounts)
 		return nil
 	}
-	b := &pgx.Batch{}
-	b.Queue(sql, args...)
-	b.Queue("COMMIT")
-	br := conn.SendBatch(ctx, b)
-	err := func() error {
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		err = scan(rows)
-		rows.Close()
-		if err != nil {
-			return err
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		_, err = br.Exec()
-		return err
-	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	// conn is inside a transaction that already holds a streamed message.
+	// The statement takes the hot locks (contents, accounts, mailboxes) and
+	// may lose a deadlock to a concurrent expunge of the same content; it is
+	// retried from a savepoint so that the streamed chunks are kept.
+	if _, err := conn.Exec(ctx, "SAVEPOINT pr_write"); err != nil {
 		rollback(conn)
 		return err
+	}
+	for attempt := 0; ; attempt++ {
+		err := func() error {
+			rows, err := conn.Query(ctx, sql, args...)
+			if err != nil {
+				return err
+			}
+			err = scan(rows)
+			rows.Close()
+			if err != nil {
+				return err
+			}
+			return rows.Err()
+		}()
+		if err != nil && retryable(err) && attempt < 5 {
+			if _, rerr := conn.Exec(ctx, "ROLLBACK TO SAVEPOINT pr_write"); rerr != nil {
+				rollback(conn)
+				return rerr
+			}
+			continue
+		}
+		if err == nil {
+			_, err = conn.Exec(ctx, "COMMIT")
+		}
+		if err != nil {
+			rollback(conn)
+			return err
+		}
+		break
 	}
 	s.notifyAccounts(accounts)
 	return nil
