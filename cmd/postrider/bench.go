@@ -12,7 +12,7 @@ import (
 
 func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "smtp" {
-		return usageErr("usage: postrider bench smtp [-addr host:port] [-sessions N] [-messages N] [-size BYTES] [-from ADDR] [-to ADDR]")
+		return usageErr("usage: postrider bench smtp [-addr host:port] [-sessions N] [-messages N] [-size BYTES] [-from ADDR] -to ADDR [-data]")
 	}
 	fs := flag.NewFlagSet("bench smtp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -22,6 +22,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	size := fs.Int("size", 10240, "message size in bytes")
 	from := fs.String("from", "bench@example.net", "envelope sender")
 	to := fs.String("to", "", "recipient (a local address of the server)")
+	data := fs.Bool("data", false, "send with DATA instead of BDAT (CHUNKING)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageErr("%v", err)
@@ -32,7 +33,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	res, err := smtpload.Run(ctx, smtpload.Options{
-		Addr: *addr, Sessions: *sessions, Messages: *messages, Size: *size, From: *from, To: *to,
+		Addr: *addr, Sessions: *sessions, Messages: *messages, Size: *size, From: *from, To: *to, NoChunking: *data,
 	})
 	if err != nil {
 		return err
