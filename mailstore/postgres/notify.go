@@ -3,17 +3,62 @@ package postgres
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// notifyChannel is the LISTEN/NOTIFY channel; the payload is the decimal
-// account ID whose mail changed.
+// notifyChannel is the LISTEN/NOTIFY channel; the payload is a
+// comma-separated list of the decimal account IDs whose mail changed (one
+// notification per batch, not per account: a delivery to many accounts
+// would otherwise cost a queue entry, a wire message and a wake-up per
+// account on every listening node).
 const notifyChannel = "postrider_changes"
 
-const notifySQL = `SELECT pg_notify('` + notifyChannel + `', a::text) FROM unnest($1::bigint[]) a`
+const notifySQL = `SELECT pg_notify('` + notifyChannel + `', p) FROM unnest($1::text[]) p`
+
+// maxNotifyPayload bounds one payload, below PostgreSQL's limit of 8000
+// bytes.
+const maxNotifyPayload = 7000
+
+// notifyPayloads renders ids as payloads of at most maxNotifyPayload bytes.
+func notifyPayloads(ids []int64) []string {
+	var out []string
+	buf := make([]byte, 0, min(maxNotifyPayload, 20*len(ids)))
+	for _, id := range ids {
+		if len(buf) > 0 && len(buf)+21 > maxNotifyPayload {
+			out = append(out, string(buf))
+			buf = buf[:0]
+		}
+		if len(buf) > 0 {
+			buf = append(buf, ',')
+		}
+		buf = strconv.AppendInt(buf, id, 10)
+	}
+	if len(buf) > 0 {
+		out = append(out, string(buf))
+	}
+	return out
+}
+
+// parseNotifyPayload calls fn for each account ID of a payload; it reports
+// false when the payload is malformed (IDs before the fault are passed).
+func parseNotifyPayload(payload string, fn func(int64)) bool {
+	for {
+		field, rest, more := strings.Cut(payload, ",")
+		id, err := strconv.ParseInt(field, 10, 64)
+		if err != nil {
+			return false
+		}
+		fn(id)
+		if !more {
+			return true
+		}
+		payload = rest
+	}
+}
 
 // Writers do not NOTIFY inside their transactions: a transaction that
 // notifies holds a cluster-wide lock from pre-commit until its commit
@@ -73,7 +118,7 @@ func (s *Store) sendNotifications(ctx context.Context) {
 				break
 			}
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := s.pool.Exec(sctx, notifySQL, ids)
+			_, err := s.pool.Exec(sctx, notifySQL, notifyPayloads(ids))
 			cancel()
 			if err == nil {
 				backoff = 50 * time.Millisecond
@@ -202,12 +247,9 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, connected f
 		if err != nil {
 			return err
 		}
-		id, err := strconv.ParseInt(n.Payload, 10, 64)
-		if err != nil {
+		if !parseNotifyPayload(n.Payload, s.hub.notify) {
 			s.log.Warn("ignoring malformed notification payload", "channel", n.Channel)
-			continue
 		}
-		s.hub.notify(id)
 	}
 }
 
@@ -227,7 +269,7 @@ func (s *Store) flushNotifications() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, notifySQL, ids); err != nil {
+	if _, err := s.pool.Exec(ctx, notifySQL, notifyPayloads(ids)); err != nil {
 		s.log.Warn("sending change notifications at close failed", "err", err, "accounts", len(ids))
 	}
 }

@@ -8,9 +8,15 @@
 -- of one account are serialised by the account row and writes of different
 -- accounts never wait for each other in a cycle (a mailbox belongs to one
 -- account). StoreFlags locks only its mailbox. Multiple rows of a table are
--- locked in ascending id order. Every write of a mailbox's messages holds
--- that mailbox's row lock, so a statement run after taking it sees a
--- stable set of messages.
+-- locked in ascending id order, with one exception: a delivery that targets
+-- at most one mailbox per account locks those mailboxes in any order (by
+-- the UPDATE that allocates their UIDs; see pr_deliver). That cannot close a
+-- cycle: it holds every one of those accounts' locks first, so each of its
+-- mailboxes can be held only by a writer that waits for no row (StoreFlags,
+-- pr_claim_recent) or for other mailboxes of that same account only (a
+-- rename of a tree), and of those the delivery holds none.
+-- Every write of a mailbox's messages holds that mailbox's row lock, so a
+-- statement run after taking it sees a stable set of messages.
 --
 -- Every plpgsql function runs with plan_cache_mode = force_generic_plan:
 -- custom plans would re-plan every statement on every call, which measured
@@ -110,7 +116,10 @@ $$;
 -- already streamed pending row p_pending (chunks and text pieces written,
 -- sha256 NULL, its header search text in content_stage). p_crlf_size goes
 -- to every message row. The common single-target case with new content runs
--- three statements.
+-- three statements; a delivery to many accounts runs five (content, account
+-- locks with the quota check, quota charge, then one statement that
+-- allocates UIDs in every mailbox and inserts every message row), each
+-- set-based, so a recipient costs a few rows' work, not statements.
 CREATE FUNCTION pr_deliver(
     p_pending bigint, p_sha bytea, p_size bigint, p_crlf_size bigint, p_header_size bigint, p_chunk_size integer,
     p_sent_day date, p_parsed json, p_search_headers text, p_search_text text, p_data bytea,
@@ -148,19 +157,35 @@ BEGIN
             RAISE EXCEPTION 'over quota' USING ERRCODE = 'PR003', DETAIL = p_accounts[1]::text;
         END IF;
     ELSE
-        PERFORM 1 FROM accounts WHERE id = ANY (p_accounts) ORDER BY id FOR NO KEY UPDATE;
-        WITH need AS (
-            SELECT a, count(*) * p_size AS bytes FROM unnest(p_accounts) a GROUP BY a
-        ), u AS (
-            UPDATE accounts ac SET quota_used = ac.quota_used + need.bytes FROM need WHERE ac.id = need.a
-            RETURNING ac.id, ac.quota_limit > 0 AND ac.quota_used > ac.quota_limit AS over
-        )
-        SELECT count(*), array_agg(u.id ORDER BY u.id) FILTER (WHERE u.over) INTO v_naccounts, v_over FROM u;
-        IF v_naccounts <> (SELECT count(DISTINCT a) FROM unnest(p_accounts) a) THEN
-            RAISE EXCEPTION 'no such account' USING ERRCODE = 'PR002';
-        END IF;
-        IF v_over IS NOT NULL THEN
-            RAISE EXCEPTION 'over quota' USING ERRCODE = 'PR003', DETAIL = array_to_string(v_over, ',');
+        -- One statement locks the accounts in id order and checks their
+        -- quota: a locking read returns each row's newest version, so
+        -- quota_used is exact. When the accounts are distinct and all exist
+        -- (the common case) the charge is then one plain UPDATE of rows
+        -- this transaction already holds.
+        SELECT count(*), array_agg(l.id ORDER BY l.id) FILTER (WHERE l.quota_limit > 0 AND l.quota_used + p_size > l.quota_limit)
+          INTO v_naccounts, v_over
+          FROM (SELECT id, quota_limit, quota_used FROM accounts WHERE id = ANY (p_accounts) ORDER BY id FOR NO KEY UPDATE) l;
+        IF v_naccounts = v_n THEN
+            IF v_over IS NOT NULL THEN
+                RAISE EXCEPTION 'over quota' USING ERRCODE = 'PR003', DETAIL = array_to_string(v_over, ',');
+            END IF;
+            UPDATE accounts SET quota_used = quota_used + p_size WHERE id = ANY (p_accounts);
+        ELSE
+            -- Several targets in one account (or a missing account): charge
+            -- each account once per target it has.
+            WITH need AS (
+                SELECT a, count(*) * p_size AS bytes FROM unnest(p_accounts) a GROUP BY a
+            ), u AS (
+                UPDATE accounts ac SET quota_used = ac.quota_used + need.bytes FROM need WHERE ac.id = need.a
+                RETURNING ac.id, ac.quota_limit > 0 AND ac.quota_used > ac.quota_limit AS over
+            )
+            SELECT count(*), array_agg(u.id ORDER BY u.id) FILTER (WHERE u.over) INTO v_naccounts, v_over FROM u;
+            IF v_naccounts <> (SELECT count(DISTINCT a) FROM unnest(p_accounts) a) THEN
+                RAISE EXCEPTION 'no such account' USING ERRCODE = 'PR002';
+            END IF;
+            IF v_over IS NOT NULL THEN
+                RAISE EXCEPTION 'over quota' USING ERRCODE = 'PR003', DETAIL = array_to_string(v_over, ',');
+            END IF;
         END IF;
     END IF;
 
@@ -188,8 +213,12 @@ BEGIN
         INSERT INTO deliveries (content_id, mail_from, params) VALUES (v_cid, coalesce(p_mail_from, ''), p_params);
     END IF;
 
-    -- 4. Mailboxes: lock in id order, allocate UIDs and mod-sequences,
-    -- insert the message rows. Ownership: the account id is in every join.
+    -- 4. Mailboxes: allocate UIDs and mod-sequences, insert the message
+    -- rows. Ownership: the account id is in every join. With several
+    -- targets, the mailboxes are first locked in id order only when some
+    -- account has more than one of them (v_naccounts < v_n); otherwise the
+    -- UPDATE takes their locks in any order, which cannot deadlock (see the
+    -- top of this file) and saves a locking pass over every mailbox.
     IF v_n = 1 THEN
         IF p_mailboxes IS NULL THEN
             UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,
@@ -221,8 +250,10 @@ BEGIN
         RETURN;
     END IF;
     IF p_mailboxes IS NULL THEN
-        PERFORM 1 FROM mailboxes m JOIN unnest(p_accounts, p_names) AS t(a, n) ON m.account_id = t.a AND m.name = t.n
-         ORDER BY m.id FOR NO KEY UPDATE OF m;
+        IF v_naccounts < v_n THEN
+            PERFORM 1 FROM mailboxes m JOIN unnest(p_accounts, p_names) AS t(a, n) ON m.account_id = t.a AND m.name = t.n
+             ORDER BY m.id FOR NO KEY UPDATE OF m;
+        END IF;
         RETURN QUERY
         WITH t AS (
             SELECT * FROM unnest(p_accounts, p_names, p_flags, p_keywords) WITH ORDINALITY AS t(a, n, f, kw, i)
@@ -241,8 +272,10 @@ BEGIN
         )
         SELECT mb.a, mb.id, mb.uid, mb.uidvalidity FROM mb ORDER BY mb.i;
     ELSE
-        PERFORM 1 FROM mailboxes m JOIN unnest(p_accounts, p_mailboxes) AS t(a, mid) ON m.account_id = t.a AND m.id = t.mid
-         ORDER BY m.id FOR NO KEY UPDATE OF m;
+        IF v_naccounts < v_n THEN
+            PERFORM 1 FROM mailboxes m JOIN unnest(p_accounts, p_mailboxes) AS t(a, mid) ON m.account_id = t.a AND m.id = t.mid
+             ORDER BY m.id FOR NO KEY UPDATE OF m;
+        END IF;
         RETURN QUERY
         WITH t AS (
             SELECT * FROM unnest(p_accounts, p_mailboxes, p_flags, p_keywords) WITH ORDINALITY AS t(a, mid, f, kw, i)
