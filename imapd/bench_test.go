@@ -88,6 +88,10 @@ func TestBenchIdleLatency(t *testing.T) {
 				t.Fatalf("event %d: %q", i, l)
 			}
 			deliveries = append(deliveries, d)
+			// IMAP4rev1 session: the new message is \Recent here.
+			if r := a.line(); !strings.HasSuffix(r, " RECENT") {
+				t.Fatalf("event %d: %q after EXISTS", i, r)
+			}
 		} else {
 			if !strings.Contains(l, "FETCH (UID 1 FLAGS") {
 				t.Fatalf("event %d: %q", i, l)
@@ -111,14 +115,14 @@ func seed100k(t *testing.T, e *testEnv, n int) mailstore.Mailbox {
 	_, err := st.Pool().Exec(ctx, `
 		WITH c AS (SELECT content_id, size FROM messages WHERE mailbox_id = $1 AND uid = 1),
 		ins AS (
-			INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, content_id)
+			INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, crlf_size, content_id)
 			SELECT $1, g, g + 1, (CASE WHEN g % 3 = 0 THEN 1 ELSE 0 END)::smallint,
 			       CASE WHEN g % 50 = 0 THEN ARRAY['$Forwarded'] ELSE '{}' END,
-			       now() - g * interval '1 minute', c.size, c.content_id
+			       now() - g * interval '1 minute', c.size, c.size, c.content_id
 			  FROM c, generate_series(2, $2::int) g),
 		r AS (UPDATE contents SET refcount = refcount + $2 - 1 WHERE id = (SELECT content_id FROM c)),
 		q AS (UPDATE accounts SET quota_used = quota_used + ($2 - 1) * (SELECT size FROM c) WHERE id = $3)
-		UPDATE mailboxes SET uidnext = $2 + 1, highestmodseq = $2 + 1, msg_count = $2,
+		UPDATE mailboxes SET uidnext = $2 + 1, highestmodseq = $2 + 1, msg_count = $2, recent_uid = $2 + 1,
 			msg_size = $2 * (SELECT size FROM c), msg_unseen = $2 - $2 / 3 WHERE id = $1`, mb.ID, n, e.accts["alice"].ID)
 	if err != nil {
 		t.Fatal(err)
