@@ -392,6 +392,8 @@ func (c *guardConn) command(line []byte) error {
 			}
 			c.inBDAT = !last
 		}
+	case "RCPT":
+		line = rewriteBarePostmaster(line)
 	case "AUTH":
 		c.saslPending = true
 	case "EHLO":

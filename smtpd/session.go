@@ -155,7 +155,12 @@ func (s *session) resolve(ctx context.Context, to string, tx *transaction) ([]in
 		// Address literals (RFC 5321 §4.1.3) never name our domains.
 		return nil, denied()
 	}
-	accts, err := s.srv.rcache.resolve(ctx, s.srv.store, a.local+"@"+a.domain)
+	var accts []mailstore.Account
+	if a.domain == barePostmasterDomain && strings.EqualFold(a.local, "postmaster") {
+		accts, err = s.resolvePostmaster(ctx)
+	} else {
+		accts, err = s.srv.rcache.resolve(ctx, s.srv.store, a.local+"@"+a.domain)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, mailstore.ErrNotLocalDomain):

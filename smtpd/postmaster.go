@@ -1,0 +1,61 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/postrider/postrider/mailstore"
+)
+
+// barePostmasterDomain stands in for the missing domain of "RCPT
+// TO:<Postmaster>". The .invalid TLD (RFC 2606) can name no real domain.
+const barePostmasterDomain = "postmaster.invalid"
+
+// rewriteBarePostmaster turns "RCPT TO:<Postmaster>" (any case, optional
+// space, optional parameters) into a path go-smtp can parse. RFC 5321
+// §4.5.1: every SMTP server MUST accept Postmaster without a domain.
+func rewriteBarePostmaster(line []byte) []byte {
+	text := line[:len(line)-2]
+	if !hasPrefixFold(text, "RCPT TO:") {
+		return line
+	}
+	rest := bytes.TrimLeft(text[len("RCPT TO:"):], " ")
+	if !hasPrefixFold(rest, "<postmaster>") {
+		return line
+	}
+	out := make([]byte, 0, len(line)+len(barePostmasterDomain)+1)
+	out = append(out, "RCPT TO:<postmaster@"+barePostmasterDomain+">"...)
+	out = append(out, rest[len("<postmaster>"):]...)
+	return append(out, '\r', '\n')
+}
+
+// resolvePostmaster finds the accounts behind the server's postmaster:
+// postmaster@ the server's host name or one of its parent domains
+// (mx.example.org, then example.org) if that resolves, else postmaster@ the
+// first local domain (in name order) where it resolves.
+func (s *session) resolvePostmaster(ctx context.Context) ([]mailstore.Account, error) {
+	var cands []string
+	for h := strings.ToLower(strings.TrimSuffix(s.srv.cfg.Hostname, ".")); strings.Contains(h, "."); h = h[strings.IndexByte(h, '.')+1:] {
+		cands = append(cands, h)
+	}
+	domains, err := s.srv.store.ListDomains(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cands = append(cands, domains...)
+	for _, d := range cands {
+		accts, err := s.srv.rcache.resolve(ctx, s.srv.store, "postmaster@"+d)
+		switch {
+		case err == nil && len(accts) > 0:
+			return accts, nil
+		case err == nil, errors.Is(err, mailstore.ErrNotLocalDomain), errors.Is(err, mailstore.ErrNoSuchRecipient),
+			errors.Is(err, mailstore.ErrInvalidAddress):
+			continue
+		default:
+			return nil, err
+		}
+	}
+	return nil, mailstore.ErrNoSuchRecipient
+}
