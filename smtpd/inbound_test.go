@@ -98,7 +98,7 @@ func TestRelayRules(t *testing.T) {
 		{"<alice@.example.org>", false, "501 5.1.3"},
 		{"<alice@[300.1.1.1]>", false, "501 5.1.3"},
 		{"<alice@exa_mple.org>", false, "501 5.1.3"},
-		{"<postmaster>", false, "501 5.5.2"},
+		{"<postmaster>", false, "250"}, // RFC 5321 §4.5.1; reaches bob via the catch-all of catchall.example
 		{"<>", false, "501 5.5.2"},
 		{"<jörg@example.org>", false, "553 5.6.7"},
 		{"<jörg@example.org>", true, "550 5.1.1"},
