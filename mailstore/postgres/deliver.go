@@ -26,12 +26,12 @@ type target struct {
 	kw      string // space-separated keywords
 }
 
-// delivered is one row returned by pr_deliver.
+// delivered is one stored copy reported by pr_deliver.
 type delivered struct {
 	account, mailbox, uid, uidvalidity int64
 }
 
-const deliverSQL = `SELECT r_account, r_mailbox, r_uid, r_uidvalidity FROM pr_deliver(
+const deliverSQL = `SELECT r_accounts, r_mailboxes, r_uids, r_uidvalidities FROM pr_deliver(
 	$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`
 
 // normFlags validates flags and renders them for storage: system flags as a
@@ -332,15 +332,22 @@ func deliverArgs(pending *int64, c *content, data []byte, ts []target, date time
 
 // runDeliver runs pr_deliver, commits and notifies (see writeBatch).
 func (s *Store) runDeliver(ctx context.Context, conn *pgxpool.Conn, args []any, accounts []int64) ([]delivered, error) {
+	// pr_deliver returns one row of arrays, one element per target in
+	// target order.
 	var out []delivered
 	err := s.writeBatch(ctx, conn, deliverSQL, args, accounts, func(rows pgx.Rows) error {
 		out = out[:0] // a retried attempt starts over
 		for rows.Next() {
-			var d delivered
-			if err := rows.Scan(&d.account, &d.mailbox, &d.uid, &d.uidvalidity); err != nil {
+			var as, ms, us, vs []int64
+			if err := rows.Scan(&as, &ms, &us, &vs); err != nil {
 				return err
 			}
-			out = append(out, d)
+			if len(ms) != len(as) || len(us) != len(as) || len(vs) != len(as) {
+				return fmt.Errorf("deliver: result arrays of unequal length")
+			}
+			for i := range as {
+				out = append(out, delivered{account: as[i], mailbox: ms[i], uid: us[i], uidvalidity: vs[i]})
+			}
 		}
 		return rows.Err()
 	})

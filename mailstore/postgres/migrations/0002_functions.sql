@@ -111,7 +111,9 @@ $$;
 -- pr_deliver stores one content for several target mailboxes.
 -- Targets: p_accounts[i] with either p_mailboxes[i] (an id, checked to
 -- belong to the account) or, when p_mailboxes is NULL, p_names[i]. Targets
--- must be distinct. Keywords per target are space-separated atoms.
+-- must be distinct. Keywords per target are space-separated atoms. The
+-- result is one row of arrays, element i for target i (one row of arrays
+-- costs the caller far less than a row per target).
 -- The content is either p_data (small, one chunk, p_pending NULL) or an
 -- already streamed pending row p_pending (chunks and text pieces written,
 -- sha256 NULL, its header search text in content_stage). p_crlf_size goes
@@ -124,8 +126,8 @@ CREATE FUNCTION pr_deliver(
     p_pending bigint, p_sha bytea, p_size bigint, p_crlf_size bigint, p_header_size bigint, p_chunk_size integer,
     p_sent_day date, p_parsed json, p_search_headers text, p_search_text text, p_data bytea,
     p_accounts bigint[], p_mailboxes bigint[], p_names text[], p_flags smallint[], p_keywords text[],
-    p_internal_date timestamptz, p_mail_from text, p_params jsonb)
-RETURNS TABLE (r_account bigint, r_mailbox bigint, r_uid bigint, r_uidvalidity bigint)
+    p_internal_date timestamptz, p_mail_from text, p_params jsonb,
+    OUT r_accounts bigint[], OUT r_mailboxes bigint[], OUT r_uids bigint[], OUT r_uidvalidities bigint[])
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
@@ -242,11 +244,10 @@ BEGIN
         VALUES (v_mid, v_uid, v_modseq, p_flags[1],
                 CASE WHEN p_keywords[1] = '' THEN '{}'::text[] ELSE string_to_array(p_keywords[1], ' ') END,
                 p_internal_date, p_size, p_crlf_size, v_cid);
-        r_account := p_accounts[1];
-        r_mailbox := v_mid;
-        r_uid := v_uid;
-        r_uidvalidity := v_uidvalidity;
-        RETURN NEXT;
+        r_accounts := p_accounts;
+        r_mailboxes := ARRAY[v_mid];
+        r_uids := ARRAY[v_uid];
+        r_uidvalidities := ARRAY[v_uidvalidity];
         RETURN;
     END IF;
     IF p_mailboxes IS NULL THEN
@@ -254,7 +255,6 @@ BEGIN
             PERFORM 1 FROM mailboxes m JOIN unnest(p_accounts, p_names) AS t(a, n) ON m.account_id = t.a AND m.name = t.n
              ORDER BY m.id FOR NO KEY UPDATE OF m;
         END IF;
-        RETURN QUERY
         WITH t AS (
             SELECT * FROM unnest(p_accounts, p_names, p_flags, p_keywords) WITH ORDINALITY AS t(a, n, f, kw, i)
         ), mb AS (
@@ -270,13 +270,14 @@ BEGIN
                    p_internal_date, p_size, p_crlf_size, v_cid
               FROM mb
         )
-        SELECT mb.a, mb.id, mb.uid, mb.uidvalidity FROM mb ORDER BY mb.i;
+        SELECT count(*), array_agg(mb.id ORDER BY mb.i), array_agg(mb.uid ORDER BY mb.i),
+               array_agg(mb.uidvalidity ORDER BY mb.i)
+          INTO v_rows, r_mailboxes, r_uids, r_uidvalidities FROM mb;
     ELSE
         IF v_naccounts < v_n THEN
             PERFORM 1 FROM mailboxes m JOIN unnest(p_accounts, p_mailboxes) AS t(a, mid) ON m.account_id = t.a AND m.id = t.mid
              ORDER BY m.id FOR NO KEY UPDATE OF m;
         END IF;
-        RETURN QUERY
         WITH t AS (
             SELECT * FROM unnest(p_accounts, p_mailboxes, p_flags, p_keywords) WITH ORDINALITY AS t(a, mid, f, kw, i)
         ), mb AS (
@@ -292,12 +293,14 @@ BEGIN
                    p_internal_date, p_size, p_crlf_size, v_cid
               FROM mb
         )
-        SELECT mb.a, mb.id, mb.uid, mb.uidvalidity FROM mb ORDER BY mb.i;
+        SELECT count(*), array_agg(mb.id ORDER BY mb.i), array_agg(mb.uid ORDER BY mb.i),
+               array_agg(mb.uidvalidity ORDER BY mb.i)
+          INTO v_rows, r_mailboxes, r_uids, r_uidvalidities FROM mb;
     END IF;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows <> v_n THEN
         RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';
     END IF;
+    r_accounts := p_accounts;
 END
 $$;
 
