@@ -309,24 +309,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.interrupt()
 	}
 	s.mu.Unlock()
-
-	finished := make(chan struct{})
-	go func() {
-		s.connWG.Wait()
-		close(finished)
-	}()
-	select {
-	case <-finished:
-		s.cancel()
-		return nil
-	case <-ctx.Done():
-	}
-	s.cancel()
-	s.mu.Lock()
-	for c := range s.conns {
-		c.raw.Close()
-	}
-	s.mu.Unlock()
-	<-finished
-	return ctx.Err()
+	return netutil.Drain(ctx, &s.connWG, s.cancel, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for c := range s.conns {
+			c.raw.Close()
+		}
+	})
 }

@@ -282,23 +282,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		sess.interrupt()
 	}
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		s.cancel()
-		return nil
-	case <-ctx.Done():
-	}
-	s.cancel()
-	s.mu.Lock()
-	for sess := range s.sessions {
-		sess.raw.Close()
-	}
-	s.mu.Unlock()
-	<-done
-	return ctx.Err()
+	return netutil.Drain(ctx, &s.wg, s.cancel, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for sess := range s.sessions {
+			sess.raw.Close()
+		}
+	})
 }
