@@ -115,8 +115,8 @@ func seed100k(t *testing.T, e *testEnv, n int) mailstore.Mailbox {
 	_, err := st.Pool().Exec(ctx, `
 		WITH c AS (SELECT content_id, size FROM messages WHERE mailbox_id = $1 AND uid = 1),
 		ins AS (
-			INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, crlf_size, content_id)
-			SELECT $1, g, g + 1, (CASE WHEN g % 3 = 0 THEN 1 ELSE 0 END)::smallint,
+			INSERT INTO messages (mailbox_id, uid, modseq, created_modseq, flags, keywords, internal_date, size, crlf_size, content_id)
+			SELECT $1, g, g + 1, g + 1, (CASE WHEN g % 3 = 0 THEN 1 ELSE 0 END)::smallint,
 			       CASE WHEN g % 50 = 0 THEN ARRAY['$Forwarded'] ELSE '{}' END,
 			       now() - g * interval '1 minute', c.size, c.size, c.content_id
 			  FROM c, generate_series(2, $2::int) g),

@@ -8,3 +8,6 @@ var SearchFold = searchFold
 var AppendFold = appendFold
 
 const TextPieceSize = textPieceSize
+
+// MigrateTo exposes migrateTo to the upgrade tests.
+var MigrateTo = migrateTo

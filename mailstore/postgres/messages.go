@@ -14,17 +14,13 @@ import (
 	"github.com/postrider/postrider/mailstore/msgparse"
 )
 
-// metaAgg aggregates the rows of a subquery x (uid, modseq, flags, kw,
-// internal_date, size, crlf_size; ordered by uid) into parallel arrays: one row on the
-// wire and binary array decoding instead of one protocol message per
-// message. Keywords are rare, so only non-empty ones are sent, with their
-// UIDs; kw is the space-joined list (keywords are atoms).
-const metaAgg = `array_agg(x.uid), array_agg(x.modseq), array_agg(x.flags), array_agg(x.internal_date), array_agg(x.size),
-	array_agg(x.crlf_size), array_agg(x.uid) FILTER (WHERE x.kw <> ''), array_agg(x.kw) FILTER (WHERE x.kw <> '')`
-
 const metaCols = `m.uid, m.modseq, m.flags, array_to_string(m.keywords, ' ') AS kw, m.internal_date, m.size, m.crlf_size`
 
-// metaArrays receives metaAgg.
+// metaArrays receives message metadata as parallel arrays (pr_changes,
+// migration 0003): uid, modseq, flags, internal_date, size, crlf_size, and
+// the non-empty keyword lists (space-joined) with their UIDs. One row on the
+// wire and binary array decoding instead of one protocol message per
+// message; keywords are rare, so only non-empty ones are sent.
 type metaArrays struct {
 	uids, modseqs, sizes []int64
 	crlfSizes            []int64
@@ -96,24 +92,19 @@ func (s *Store) checkMailbox(ctx context.Context, accountID, mailboxID int64) er
 	return nil
 }
 
-// Changes implements mailstore.Store with one statement (one snapshot):
-// the mailbox row, messages with modseq > since (via the (mailbox_id,
-// modseq) index) and tombstones with modseq > since.
+// Changes implements mailstore.Store with one statement (one snapshot,
+// pr_changes): the mailbox row, messages with modseq > since and tombstones
+// with modseq > since. The messages are those created after since, which
+// are the UIDs from pr_first_new_uid on (primary key), and older ones
+// changed after since, from the partial index messages_changed (migration
+// 0003).
 func (s *Store) Changes(ctx context.Context, accountID, mailboxID int64, sinceModSeq uint64) (mailstore.Changes, error) {
 	var ch mailstore.Changes
 	var hms, uidnext int64
 	var vanished []int64
 	var a metaArrays
 	dest := append([]any{&hms, &uidnext, &vanished}, a.dest()...)
-	err := s.pool.QueryRow(ctx, `
-		SELECT mb.highestmodseq, mb.uidnext,
-		       (SELECT array_agg(e.uid ORDER BY e.uid) FROM expunged e WHERE e.mailbox_id = mb.id AND e.modseq > $3),
-		       u.*
-		  FROM mailboxes mb
-		 CROSS JOIN LATERAL (
-			SELECT `+metaAgg+` FROM (
-				SELECT `+metaCols+` FROM messages m WHERE m.mailbox_id = mb.id AND m.modseq > $3 ORDER BY m.uid) x) u
-		 WHERE mb.id = $2 AND mb.account_id = $1`, accountID, mailboxID, int64(sinceModSeq)).Scan(dest...)
+	err := s.pool.QueryRow(ctx, `SELECT * FROM pr_changes($1, $2, $3)`, accountID, mailboxID, int64(sinceModSeq)).Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ch, fmt.Errorf("changes: %w", mailstore.ErrNoSuchMailbox)
 	}

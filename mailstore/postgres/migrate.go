@@ -73,6 +73,12 @@ func latestVersion() int {
 // session advisory lock meanwhile, so processes starting together migrate
 // once: the others wait and then find nothing to do.
 func Migrate(ctx context.Context, databaseURL string) error {
+	return migrateTo(ctx, databaseURL, 0)
+}
+
+// migrateTo is Migrate stopping after version upTo (0: the latest); the
+// upgrade tests use it to build a database of an older version.
+func migrateTo(ctx context.Context, databaseURL string, upTo int) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
@@ -113,6 +119,9 @@ func Migrate(ctx context.Context, databaseURL string) error {
 	for _, m := range ms {
 		if applied[m.version] {
 			continue
+		}
+		if upTo > 0 && m.version > upTo {
+			break
 		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			// Simple protocol: a migration file holds many statements.

@@ -76,6 +76,7 @@ var groups = []struct {
 		{"StoreFlags", testStoreFlags},
 		{"Expunge", testExpunge},
 		{"Changes", testChanges},
+		{"ChangesEverySince", testChangesEverySince},
 		{"UIDsNeverReused", testUIDsNeverReused},
 		{"CRLFSize", testCRLFSize},
 	}},

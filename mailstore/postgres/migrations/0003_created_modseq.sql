@@ -1,0 +1,381 @@
+-- Version 3: cheaper message rows, and a cheaper multi-account delivery.
+--
+-- A delivery to many mailboxes inserted every message row into two indexes:
+-- the primary key and (mailbox_id, modseq), which serves "what changed
+-- since modseq N" (Changes: IMAP CONDSTORE/QRESYNC and the node's listing
+-- cache). Measured, the second index was about an eighth of a 100-recipient
+-- delivery's database time. It is replaced by a partial index that a new
+-- row does not enter:
+--
+-- * created_modseq is the mod-sequence a row was given when it was created
+--   (delivery, append, copy, move). UIDs and mod-sequences are allocated
+--   together from the mailbox row under its lock, so created_modseq never
+--   decreases as the UID grows.
+-- * messages_changed indexes only rows changed since creation (modseq <>
+--   created_modseq): rows whose flags were stored.
+-- * The rows with modseq > N are then those in messages_changed with
+--   modseq > N, plus those created after N, which are exactly the rows with
+--   UID >= pr_first_new_uid(mailbox, N): a few primary-key probes.
+--
+-- Rows that exist before this migration get created_modseq 0: they count as
+-- changed (they are all in messages_changed), and 0 precedes every value
+-- given later, so the order above holds for them too.
+
+ALTER TABLE messages ADD COLUMN created_modseq bigint NOT NULL DEFAULT 0;
+ALTER TABLE messages ALTER COLUMN created_modseq DROP DEFAULT;
+CREATE INDEX messages_changed ON messages (mailbox_id, modseq) WHERE modseq <> created_modseq;
+DROP INDEX messages_modseq;
+
+-- pr_first_new_uid returns the lowest UID from which every message of the
+-- mailbox was created after p_since (created_modseq > p_since); p_uidnext
+-- when there is none. created_modseq never decreases with the UID, so the
+-- boundary is found by probing the primary key: the newest message first
+-- (nothing new: one probe), then downward in doubling steps and a binary
+-- search between the last two, about 2·log2(k) probes for k new messages.
+-- STABLE, so it reads with the snapshot of the statement that calls it.
+CREATE FUNCTION pr_first_new_uid(p_mailbox bigint, p_since bigint, p_uidnext bigint) RETURNS bigint
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_uid bigint;
+    v_cm bigint;
+    v_lo bigint := 1;       -- every message below v_lo is old
+    v_hi bigint;            -- every message from v_hi on is new
+    v_step bigint := 1;
+    v_mid bigint;
+BEGIN
+    SELECT uid, created_modseq INTO v_uid, v_cm FROM messages WHERE mailbox_id = p_mailbox ORDER BY uid DESC LIMIT 1;
+    IF NOT FOUND OR v_cm <= p_since THEN
+        RETURN p_uidnext;
+    END IF;
+    v_hi := v_uid;
+    -- Gallop down from the newest message.
+    LOOP
+        v_mid := v_hi - v_step;
+        IF v_mid <= v_lo THEN
+            EXIT;
+        END IF;
+        SELECT uid, created_modseq INTO v_uid, v_cm FROM messages
+         WHERE mailbox_id = p_mailbox AND uid >= v_mid ORDER BY uid LIMIT 1;
+        IF v_cm > p_since THEN
+            v_hi := v_mid;          -- no message lies in [v_mid, v_uid)
+            v_step := v_step * 2;
+        ELSE
+            v_lo := v_uid + 1;
+            EXIT;
+        END IF;
+    END LOOP;
+    -- Binary search in [v_lo, v_hi].
+    WHILE v_lo < v_hi LOOP
+        v_mid := v_lo + (v_hi - v_lo) / 2;
+        SELECT uid, created_modseq INTO v_uid, v_cm FROM messages
+         WHERE mailbox_id = p_mailbox AND uid >= v_mid ORDER BY uid LIMIT 1;
+        IF v_cm > p_since THEN
+            v_hi := v_mid;
+        ELSE
+            v_lo := v_uid + 1;
+        END IF;
+    END LOOP;
+    RETURN v_lo;
+END
+$$;
+
+-- pr_changes answers Changes in one statement (one snapshot): the mailbox's
+-- highest modseq and UIDNEXT, the tombstones and the messages with modseq >
+-- p_since, the latter as parallel arrays in UID order (the columns of
+-- messages.go's metaAgg). No row when the mailbox is not the account's. A
+-- function, so that the statement keeps one generic plan: the planner
+-- would otherwise re-plan it for every call.
+CREATE FUNCTION pr_changes(p_account bigint, p_mailbox bigint, p_since bigint)
+RETURNS TABLE (r_highestmodseq bigint, r_uidnext bigint, r_vanished bigint[],
+               r_uids bigint[], r_modseqs bigint[], r_flags smallint[], r_dates timestamptz[], r_sizes bigint[],
+               r_crlf_sizes bigint[], r_kw_uids bigint[], r_kws text[])
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN QUERY
+    SELECT mb.highestmodseq, mb.uidnext,
+           (SELECT array_agg(e.uid ORDER BY e.uid) FROM expunged e WHERE e.mailbox_id = mb.id AND e.modseq > p_since),
+           u.*
+      FROM mailboxes mb
+     -- OFFSET 0: the boundary is computed once, not inlined into both scans.
+     CROSS JOIN LATERAL (SELECT CASE WHEN mb.highestmodseq <= p_since THEN mb.uidnext
+                                     ELSE pr_first_new_uid(mb.id, p_since, mb.uidnext) END AS uid OFFSET 0) f
+     CROSS JOIN LATERAL (
+        SELECT array_agg(x.uid), array_agg(x.modseq), array_agg(x.flags), array_agg(x.internal_date), array_agg(x.size),
+               array_agg(x.crlf_size), array_agg(x.uid) FILTER (WHERE x.kw <> ''), array_agg(x.kw) FILTER (WHERE x.kw <> '')
+          FROM (SELECT m.uid, m.modseq, m.flags, array_to_string(m.keywords, ' ') AS kw, m.internal_date, m.size, m.crlf_size
+                  FROM messages m WHERE m.mailbox_id = mb.id AND m.uid >= f.uid
+                UNION ALL
+                SELECT m.uid, m.modseq, m.flags, array_to_string(m.keywords, ' '), m.internal_date, m.size, m.crlf_size
+                  FROM messages m
+                 WHERE m.mailbox_id = mb.id AND m.modseq > p_since AND m.modseq <> m.created_modseq AND m.uid < f.uid
+                 ORDER BY 1) x) u
+     WHERE mb.id = p_mailbox AND mb.account_id = p_account;
+END
+$$;
+
+-- pr_deliver and pr_copy as in version 2, setting created_modseq. pr_deliver
+-- also charges many accounts with one UPDATE instead of a locking read and
+-- an UPDATE, and sorts its result once.
+
+-- pr_deliver stores one content for several target mailboxes.
+-- Targets: p_accounts[i] with either p_mailboxes[i] (an id, checked to
+-- belong to the account) or, when p_mailboxes is NULL, p_names[i]. Targets
+-- must be distinct. Keywords per target are space-separated atoms. The
+-- result is one row of arrays, element i for target i (one row of arrays
+-- costs the caller far less than a row per target).
+-- The content is either p_data (small, one chunk, p_pending NULL) or an
+-- already streamed pending row p_pending (chunks and text pieces written,
+-- sha256 NULL, its header search text in content_stage). p_crlf_size goes
+-- to every message row. The common single-target case with new content runs
+-- three statements; a delivery to many accounts runs five (content, account
+-- locks with the quota check, quota charge, then one statement that
+-- allocates UIDs in every mailbox and inserts every message row), each
+-- set-based, so a recipient costs a few rows' work, not statements.
+CREATE OR REPLACE FUNCTION pr_deliver(
+    p_pending bigint, p_sha bytea, p_size bigint, p_crlf_size bigint, p_header_size bigint, p_chunk_size integer,
+    p_sent_day date, p_parsed json, p_search_headers text, p_search_text text, p_data bytea,
+    p_accounts bigint[], p_mailboxes bigint[], p_names text[], p_flags smallint[], p_keywords text[],
+    p_internal_date timestamptz, p_mail_from text, p_params jsonb,
+    OUT r_accounts bigint[], OUT r_mailboxes bigint[], OUT r_uids bigint[], OUT r_uidvalidities bigint[])
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan
+    SET enable_seqscan = off SET enable_bitmapscan = off AS $$
+#variable_conflict use_column
+DECLARE
+    v_n integer := cardinality(p_accounts);
+    v_cid bigint;
+    v_naccounts integer;
+    v_over bigint[];
+    v_rows integer;
+    v_over1 boolean;
+    v_mid bigint;
+    v_uid bigint;
+    v_modseq bigint;
+    v_uidvalidity bigint;
+BEGIN
+    -- 1. New content needs no lock anyone else waits for: store it before
+    -- taking the hot locks. (A concurrent insert of the same content makes
+    -- us wait for that transaction while we hold nothing.)
+    v_cid := pr_store_content(p_pending, p_sha, p_size, p_header_size, p_chunk_size, p_sent_day, p_parsed,
+                              p_search_headers, p_search_text, p_data, v_n);
+
+    -- 2. Accounts: lock in id order, charge and check quota.
+    IF v_n = 1 THEN
+        UPDATE accounts SET quota_used = quota_used + p_size WHERE id = p_accounts[1]
+        RETURNING quota_limit > 0 AND quota_used > quota_limit INTO v_over1;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'no such account' USING ERRCODE = 'PR002';
+        END IF;
+        IF v_over1 THEN
+            RAISE EXCEPTION 'over quota' USING ERRCODE = 'PR003', DETAIL = p_accounts[1]::text;
+        END IF;
+    ELSE
+        -- One UPDATE charges every distinct account once and reports which
+        -- are over quota (an UPDATE works on each row's newest version, so
+        -- quota_used is exact). Its index scan of the primary key takes the
+        -- row locks in id order: a btree scan for id = ANY (array) visits
+        -- the sorted array keys in index order (the function disables seq
+        -- and bitmap scans, which would lock in physical order).
+        WITH u AS (
+            UPDATE accounts SET quota_used = quota_used + p_size WHERE id = ANY (p_accounts)
+            RETURNING id, quota_limit > 0 AND quota_used > quota_limit AS over
+        )
+        SELECT count(*), array_agg(u.id ORDER BY u.id) FILTER (WHERE u.over) INTO v_naccounts, v_over FROM u;
+        IF v_naccounts < v_n THEN
+            -- Several targets in one account, or a missing account.
+            IF v_naccounts <> (SELECT count(DISTINCT a) FROM unnest(p_accounts) a) THEN
+                RAISE EXCEPTION 'no such account' USING ERRCODE = 'PR002';
+            END IF;
+            -- Charge each account once more per further target it has, on
+            -- rows this transaction already holds.
+            WITH need AS (
+                SELECT a, (count(*) - 1) * p_size AS bytes FROM unnest(p_accounts) a GROUP BY a HAVING count(*) > 1
+            ), u AS (
+                UPDATE accounts ac SET quota_used = ac.quota_used + need.bytes FROM need WHERE ac.id = need.a
+                RETURNING ac.id, ac.quota_limit > 0 AND ac.quota_used > ac.quota_limit AS over
+            )
+            SELECT array_agg(DISTINCT x ORDER BY x) INTO v_over
+              FROM (SELECT unnest(v_over) UNION ALL SELECT u.id FROM u WHERE u.over) o(x);
+        END IF;
+        IF v_over IS NOT NULL THEN
+            RAISE EXCEPTION 'over quota' USING ERRCODE = 'PR003', DETAIL = array_to_string(v_over, ',');
+        END IF;
+    END IF;
+
+    -- 3. Known content: one more reference per target, under the account
+    -- locks (an expunge of the same account releases contents under them).
+    IF v_cid IS NULL THEN
+        LOOP
+            UPDATE contents SET refcount = refcount + v_n WHERE sha256 = p_sha RETURNING id INTO v_cid;
+            IF FOUND THEN
+                IF p_pending IS NOT NULL THEN
+                    PERFORM pr_delete_contents(ARRAY[p_pending]);
+                END IF;
+                EXIT;
+            END IF;
+            -- Deleted meanwhile by an expunge elsewhere: store it after all.
+            v_cid := pr_store_content(p_pending, p_sha, p_size, p_header_size, p_chunk_size, p_sent_day, p_parsed,
+                                      p_search_headers, p_search_text, p_data, v_n);
+            EXIT WHEN v_cid IS NOT NULL;
+        END LOOP;
+    END IF;
+    IF p_pending IS NOT NULL THEN
+        DELETE FROM content_stage WHERE content_id = p_pending;
+    END IF;
+    IF p_params IS NOT NULL THEN
+        INSERT INTO deliveries (content_id, mail_from, params) VALUES (v_cid, coalesce(p_mail_from, ''), p_params);
+    END IF;
+
+    -- 4. Mailboxes: allocate UIDs and mod-sequences, insert the message
+    -- rows. Ownership: the account id is in every join. With several
+    -- targets, the mailboxes are first locked in id order only when some
+    -- account has more than one of them (v_naccounts < v_n); otherwise the
+    -- UPDATE takes their locks in any order, which cannot deadlock (see the
+    -- top of this file) and saves a locking pass over every mailbox.
+    IF v_n = 1 THEN
+        IF p_mailboxes IS NULL THEN
+            UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,
+                   msg_count = msg_count + 1, msg_size = msg_size + p_size,
+                   msg_unseen = msg_unseen + (p_flags[1] & 1 = 0)::int,
+                   msg_deleted = msg_deleted + (p_flags[1] & 8 <> 0)::int
+             WHERE account_id = p_accounts[1] AND name = p_names[1]
+            RETURNING id, uidnext - 1, highestmodseq, uidvalidity INTO v_mid, v_uid, v_modseq, v_uidvalidity;
+        ELSE
+            UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,
+                   msg_count = msg_count + 1, msg_size = msg_size + p_size,
+                   msg_unseen = msg_unseen + (p_flags[1] & 1 = 0)::int,
+                   msg_deleted = msg_deleted + (p_flags[1] & 8 <> 0)::int
+             WHERE id = p_mailboxes[1] AND account_id = p_accounts[1]
+            RETURNING id, uidnext - 1, highestmodseq, uidvalidity INTO v_mid, v_uid, v_modseq, v_uidvalidity;
+        END IF;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';
+        END IF;
+        INSERT INTO messages (mailbox_id, uid, modseq, created_modseq, flags, keywords, internal_date, size, crlf_size, content_id)
+        VALUES (v_mid, v_uid, v_modseq, v_modseq, p_flags[1],
+                CASE WHEN p_keywords[1] = '' THEN '{}'::text[] ELSE string_to_array(p_keywords[1], ' ') END,
+                p_internal_date, p_size, p_crlf_size, v_cid);
+        r_accounts := p_accounts;
+        r_mailboxes := ARRAY[v_mid];
+        r_uids := ARRAY[v_uid];
+        r_uidvalidities := ARRAY[v_uidvalidity];
+        RETURN;
+    END IF;
+    IF p_mailboxes IS NULL THEN
+        IF v_naccounts < v_n THEN
+            PERFORM 1 FROM mailboxes m JOIN unnest(p_accounts, p_names) AS t(a, n) ON m.account_id = t.a AND m.name = t.n
+             ORDER BY m.id FOR NO KEY UPDATE OF m;
+        END IF;
+        WITH t AS (
+            SELECT * FROM unnest(p_accounts, p_names, p_flags, p_keywords) WITH ORDINALITY AS t(a, n, f, kw, i)
+        ), mb AS (
+            UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = m.highestmodseq + 1,
+                   msg_count = m.msg_count + 1, msg_size = m.msg_size + p_size,
+                   msg_unseen = m.msg_unseen + (t.f & 1 = 0)::int, msg_deleted = m.msg_deleted + (t.f & 8 <> 0)::int
+              FROM t WHERE m.account_id = t.a AND m.name = t.n
+            RETURNING m.id, m.uidnext - 1 AS uid, m.highestmodseq AS modseq, m.uidvalidity, t.a, t.f, t.kw, t.i
+        ), ins AS (
+            INSERT INTO messages (mailbox_id, uid, modseq, created_modseq, flags, keywords, internal_date, size, crlf_size, content_id)
+            SELECT mb.id, mb.uid, mb.modseq, mb.modseq, mb.f,
+                   CASE WHEN mb.kw = '' THEN '{}'::text[] ELSE string_to_array(mb.kw, ' ') END,
+                   p_internal_date, p_size, p_crlf_size, v_cid
+              FROM mb
+        )
+        SELECT count(*), array_agg(s.id), array_agg(s.uid), array_agg(s.uidvalidity)
+          INTO v_rows, r_mailboxes, r_uids, r_uidvalidities FROM (SELECT * FROM mb ORDER BY mb.i) s;
+    ELSE
+        IF v_naccounts < v_n THEN
+            PERFORM 1 FROM mailboxes m JOIN unnest(p_accounts, p_mailboxes) AS t(a, mid) ON m.account_id = t.a AND m.id = t.mid
+             ORDER BY m.id FOR NO KEY UPDATE OF m;
+        END IF;
+        WITH t AS (
+            SELECT * FROM unnest(p_accounts, p_mailboxes, p_flags, p_keywords) WITH ORDINALITY AS t(a, mid, f, kw, i)
+        ), mb AS (
+            UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = m.highestmodseq + 1,
+                   msg_count = m.msg_count + 1, msg_size = m.msg_size + p_size,
+                   msg_unseen = m.msg_unseen + (t.f & 1 = 0)::int, msg_deleted = m.msg_deleted + (t.f & 8 <> 0)::int
+              FROM t WHERE m.id = t.mid AND m.account_id = t.a
+            RETURNING m.id, m.uidnext - 1 AS uid, m.highestmodseq AS modseq, m.uidvalidity, t.a, t.f, t.kw, t.i
+        ), ins AS (
+            INSERT INTO messages (mailbox_id, uid, modseq, created_modseq, flags, keywords, internal_date, size, crlf_size, content_id)
+            SELECT mb.id, mb.uid, mb.modseq, mb.modseq, mb.f,
+                   CASE WHEN mb.kw = '' THEN '{}'::text[] ELSE string_to_array(mb.kw, ' ') END,
+                   p_internal_date, p_size, p_crlf_size, v_cid
+              FROM mb
+        )
+        SELECT count(*), array_agg(s.id), array_agg(s.uid), array_agg(s.uidvalidity)
+          INTO v_rows, r_mailboxes, r_uids, r_uidvalidities FROM (SELECT * FROM mb ORDER BY mb.i) s;
+    END IF;
+    IF v_rows <> v_n THEN
+        RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';
+    END IF;
+    r_accounts := p_accounts;
+END
+$$;
+
+-- pr_copy copies (p_move: moves) the messages of src in the ranges to dst,
+-- in ascending UID order, returning the UID pairs.
+CREATE OR REPLACE FUNCTION pr_copy(p_account bigint, p_src bigint, p_dst bigint, p_starts bigint[], p_stops bigint[],
+                        p_move boolean)
+RETURNS TABLE (r_src bigint, r_dst bigint, r_uidvalidity bigint)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+DECLARE
+    v_uids bigint[];
+    v_cids bigint[];
+    v_bytes bigint;
+    v_first bigint;
+    v_modseq bigint;
+    v_uidvalidity bigint;
+    v_limit bigint;
+    v_used bigint;
+    v_unseen bigint;
+    v_deleted bigint;
+BEGIN
+    SELECT quota_limit, quota_used INTO v_limit, v_used FROM accounts WHERE id = p_account FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no such account' USING ERRCODE = 'PR002';
+    END IF;
+    IF (SELECT count(*) FROM (SELECT 1 FROM mailboxes WHERE id IN (p_src, p_dst) AND account_id = p_account
+                               ORDER BY id FOR NO KEY UPDATE) l) <> (CASE WHEN p_src = p_dst THEN 1 ELSE 2 END) THEN
+        RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';
+    END IF;
+    SELECT array_agg(uid ORDER BY uid), array_agg(content_id ORDER BY uid), sum(size),
+           count(*) FILTER (WHERE flags & 1 = 0), count(*) FILTER (WHERE flags & 8 <> 0)
+      INTO v_uids, v_cids, v_bytes, v_unseen, v_deleted
+      FROM unnest(p_starts, p_stops) r(s, e)
+      JOIN messages m ON m.mailbox_id = p_src AND m.uid BETWEEN r.s AND r.e;
+    IF v_uids IS NULL THEN
+        RETURN;
+    END IF;
+    IF NOT p_move THEN
+        IF v_limit > 0 AND v_used + v_bytes > v_limit THEN
+            RAISE EXCEPTION 'over quota' USING ERRCODE = 'PR003', DETAIL = p_account::text;
+        END IF;
+        PERFORM 1 FROM contents WHERE id = ANY (v_cids) ORDER BY id FOR NO KEY UPDATE;
+        UPDATE contents c SET refcount = c.refcount + d.n
+          FROM (SELECT x AS id, count(*) AS n FROM unnest(v_cids) x GROUP BY x) d
+         WHERE c.id = d.id;
+        UPDATE accounts SET quota_used = quota_used + v_bytes WHERE id = p_account;
+    END IF;
+    UPDATE mailboxes SET uidnext = uidnext + cardinality(v_uids), highestmodseq = highestmodseq + 1,
+           msg_count = msg_count + cardinality(v_uids), msg_size = msg_size + v_bytes,
+           msg_unseen = msg_unseen + v_unseen, msg_deleted = msg_deleted + v_deleted
+     WHERE id = p_dst
+    RETURNING uidnext - cardinality(v_uids), highestmodseq, uidvalidity INTO v_first, v_modseq, v_uidvalidity;
+    INSERT INTO messages (mailbox_id, uid, modseq, created_modseq, flags, keywords, internal_date, size, crlf_size, content_id)
+    SELECT p_dst, v_first + s.i - 1, v_modseq, v_modseq, m.flags, m.keywords, m.internal_date, m.size, m.crlf_size, m.content_id
+      FROM unnest(v_uids) WITH ORDINALITY AS s(uid, i)
+      JOIN messages m ON m.mailbox_id = p_src AND m.uid = s.uid;
+    IF p_move THEN
+        DELETE FROM messages WHERE mailbox_id = p_src AND uid = ANY (v_uids);
+        UPDATE mailboxes SET highestmodseq = highestmodseq + 1,
+               msg_count = msg_count - cardinality(v_uids), msg_size = msg_size - v_bytes,
+               msg_unseen = msg_unseen - v_unseen, msg_deleted = msg_deleted - v_deleted
+         WHERE id = p_src RETURNING highestmodseq INTO v_modseq;
+        INSERT INTO expunged (mailbox_id, uid, modseq)
+        SELECT p_src, u, v_modseq FROM unnest(v_uids) u
+        ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq;
+    END IF;
+    RETURN QUERY SELECT s.uid, v_first + s.i - 1, v_uidvalidity FROM unnest(v_uids) WITH ORDINALITY AS s(uid, i) ORDER BY s.i;
+END
+$$;
