@@ -18,7 +18,9 @@ import (
 // too slow for IMAP SELECT. So this
 // node keeps the message lists of large mailboxes in memory, each with the
 // HIGHESTMODSEQ it reflects, and brings a hit up to date with one Changes
-// query (the (mailbox_id, modseq) index and the tombstones make that cheap).
+// query (pr_changes: a primary-key range for new messages, the partial
+// index messages_changed for changed ones and the tombstones make that
+// cheap).
 // Every change to a mailbox's messages raises its modseq, new messages get
 // new UIDs and expunges leave tombstones, so an updated entry is exactly
 // what a full query would return: the cache is never stale, and other
