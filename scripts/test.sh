@@ -27,6 +27,8 @@ need=()
 for pair in swaks:swaks mutt:mutt mbsync:isync fetchmail:fetchmail getmail:getmail6 curl:curl python3:python3; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
+# swaks speaks TLS through these Perl modules, which it only recommends.
+perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "== installing test clients: ${need[*]}"
