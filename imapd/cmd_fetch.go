@@ -73,15 +73,27 @@ func cmdFetch(c *conn, cx *cmdCtx) error {
 			return err
 		}
 		if r.vanished {
-			var gone []uint32
-			for _, u := range ch.Vanished {
-				if setContains(set, u, ^uint32(0)) {
-					gone = append(gone, u)
+			var gone string
+			if ch.VanishedIncomplete {
+				// Tombstones pruned: every UID of the set that does not
+				// exist (RFC 7162 §4.1).
+				live, err := c.liveUIDs()
+				if err != nil {
+					return err
 				}
+				gone = absentUIDs(set, ch.UIDNext-1, live)
+			} else {
+				var uids []uint32
+				for _, u := range ch.Vanished {
+					if setContains(set, u, ^uint32(0)) {
+						uids = append(uids, u)
+					}
+				}
+				gone = formatUIDs(sortedCompact(uids))
 			}
-			if len(gone) > 0 {
+			if gone != "" {
 				c.w.str("* VANISHED (EARLIER) ")
-				c.w.str(formatUIDs(sortedCompact(gone)))
+				c.w.str(gone)
 				c.w.crlf()
 			}
 		}

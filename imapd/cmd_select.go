@@ -8,8 +8,9 @@ import (
 )
 
 // qresyncParams are the arguments of SELECT's QRESYNC parameter (RFC 7162
-// §3.2.5). seq-match-data is parsed and ignored: the store keeps exact
-// expunge tombstones, so known-uids alone is precise.
+// §3.2.5). seq-match-data is parsed and ignored: known-uids alone is
+// precise while the store has the tombstones, and after they are pruned
+// every absent known UID is reported (vanished.go).
 type qresyncParams struct {
 	uidValidity uint32
 	modseq      uint64
@@ -285,15 +286,29 @@ func (c *conn) qresyncSelect(qr *qresyncParams) error {
 	if err != nil {
 		return err
 	}
-	var gone []uint32
-	for _, u := range ch.Vanished {
-		if qr.knownUIDs == nil || setContains(*qr.knownUIDs, u, ^uint32(0)) {
-			gone = append(gone, u)
+	var gone string
+	if ch.VanishedIncomplete {
+		// Tombstones pruned: every UID the client may know that does not
+		// exist (RFC 7162 §4.1).
+		known := numSet{ranges: []numRange{{1, 0}}}
+		if qr.knownUIDs != nil {
+			known = *qr.knownUIDs
 		}
+		// The view was listed after UIDNEXT was read: a UID below it that
+		// is not in the view is gone.
+		gone = absentUIDs(known, s.uidNext-1, s.uids)
+	} else {
+		var uids []uint32
+		for _, u := range ch.Vanished {
+			if qr.knownUIDs == nil || setContains(*qr.knownUIDs, u, ^uint32(0)) {
+				uids = append(uids, u)
+			}
+		}
+		gone = formatUIDs(sortedCompact(uids))
 	}
-	if len(gone) > 0 {
+	if gone != "" {
 		c.w.str("* VANISHED (EARLIER) ")
-		c.w.str(formatUIDs(sortedCompact(gone)))
+		c.w.str(gone)
 		c.w.crlf()
 	}
 	for _, m := range ch.Updated {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -224,4 +225,64 @@ func TestTranscriptDeletedWhileSelected(t *testing.T) {
 	a.send("N NOOP")
 	check(t, "bye", []string{a.line()}, []string{"* BYE [NONEXISTENT] Selected mailbox was deleted; closing"})
 	a.eof()
+}
+
+// The same resynchronisation after the tombstones were pruned (the store
+// keeps them for a retention period): VANISHED (EARLIER) then reports every
+// known UID that no longer exists (RFC 7162 §4.1), and a session whose view
+// predates the pruning still learns of the expunges.
+func TestTranscriptQresyncPruned(t *testing.T) {
+	e := newEnv(t)
+	for i := 1; i <= 6; i++ {
+		e.deliver("alice", "INBOX", testMessage(fmt.Sprint("m", i), "x\r\n"))
+	}
+	mb := e.mailbox("alice", "INBOX")
+	hms := mb.HighestModSeq
+	// A session that stays selected across the expunges and the pruning.
+	d := e.dial()
+	d.login("alice")
+	d.cmd("E", "ENABLE QRESYNC")
+	d.cmd("S", "SELECT INBOX")
+
+	b := e.dial()
+	b.login("alice")
+	b.cmd("S", "SELECT INBOX")
+	b.cmd("1", `STORE 2 +FLAGS.SILENT (\Flagged)`)
+	b.cmd("2", `UID STORE 3,5 +FLAGS.SILENT (\Deleted)`)
+	b.cmd("3", "EXPUNGE")
+	e.deliver("alice", "INBOX", testMessage("m7", "x\r\n"))
+	n, err := e.store.PruneTombstones(context.Background(), time.Now().Add(time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("PruneTombstones = %d, %v; want the 2 tombstones", n, err)
+	}
+
+	got := d.cmd("N", "NOOP")
+	if !slices.Contains(got, "* VANISHED 3,5") {
+		t.Errorf("NOOP of a session older than the pruning: %q, want \"* VANISHED 3,5\" among them", got)
+	}
+
+	c := e.dial()
+	c.login("alice")
+	c.run([]step{
+		{"ENABLE QRESYNC", []string{"* ENABLED QRESYNC", "$T OK ENABLE completed"}},
+		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d 1:4))", mb.UIDValidity, hms), append(selectLines(8),
+			"* VANISHED (EARLIER) 3",
+			`re:\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)`,
+			`re:\* 5 FETCH \(UID 7 FLAGS \((\\Recent)?\) MODSEQ \(\d+\)\)`,
+			"$T OK [READ-WRITE] SELECT completed")},
+		{fmt.Sprintf("UID FETCH 1:100 (FLAGS) (CHANGEDSINCE %d VANISHED)", hms), []string{
+			"* VANISHED (EARLIER) 3,5",
+			`re:\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)`,
+			`re:\* 5 FETCH \(UID 7 FLAGS \((\\Recent)?\) MODSEQ \(\d+\)\)`,
+			"$T OK UID FETCH completed"}},
+		{fmt.Sprintf("UID FETCH 4:6 (FLAGS) (CHANGEDSINCE %d VANISHED)", hms), []string{
+			"* VANISHED (EARLIER) 5",
+			"$T OK UID FETCH completed"}},
+		{"UNSELECT", []string{"$T OK UNSELECT completed"}},
+		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d))", mb.UIDValidity, hms), append(selectLines(8),
+			"* VANISHED (EARLIER) 3,5",
+			`re:\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)`,
+			`re:\* 5 FETCH \(UID 7 FLAGS \((\\Recent)?\) MODSEQ \(\d+\)\)`,
+			"$T OK [READ-WRITE] SELECT completed")},
+	})
 }

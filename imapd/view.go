@@ -242,7 +242,21 @@ func (c *conn) catchUp() error {
 		newKeywords = s.noteKeywords(m.Flags.Keywords) || newKeywords
 		changed = append(changed, m)
 	}
-	for _, u := range ch.Vanished {
+	gone := ch.Vanished
+	if ch.VanishedIncomplete {
+		// Tombstones pruned: the view's messages that no longer exist.
+		live, err := c.liveUIDs()
+		if err != nil {
+			return err
+		}
+		gone = nil
+		for _, u := range s.uids {
+			if _, ok := slices.BinarySearch(live, u); !ok && u < ch.UIDNext {
+				gone = append(gone, u)
+			}
+		}
+	}
+	for _, u := range gone {
 		if s.seqOf(u) > 0 {
 			if s.pending == nil {
 				s.pending = make(map[uint32]struct{})

@@ -130,6 +130,12 @@ type Store interface {
 	// exactly one caller anywhere in the cluster gets each UID. EXAMINE must not call it (read-only).
 	ClaimRecent(ctx context.Context, accountID, mailboxID int64) ([]uint32, error)
 
+	// PruneTombstones deletes, in every mailbox, the tombstones of messages
+	// expunged before before, and returns how many. Changes since a
+	// mod-sequence older than the newest pruned tombstone of a mailbox then
+	// report VanishedIncomplete.
+	PruneTombstones(ctx context.Context, before time.Time) (int, error)
+
 	// --- notifications ---
 
 	// Subscribe returns a channel that receives a value after commits that
@@ -367,6 +373,13 @@ type Changes struct {
 	UIDNext       uint32
 	Updated       []MessageMeta
 	Vanished      []uint32
+	// VanishedIncomplete reports that tombstones of messages expunged after
+	// since were pruned (see PruneTombstones): Vanished lists only those
+	// kept, and a caller that must know every message expunged after since
+	// compares the UIDs it knows with the messages that exist instead. RFC
+	// 7162 §4.1 allows a server to report every expunged UID of the set a
+	// client asks about.
+	VanishedIncomplete bool
 }
 
 // SearchCriteria mirrors IMAP SEARCH (RFC 9051 §6.4.4); all set fields must

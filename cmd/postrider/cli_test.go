@@ -146,11 +146,14 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, r.code, r.stderr)
 		}
 	}
-	r := runCLI(t, nil, "", "--help")
-	if r.code != 0 || !strings.Contains(r.stdout, "postrider serve") {
-		t.Errorf("--help: %d %q", r.code, r.stdout)
+	for _, args := range [][]string{{"--help"}, {"user", "add", "--help"}, {"alias", "-h"}, {"serve", "--help"}} {
+		// Help, not an attempt: no database is configured here.
+		r := runCLI(t, nil, "", args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "postrider serve") || r.stderr != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want the usage on stdout", args, r.code, r.stdout, r.stderr)
+		}
 	}
-	r = runCLI(t, nil, "", "domain", "list")
+	r := runCLI(t, nil, "", "domain", "list")
 	if r.code == 0 || !strings.Contains(r.stderr, "POSTRIDER_DATABASE_URL") {
 		t.Errorf("missing database URL not reported: %d %q", r.code, r.stderr)
 	}

@@ -70,6 +70,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return &exitError{code: 2, err: errors.New("no command given")}
 	}
 	cmd, rest := args[0], args[1:]
+	if cmd != "bench" { // bench has its own flags and -h
+		for _, a := range rest {
+			if a == "-h" || a == "--help" {
+				fmt.Fprint(stdout, usage)
+				return nil
+			}
+		}
+	}
 	switch cmd {
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)

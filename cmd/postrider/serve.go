@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -95,6 +96,16 @@ func cmdServe(args []string) error {
 		}()
 		log.Info("listening", "proto", "http", "addr", ln.Addr().String())
 	}
+	mctx, stopMaintenance := context.WithCancel(ctx)
+	defer stopMaintenance()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// The first run comes soon after start (so that a cluster that
+		// restarts often still prunes), spread over the nodes.
+		holder := cfg.Hostname + ":" + strconv.Itoa(os.Getpid())
+		runMaintenance(mctx, st, cfg.TombstoneRetention, time.Hour, time.Minute+jitter(time.Minute), holder, log)
+	}()
 	log.Info("postrider started", "version", version, "hostname", cfg.Hostname)
 
 	var runErr error
@@ -105,6 +116,7 @@ func cmdServe(args []string) error {
 		log.Error("server failed; shutting down", "err", runErr)
 	}
 	shutdown.Store(true)
+	stopMaintenance()
 	shutdownAll(fronts, cfg.ShutdownTimeout)
 	if httpSrv != nil {
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)

@@ -48,6 +48,8 @@ type Config struct {
 	DBMaxConns      int           `env:"DB_MAX_CONNS" envDefault:"32" desc:"PostgreSQL connections per node (pool size)"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"how long in-flight work may finish after SIGTERM before it is cancelled"`
 
+	TombstoneRetention time.Duration `env:"TOMBSTONE_RETENTION" envDefault:"720h" desc:"how long the UIDs of expunged messages are kept for IMAP resynchronisation (CONDSTORE/QRESYNC VANISHED); a client away longer is told every UID it knew that no longer exists; 0 keeps them forever"`
+
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" desc:"debug, info, warn or error"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json" desc:"json or text"`
 }
@@ -162,6 +164,9 @@ func (c *Config) validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return bad("SHUTDOWN_TIMEOUT", "must not be negative")
+	}
+	if c.TombstoneRetention != 0 && c.TombstoneRetention < time.Hour {
+		return bad("TOMBSTONE_RETENTION", "must be 0 (keep forever) or at least 1h")
 	}
 	if strings.ContainsAny(c.Hostname, " \t\r\n<>[]") {
 		return bad("HOSTNAME", "%q is not a host name", c.Hostname)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaults(t *testing.T) {
@@ -50,6 +51,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"POSTRIDER_TLS_CERT_FILE", "/x.pem", "POSTRIDER_TLS_CERT_FILE"},
 		{"POSTRIDER_RELAY_HOST", "smarthost", "POSTRIDER_RELAY_HOST"},
 		{"POSTRIDER_SHUTDOWN_TIMEOUT", "soon", "POSTRIDER_SHUTDOWN_TIMEOUT"},
+		{"POSTRIDER_TOMBSTONE_RETENTION", "30d", "POSTRIDER_TOMBSTONE_RETENTION"},
+		{"POSTRIDER_TOMBSTONE_RETENTION", "10m", "POSTRIDER_TOMBSTONE_RETENTION"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
@@ -101,4 +104,14 @@ func TestVariablesDocumented(t *testing.T) {
 func unsetenv(t *testing.T, name string) {
 	t.Setenv(name, "") // registers restoration
 	os.Unsetenv(name)
+}
+
+func TestTombstoneRetention(t *testing.T) {
+	for in, want := range map[string]time.Duration{"0": 0, "2160h": 90 * 24 * time.Hour, "1h": time.Hour} {
+		t.Setenv("POSTRIDER_TOMBSTONE_RETENTION", in)
+		c, err := Load()
+		if err != nil || c.TombstoneRetention != want {
+			t.Errorf("POSTRIDER_TOMBSTONE_RETENTION=%s: got %v, %v; want %v", in, c.TombstoneRetention, err, want)
+		}
+	}
 }

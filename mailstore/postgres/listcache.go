@@ -165,6 +165,16 @@ func (s *Store) cachedList(ctx context.Context, e *listEntry, starts, stops []in
 		}
 		return nil, err
 	}
+	if ch.VanishedIncomplete {
+		// Tombstones this entry needed were pruned: it cannot be brought up
+		// to date. Drop it and list afresh (cached again when whole).
+		s.lists.remove(e)
+		hms, ms, err := s.listRows(ctx, e.account, e.mailbox, starts, stops)
+		if err == nil && starts == nil && len(ms) >= listCacheMin {
+			s.lists.put(e.mailbox, e.account, hms, ms)
+		}
+		return ms, err
+	}
 	if len(ch.Updated) > 0 || len(ch.Vanished) > 0 {
 		e.apply(ch)
 		s.lists.resize(e, len(e.msgs))

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/postrider/postrider/internal/pgtest"
 	"github.com/postrider/postrider/mailstore"
@@ -80,4 +81,37 @@ func TestListCacheMatchesDatabase(t *testing.T) {
 	must(t, other.RenameMailbox(ctx, a.ID, "INBOX", "Old"))
 	compare("after INBOX rename", nil)
 	checkInvariants(t, st)
+}
+
+// TestListCacheAfterPrune: a cached list whose tombstones were pruned is
+// reloaded, not left with messages that were expunged meanwhile.
+func TestListCacheAfterPrune(t *testing.T) {
+	st, _, a := fixture(t)
+	ctx := ctxT(t)
+	mb := seedMailbox(t, st, a.ID, 2500)
+	if ms, err := st.ListMessages(ctx, a.ID, mb.ID, nil); err != nil || len(ms) != 2500 {
+		t.Fatalf("first listing: %d messages, %v", len(ms), err)
+	}
+	_, err := st.Expunge(ctx, a.ID, mb.ID, mailstore.UIDSet{{Start: 10, Stop: 19}}, false)
+	must(t, err)
+	if n, err := st.PruneTombstones(ctx, time.Now().Add(time.Hour)); err != nil || n != 10 {
+		t.Fatalf("PruneTombstones = %d, %v; want 10", n, err)
+	}
+	_, err = st.StoreFlags(ctx, a.ID, mb.ID, mailstore.UIDs(100), mailstore.FlagsAdd, mailstore.Flags{System: mailstore.FlagFlagged}, 0)
+	must(t, err)
+	for round := 0; round < 2; round++ { // the reload, then the entry cached again
+		ms, err := st.ListMessages(ctx, a.ID, mb.ID, nil)
+		must(t, err)
+		if len(ms) != 2490 {
+			t.Fatalf("round %d: %d messages listed, want 2490", round, len(ms))
+		}
+		for _, m := range ms {
+			if m.UID >= 10 && m.UID <= 19 {
+				t.Fatalf("round %d: expunged UID %d still listed", round, m.UID)
+			}
+			if m.UID == 100 && m.Flags.System&mailstore.FlagFlagged == 0 {
+				t.Fatalf("round %d: UID 100 lost its flag change", round)
+			}
+		}
+	}
 }

@@ -93,17 +93,15 @@ func (s *Store) checkMailbox(ctx context.Context, accountID, mailboxID int64) er
 }
 
 // Changes implements mailstore.Store with one statement (one snapshot,
-// pr_changes): the mailbox row, messages with modseq > since and tombstones
-// with modseq > since. The messages are those created after since, which
-// are the UIDs from pr_first_new_uid on (primary key), and older ones
-// changed after since, from the partial index messages_changed (migration
-// 0003).
+// pr_changes, migration 0004): the mailbox row, messages with modseq >
+// since and tombstones with modseq > since, incomplete when since is below
+// the mailbox's vanished_floor (tombstones pruned, see PruneTombstones).
 func (s *Store) Changes(ctx context.Context, accountID, mailboxID int64, sinceModSeq uint64) (mailstore.Changes, error) {
 	var ch mailstore.Changes
-	var hms, uidnext int64
+	var hms, uidnext, floor int64
 	var vanished []int64
 	var a metaArrays
-	dest := append([]any{&hms, &uidnext, &vanished}, a.dest()...)
+	dest := append([]any{&hms, &uidnext, &floor, &vanished}, a.dest()...)
 	err := s.pool.QueryRow(ctx, `SELECT * FROM pr_changes($1, $2, $3)`, accountID, mailboxID, int64(sinceModSeq)).Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ch, fmt.Errorf("changes: %w", mailstore.ErrNoSuchMailbox)
@@ -112,6 +110,7 @@ func (s *Store) Changes(ctx context.Context, accountID, mailboxID int64, sinceMo
 		return ch, mapErr("changes", err)
 	}
 	ch.HighestModSeq, ch.UIDNext = uint64(hms), uint32(uidnext)
+	ch.VanishedIncomplete = int64(sinceModSeq) < floor
 	ch.Updated = a.metas()
 	if len(vanished) > 0 {
 		ch.Vanished = make([]uint32, len(vanished))
@@ -329,4 +328,36 @@ func (s *Store) copyMove(ctx context.Context, accountID, src int64, uids mailsto
 		res.UIDValidity = uint32(v)
 	}
 	return res, nil
+}
+
+// PruneTombstones implements mailstore.Store: mailbox by mailbox, each in
+// its own short transaction (pr_prune_expunged), so that no mailbox is
+// locked for long and the pruning never waits for a second lock.
+func (s *Store) PruneTombstones(ctx context.Context, before time.Time) (int, error) {
+	total := 0
+	for {
+		rows, err := s.pool.Query(ctx, `SELECT DISTINCT mailbox_id FROM expunged WHERE expunged_at < $1 LIMIT 500`, before)
+		if err != nil {
+			return total, mapErr("prune tombstones", err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return total, mapErr("prune tombstones", err)
+		}
+		if len(ids) == 0 {
+			return total, nil
+		}
+		pass := 0
+		for _, id := range ids {
+			var n int
+			if err := s.pool.QueryRow(ctx, `SELECT pr_prune_expunged($1, $2)`, id, before).Scan(&n); err != nil {
+				return total, mapErr("prune tombstones", err)
+			}
+			pass += n
+		}
+		total += pass
+		if pass == 0 {
+			return total, nil // no progress (cannot happen; never loop on it)
+		}
+	}
 }

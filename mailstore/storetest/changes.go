@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/postrider/postrider/mailstore"
 )
@@ -87,5 +88,58 @@ func testChangesEverySince(t *testing.T, f Factory) {
 				}
 			}
 		}
+	}
+}
+
+// testPruneTombstones: pruning deletes only tombstones older than the
+// given time; Changes since a mod-sequence before a pruned tombstone says
+// VanishedIncomplete, later ones are complete and exact.
+func testPruneTombstones(t *testing.T, f Factory) {
+	fx := newFixture(t, f)
+	a := fx.account("alice@example.org")
+	inbox := fx.mailbox(a.ID, "INBOX")
+	u := fx.appendN(a.ID, inbox.ID, 5)
+	h0 := fx.status(a.ID, inbox.ID).HighestModSeq
+	fx.expunge(a.ID, inbox.ID, mailstore.UIDs(u[0], u[1]), false)
+	h1 := fx.status(a.ID, inbox.ID).HighestModSeq
+
+	if n, err := fx.st.PruneTombstones(fx.ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("PruneTombstones(an hour ago) = %d, %v; want 0 pruned", n, err)
+	}
+	if c := fx.changes(a.ID, inbox.ID, h0); c.VanishedIncomplete || !equalUIDs(sortedUIDs(c.Vanished), u[:2]) {
+		t.Fatalf("before pruning: Changes(%d) vanished %v incomplete %v, want %v complete", h0, c.Vanished, c.VanishedIncomplete, u[:2])
+	}
+	if n, err := fx.st.PruneTombstones(fx.ctx, time.Now().Add(time.Hour)); err != nil || n != 2 {
+		t.Fatalf("PruneTombstones(in an hour) = %d, %v; want 2", n, err)
+	}
+	fx.expunge(a.ID, inbox.ID, mailstore.UIDs(u[2]), false)
+	fx.storeFlags(a.ID, inbox.ID, mailstore.UIDs(u[3]), mailstore.FlagsAdd, fl(mailstore.FlagSeen), 0)
+
+	c := fx.changes(a.ID, inbox.ID, h0)
+	if !c.VanishedIncomplete {
+		t.Errorf("Changes(%d) after pruning its tombstones: VanishedIncomplete not set", h0)
+	}
+	if !equalUIDs(uidsOf(c.Updated), u[3:4]) {
+		t.Errorf("Changes(%d).Updated = %v, want %v", h0, uidsOf(c.Updated), u[3:4])
+	}
+	for _, v := range c.Vanished {
+		if v != u[2] {
+			t.Errorf("Changes(%d).Vanished has %d: a pruned tombstone or a live message", h0, v)
+		}
+	}
+	c = fx.changes(a.ID, inbox.ID, h1)
+	if c.VanishedIncomplete || !equalUIDs(sortedUIDs(c.Vanished), u[2:3]) || !equalUIDs(uidsOf(c.Updated), u[3:4]) {
+		t.Errorf("Changes(%d) after pruning older tombstones: vanished %v incomplete %v updated %v; want %v complete, updated %v",
+			h1, c.Vanished, c.VanishedIncomplete, uidsOf(c.Updated), u[2:3], u[3:4])
+	}
+	// Pruning all: nothing left to prune.
+	if n, err := fx.st.PruneTombstones(fx.ctx, time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Errorf("second PruneTombstones = %d, %v; want 1", n, err)
+	}
+	if n, err := fx.st.PruneTombstones(fx.ctx, time.Now().Add(time.Hour)); err != nil || n != 0 {
+		t.Errorf("third PruneTombstones = %d, %v; want 0", n, err)
+	}
+	if c := fx.changes(a.ID, inbox.ID, c.HighestModSeq); c.VanishedIncomplete || len(c.Vanished)+len(c.Updated) != 0 {
+		t.Errorf("Changes(highest) = %+v, want nothing and complete", c)
 	}
 }

@@ -77,6 +77,7 @@ var groups = []struct {
 		{"Expunge", testExpunge},
 		{"Changes", testChanges},
 		{"ChangesEverySince", testChangesEverySince},
+		{"PruneTombstones", testPruneTombstones},
 		{"UIDsNeverReused", testUIDsNeverReused},
 		{"CRLFSize", testCRLFSize},
 	}},
