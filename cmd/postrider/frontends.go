@@ -41,7 +41,7 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 	imapSrv, err := imapd.New(imapd.Config{
 		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
 		MaxMessageSize: maxMsg, MaxConnsPerIP: cfg.MaxConnsPerIP,
-		Logger: log.With("proto", "imap"),
+		Logger: log, // imapd adds proto=imap itself
 	}, st, authn)
 	if err != nil {
 		return nil, fmt.Errorf("imap: %w", err)
