@@ -130,18 +130,28 @@ func New(store Store, opts Options) *Authenticator {
 		n = runtime.GOMAXPROCS(0)
 	}
 	a.hashSem = make(chan struct{}, n)
-	params := a.params
 	// The dummy hash is what unknown users are verified against, so that
-	// they cost the same time as known ones. It is computed on first use.
-	a.dummy = sync.OnceValue(func() string {
+	// they cost the same time as known ones. It is computed in the
+	// background now, not on the first login (which would make the first
+	// unknown user measurably slower), once per process and parameters.
+	a.dummy = dummyHash(a.params)
+	go a.dummy()
+	return a
+}
+
+// dummies holds one dummy-hash function per Argon2Params.
+var dummies sync.Map
+
+func dummyHash(params Argon2Params) func() string {
+	f, _ := dummies.LoadOrStore(params, sync.OnceValue(func() string {
 		h, err := params.Hash(randomPassword())
 		if err != nil {
 			// Only possible with invalid parameters; fall back to defaults.
 			h, _ = DefaultArgon2Params.Hash(randomPassword())
 		}
 		return h
-	})
-	return a
+	}))
+	return f.(func() string)
 }
 
 type loggerKey struct{}

@@ -255,7 +255,7 @@ func TestUnknownUserTiming(t *testing.T) {
 		}
 		return best
 	}
-	measure("warm@example.org") // computes the dummy hash
+	measure("warm@example.org") // warms caches (the dummy hash is computed at New)
 	wrong, unknown, invalid := measure("alice@example.org"), measure("bob@example.org"), measure("@@@")
 	t.Logf("wrong password %v, unknown user %v, invalid name %v", wrong, unknown, invalid)
 	if unknown < wrong/3 || invalid < wrong/3 {
