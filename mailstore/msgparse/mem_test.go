@@ -128,6 +128,29 @@ func BenchmarkParse10KB(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p := NewParser()
+		p.SizeHint(len(msg))
+		p.Write(msg)
+		p.Finish()
+	}
+}
+
+// BenchmarkParsePlain10KB: a plain-text message like most mail (and like
+// the store's delivery benchmarks).
+func BenchmarkParsePlain10KB(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("Received: from client.example.net by mx.example.org; Mon, 02 Jan 2006 15:04:05 +0000\r\n" +
+		"From: Sender <sender@example.net>\r\nTo: rcpt@example.org\r\nSubject: benchmark message\r\n" +
+		"Date: Mon, 02 Jan 2006 15:04:05 +0000\r\nMessage-ID: <1.bench@example.net>\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\n\r\n")
+	for sb.Len() < 10<<10 {
+		sb.WriteString("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incid\r\n")
+	}
+	msg := []byte(sb.String())
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		p := NewParser()
+		p.SizeHint(len(msg))
 		p.Write(msg)
 		p.Finish()
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"unsafe"
 )
 
 // ErrFinished is returned by Write after Finish.
@@ -31,6 +32,7 @@ type Parser struct {
 
 	msg      Message // top-level Date, Envelope, SearchHeaders
 	text     []byte
+	textHint int // SizeHint
 	textSep  bool
 	textFull bool
 	textSink func([]byte) // when set, search text goes here instead of text
@@ -141,7 +143,9 @@ func (p *Parser) Finish() (*Message, error) {
 		m.CRLFSize += 2 // a CRLF is added after a last line without one
 	}
 	m.Structure = p.root.part()
-	m.Text = string(p.text)
+	// The buffer is dropped here and never written again, so the string
+	// can share it instead of copying it.
+	m.Text = unsafe.String(unsafe.SliceData(p.text), len(p.text))
 	p.text = nil
 	p.hdr = nil
 	p.result = m
@@ -382,29 +386,35 @@ func (p *Parser) close(f *frame, c cut, minEnd int64) int64 {
 // the first Write.
 func (p *Parser) SetTextSink(sink func([]byte)) { p.textSink = sink }
 
+// SizeHint tells the parser about how large the message is, so that the
+// search text buffer is allocated once at about the right size instead of
+// growing by doubling. Call it before the first Write.
+func (p *Parser) SizeHint(n int) { p.textHint = min(max(n, 0), maxTextHint) }
+
+// maxTextHint bounds SizeHint: a large message is mostly attachments, and
+// its text grows the buffer as needed.
+const maxTextHint = 64 << 10
+
 // countLineEnds tracks how many octets normalising every line ending (CRLF,
 // bare LF, bare CR) to CRLF adds: what POP3 RETR sends (RFC 1939 §3).
 func (p *Parser) countLineEnds(b []byte) {
-	for len(b) > 0 {
-		if p.endCR {
-			p.endCR = false
-			if b[0] != '\n' {
-				p.crlfExtra++ // the CR before was bare
-			} else {
-				b = b[1:]
-				continue
-			}
+	if len(b) == 0 {
+		return
+	}
+	if p.endCR {
+		p.endCR = false
+		if b[0] == '\n' {
+			b = b[1:]
+		} else {
+			p.crlfExtra++ // the CR before was bare
 		}
-		i := bytes.IndexAny(b, "\r\n")
-		if i < 0 {
-			return
-		}
-		if b[i] == '\n' {
-			p.crlfExtra++ // bare LF
-			b = b[i+1:]
-			continue
-		}
+	}
+	// Each LF without a CR before it and each CR without an LF after it
+	// gains one octet; a CR at the end waits for the next write.
+	crlf := int64(bytes.Count(b, []byte("\r\n")))
+	p.crlfExtra += int64(bytes.Count(b, []byte("\n"))) - crlf + int64(bytes.Count(b, []byte("\r"))) - crlf
+	if len(b) > 0 && b[len(b)-1] == '\r' {
 		p.endCR = true
-		b = b[i+1:]
+		p.crlfExtra--
 	}
 }

@@ -2,6 +2,7 @@ package msgparse
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -100,5 +101,28 @@ func TestTextSinkBoundedMemory(t *testing.T) {
 	m, _ := p.Finish()
 	if total < want-2 || m.Text != "" || cap(p.text) != 0 {
 		t.Fatalf("sink got %d of %d octets; Text %d; buffer cap %d", total, want, len(m.Text), cap(p.text))
+	}
+}
+
+// TestCRLFSizeRandom compares CRLFSize with the reference on random runs
+// of CR, LF and text, written in random chunks.
+func TestCRLFSizeRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	alphabet := []byte("\r\n\r\nab")
+	for i := 0; i < 5000; i++ {
+		in := make([]byte, rng.IntN(40))
+		for j := range in {
+			in[j] = alphabet[rng.IntN(len(alphabet))]
+		}
+		p := NewParser()
+		for b := in; len(b) > 0; {
+			n := min(1+rng.IntN(5), len(b))
+			p.Write(b[:n])
+			b = b[n:]
+		}
+		m, _ := p.Finish()
+		if want := int64(len(normalizeCRLF(string(in)))); m.CRLFSize != want {
+			t.Fatalf("%q: CRLFSize %d, reference %d", in, m.CRLFSize, want)
+		}
 	}
 }

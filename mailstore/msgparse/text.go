@@ -1,6 +1,8 @@
 package msgparse
 
 import (
+	"bytes"
+	"encoding/binary"
 	"strings"
 	"unicode/utf8"
 
@@ -266,10 +268,8 @@ func (tp *textPipe) utf8(p *Parser, src []byte, atEOF bool) {
 	}
 	start := 0
 	for i := 0; i < len(src); {
-		c := src[i]
-		if c < utf8.RuneSelf {
-			i++
-			continue
+		if i += asciiPrefix(src[i:]); i >= len(src) {
+			break
 		}
 		if !utf8.FullRune(src[i:]) {
 			tp.emit(p, src[start:i])
@@ -311,9 +311,9 @@ func (tp *textPipe) emit(p *Parser, b []byte) {
 // separated by "\n", cut at a rune boundary at MaxSearchText.
 func (p *Parser) appendText(b []byte) {
 	for len(b) > 0 && !p.textFull {
-		i := 0
-		for i < len(b) && b[i] != '\r' {
-			i++
+		i := bytes.IndexByte(b, '\r')
+		if i < 0 {
+			i = len(b)
 		}
 		if i > 0 {
 			if p.textSep {
@@ -351,7 +351,7 @@ func (p *Parser) appendText(b []byte) {
 			}
 			if need := len(p.text) + len(chunk); need > cap(p.text) {
 				// Grow by doubling, but never past MaxSearchText.
-				grown := make([]byte, len(p.text), min(max(2*cap(p.text), need, 4096), MaxSearchText))
+				grown := make([]byte, len(p.text), min(max(2*cap(p.text), need, 4096, p.textHint), MaxSearchText))
 				copy(grown, p.text)
 				p.text = grown
 			}
@@ -566,4 +566,18 @@ func (h *htmlStrip) flush(p *Parser) {
 	}
 	h.state = hText
 	h.skip = ""
+}
+
+// asciiPrefix returns how many leading octets of b are ASCII, eight at a
+// time where it can.
+func asciiPrefix(b []byte) int {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if binary.LittleEndian.Uint64(b[i:])&0x8080808080808080 != 0 {
+			break
+		}
+	}
+	for ; i < len(b) && b[i] < utf8.RuneSelf; i++ {
+	}
+	return i
 }

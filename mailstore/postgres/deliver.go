@@ -197,7 +197,9 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		return nil, 0, fmt.Errorf("deliver: read message: %w", err)
 	}
 	var spool *textSpool
-	if !small {
+	if small {
+		in.p.SizeHint(n)
+	} else {
 		spool = &textSpool{}
 		in.p.SetTextSink(spool.write)
 	}
