@@ -11,6 +11,22 @@ import (
 // "*" (RFC 9051 §9 seq-range).
 type numRange struct{ start, stop uint32 }
 
+// bounds returns the range as low, high with "*" (0) standing for star
+// (RFC 9051 §9: "*" is the largest number in use; a:b equals b:a).
+func (r numRange) bounds(star uint32) (lo, hi uint32) {
+	lo, hi = r.start, r.stop
+	if lo == 0 {
+		lo = star
+	}
+	if hi == 0 {
+		hi = star
+	}
+	if lo > hi {
+		lo, hi = hi, lo
+	}
+	return lo, hi
+}
+
 // numSet is a parsed sequence-set, or "$" (RFC 5182 SEARCHRES).
 type numSet struct {
 	ranges []numRange

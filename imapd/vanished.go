@@ -34,16 +34,7 @@ func (c *conn) liveUIDs() ([]uint32, error) {
 func absentUIDs(set numSet, top uint32, live []uint32) string {
 	rs := make([]numRange, 0, len(set.ranges))
 	for _, r := range set.ranges {
-		a, b := r.start, r.stop
-		if a == 0 {
-			a = top
-		}
-		if b == 0 {
-			b = top
-		}
-		if a > b {
-			a, b = b, a
-		}
+		a, b := r.bounds(top)
 		if a == 0 {
 			a = 1
 		}

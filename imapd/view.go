@@ -421,18 +421,9 @@ func (c *conn) resolve(set numSet, uid bool) (mailstore.UIDSet, error) {
 	n := uint32(len(s.uids))
 	maxUID := s.maxUID()
 	for _, r := range set.ranges {
-		a, b := r.start, r.stop
-		star := a == 0 || b == 0
+		star := r.start == 0 || r.stop == 0
 		if !uid {
-			if a == 0 {
-				a = n
-			}
-			if b == 0 {
-				b = n
-			}
-			if a > b {
-				a, b = b, a
-			}
+			a, b := r.bounds(n)
 			if n == 0 && star {
 				continue
 			}
@@ -445,15 +436,7 @@ func (c *conn) resolve(set numSet, uid bool) (mailstore.UIDSet, error) {
 		if maxUID == 0 {
 			continue
 		}
-		if a == 0 {
-			a = maxUID
-		}
-		if b == 0 {
-			b = maxUID
-		}
-		if a > b {
-			a, b = b, a
-		}
+		a, b := r.bounds(maxUID)
 		if a > maxUID {
 			continue
 		}
@@ -506,17 +489,7 @@ func formatUIDs(nums []uint32) string {
 // contains u.
 func setContains(set numSet, u, maxUID uint32) bool {
 	for _, r := range set.ranges {
-		a, b := r.start, r.stop
-		if a == 0 {
-			a = maxUID
-		}
-		if b == 0 {
-			b = maxUID
-		}
-		if a > b {
-			a, b = b, a
-		}
-		if u >= a && u <= b {
+		if a, b := r.bounds(maxUID); u >= a && u <= b {
 			return true
 		}
 	}
