@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -84,5 +85,25 @@ func TestTextSpoolPieces(t *testing.T) {
 	}
 	if want := searchFold(string(whole)); string(joined) != want {
 		t.Fatalf("pieces join to %d octets, differing from the %d-octet folded text", len(joined), len(want))
+	}
+}
+
+// TestLowerMatchesToLower checks the ASCII fast path of the search folding
+// against strings.ToLower on every byte value in every position of a word.
+func TestLowerMatchesToLower(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < 19; pos++ {
+			b := []byte("abcdefgHIJKLMnopqrstuvwxyz@[`{")[:19]
+			b[pos] = byte(c)
+			s := string(b)
+			if got, want := lower(s), strings.ToLower(s); got != want {
+				t.Fatalf("lower(%q) = %q, want %q", s, got, want)
+			}
+		}
+	}
+	for _, s := range []string{"", "A", "z", "Hello, World! 123", "ÄÖÜ straße", strings.Repeat("MiXeD", 100)} {
+		if got, want := lower(s), strings.ToLower(s); got != want {
+			t.Errorf("lower(%q) = %q, want %q", s, got, want)
+		}
 	}
 }
