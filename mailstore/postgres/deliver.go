@@ -213,16 +213,16 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 			return nil, 0, err
 		}
 		args := deliverArgs(nil, c, buf[:n], ts, date, from, params)
-		for attempt := 0; ; attempt++ {
-			rows, err := s.runDeliver(ctx, nil, args, accounts)
-			if err != nil && retryable(err) && attempt < 3 {
-				continue
-			}
-			if err != nil {
-				return nil, 0, mapErr("deliver", err)
-			}
-			return rows, c.size, nil
+		var rows []delivered
+		if len(ts) == 1 && !s.opts.NoGroupCommit {
+			rows, err = s.deliverGrouped(ctx, keyOf(ts[0]), args, accounts)
+		} else {
+			rows, err = s.deliverAlone(ctx, args, accounts)
 		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return rows, c.size, nil
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -338,22 +338,31 @@ func (s *Store) runDeliver(ctx context.Context, conn *pgxpool.Conn, args []any, 
 	// target order.
 	var out []delivered
 	err := s.writeBatch(ctx, conn, deliverSQL, args, accounts, func(rows pgx.Rows) error {
-		out = out[:0] // a retried attempt starts over
-		for rows.Next() {
-			var as, ms, us, vs []int64
-			if err := rows.Scan(&as, &ms, &us, &vs); err != nil {
-				return err
-			}
-			if len(ms) != len(as) || len(us) != len(as) || len(vs) != len(as) {
-				return fmt.Errorf("deliver: result arrays of unequal length")
-			}
-			for i := range as {
-				out = append(out, delivered{account: as[i], mailbox: ms[i], uid: us[i], uidvalidity: vs[i]})
-			}
-		}
-		return rows.Err()
+		var err error
+		out, err = scanDelivered(rows) // a retried attempt starts over
+		return err
 	})
 	return out, err
+}
+
+// scanDelivered reads pr_deliver's row of arrays and closes rows.
+func scanDelivered(rows pgx.Rows) ([]delivered, error) {
+	defer rows.Close()
+	var out []delivered
+	for rows.Next() {
+		var as, ms, us, vs []int64
+		if err := rows.Scan(&as, &ms, &us, &vs); err != nil {
+			return nil, err
+		}
+		if len(ms) != len(as) || len(us) != len(as) || len(vs) != len(as) {
+			return nil, fmt.Errorf("deliver: result arrays of unequal length")
+		}
+		for i := range as {
+			out = append(out, delivered{account: as[i], mailbox: ms[i], uid: us[i], uidvalidity: vs[i]})
+		}
+	}
+	rows.Close()
+	return out, rows.Err()
 }
 
 // writeBatch runs one writing statement and commits, then queues

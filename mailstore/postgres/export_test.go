@@ -11,3 +11,11 @@ const TextPieceSize = textPieceSize
 
 // MigrateTo exposes migrateTo to the upgrade tests.
 var MigrateTo = migrateTo
+
+// GroupedCommits reports how many transactions committed several
+// deliveries together (groupcommit.go).
+func (s *Store) GroupedCommits() int64 { return s.groupedCommits.Load() }
+
+// GroupFallbacks reports how many shared delivery transactions failed and
+// were redone one delivery at a time.
+func (s *Store) GroupFallbacks() int64 { return s.groupFallbacks.Load() }

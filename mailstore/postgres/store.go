@@ -100,6 +100,10 @@ type Options struct {
 	// keeps in memory for ListMessages (0: DefaultListCacheMessages;
 	// negative: no cache). See listcache.go.
 	ListCacheMessages int
+	// NoGroupCommit delivers every message in its own transaction, even
+	// when several go to one mailbox at once (see groupcommit.go); for
+	// comparisons.
+	NoGroupCommit bool
 }
 
 // Store implements mailstore.Store on PostgreSQL.
@@ -117,6 +121,10 @@ type Store struct {
 	closeOnce  sync.Once
 
 	nextPrune atomic.Int64 // unix nanoseconds of the next auth-failure prune
+
+	groups         groupCommitter // see groupcommit.go
+	groupedCommits atomic.Int64   // transactions that committed several deliveries
+	groupFallbacks atomic.Int64   // shared transactions that failed (then one by one)
 }
 
 var _ mailstore.Store = (*Store)(nil)
@@ -172,6 +180,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		notifier:   newNotifier(),
 		listenDone: make(chan struct{}),
 		notifyDone: make(chan struct{}),
+		groups:     groupCommitter{queues: map[groupKey]*groupQueue{}},
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	s.stopListen = cancel
