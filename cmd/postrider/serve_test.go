@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -36,6 +37,23 @@ func (n *node) logs() string {
 // startNode runs `postrider serve` on free loopback ports for every listener
 // and waits until it is ready.
 func startNode(t *testing.T, dbURL string, extraEnv ...string) *node {
+	t.Helper()
+	// The ports are picked free and closed again before serve binds them,
+	// so another test process can take one in between: then try again
+	// with new ones.
+	for attempt := 1; ; attempt++ {
+		n, err := startNodeOnce(t, dbURL, extraEnv...)
+		if err == nil {
+			return n
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: a port was taken meanwhile; retrying with others", attempt)
+	}
+}
+
+func startNodeOnce(t *testing.T, dbURL string, extraEnv ...string) (*node, error) {
 	t.Helper()
 	n := &node{addrs: map[string]string{}, done: make(chan error, 1), data: t.TempDir()}
 	env := []string{"POSTRIDER_DATABASE_URL=" + dbURL, "POSTRIDER_DATA_DIR=" + n.data, "POSTRIDER_HOSTNAME=mx.test.example", "POSTRIDER_LOG_LEVEL=debug"}
@@ -75,17 +93,17 @@ func startNode(t *testing.T, dbURL string, extraEnv ...string) *node {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return n
+				return n, nil
 			}
 		}
 		select {
 		case err := <-n.done:
-			t.Fatalf("serve exited early: %v\n%s", err, n.logs())
+			time.Sleep(50 * time.Millisecond) // let the log reader finish
+			return nil, fmt.Errorf("serve exited early: %v\n%s", err, n.logs())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	t.Fatalf("serve not ready in time:\n%s", n.logs())
-	return nil
+	return nil, fmt.Errorf("serve not ready in time:\n%s", n.logs())
 }
 
 // stop sends SIGTERM and waits for a clean exit.
