@@ -28,7 +28,11 @@ import (
 //
 // Only single-mailbox deliveries are combined: the shared transaction then
 // locks one account row and one mailbox row, as a single delivery does,
-// and the lock order of the write functions holds.
+// and the lock order of the write functions holds. One difference: the
+// second and later messages store their content while the transaction
+// already holds those two rows, so if another transaction is inserting the
+// very same octets and waits for one of those rows, PostgreSQL reports a
+// deadlock after deadlock_timeout; the group is then redone one by one.
 
 // maxGroup bounds the deliveries committed together.
 const maxGroup = 32
