@@ -84,17 +84,7 @@ func cmdCreate(c *conn, cx *cmdCtx) error {
 // DELETE (RFC 9051 §6.3.5). Deleting the selected mailbox leaves the
 // selected state, which the client learns from OK [CLOSED].
 func cmdDelete(c *conn, cx *cmdCtx) error {
-	if err := c.p.sp(); err != nil {
-		return err
-	}
-	raw, err := c.p.astring()
-	if err != nil {
-		return err
-	}
-	if err := c.p.end(); err != nil {
-		return err
-	}
-	name, err := c.decodeName(raw, false)
+	name, err := c.soleMailboxArg(false)
 	if err != nil {
 		return err
 	}
@@ -151,17 +141,7 @@ func cmdRename(c *conn, cx *cmdCtx) error {
 // SUBSCRIBE and UNSUBSCRIBE (RFC 9051 §6.3.7, §6.3.8). The name need not
 // exist.
 func cmdSubscribe(c *conn, cx *cmdCtx) error {
-	if err := c.p.sp(); err != nil {
-		return err
-	}
-	raw, err := c.p.astring()
-	if err != nil {
-		return err
-	}
-	if err := c.p.end(); err != nil {
-		return err
-	}
-	name, err := c.decodeName(raw, true)
+	name, err := c.soleMailboxArg(true)
 	if err != nil {
 		return err
 	}

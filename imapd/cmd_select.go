@@ -61,6 +61,22 @@ func (c *conn) mailboxArg(creating bool) (string, error) {
 	return c.decodeName(raw, creating)
 }
 
+// soleMailboxArg reads " mailbox" as a command's only argument; the name
+// is decoded after the end of the line, so that a syntax error wins.
+func (c *conn) soleMailboxArg(creating bool) (string, error) {
+	if err := c.p.sp(); err != nil {
+		return "", err
+	}
+	raw, err := c.p.astring()
+	if err != nil {
+		return "", err
+	}
+	if err := c.p.end(); err != nil {
+		return "", err
+	}
+	return c.decodeName(raw, creating)
+}
+
 // writeName writes a mailbox name in the client's encoding.
 func (c *conn) writeName(name string) {
 	if !c.utf8Names() {
