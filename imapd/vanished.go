@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"cmp"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,7 +46,7 @@ func absentUIDs(set numSet, top uint32, live []uint32) string {
 			rs = append(rs, numRange{a, b})
 		}
 	}
-	slices.SortFunc(rs, func(x, y numRange) int { return int(int64(x.start) - int64(y.start)) })
+	slices.SortFunc(rs, func(x, y numRange) int { return cmp.Compare(x.start, y.start) })
 	var b strings.Builder
 	emit := func(lo, hi uint32) {
 		if b.Len() > 0 {

@@ -251,7 +251,7 @@ func (c *conn) catchUp() error {
 		}
 		gone = nil
 		for _, u := range s.uids {
-			if _, ok := slices.BinarySearch(live, u); !ok && u < ch.UIDNext {
+			if _, ok := slices.BinarySearch(live, u); !ok {
 				gone = append(gone, u)
 			}
 		}

@@ -361,7 +361,6 @@ func scanDelivered(rows pgx.Rows) ([]delivered, error) {
 			out = append(out, delivered{account: as[i], mailbox: ms[i], uid: us[i], uidvalidity: vs[i]})
 		}
 	}
-	rows.Close()
 	return out, rows.Err()
 }
 

@@ -124,7 +124,7 @@ type Store struct {
 
 	groups         groupCommitter // see groupcommit.go
 	groupedCommits atomic.Int64   // transactions that committed several deliveries
-	groupFallbacks atomic.Int64   // shared transactions that failed (then one by one)
+	groupFallbacks atomic.Int64   // shared transactions that failed
 }
 
 var _ mailstore.Store = (*Store)(nil)
