@@ -98,9 +98,11 @@ func cmdAppend(c *conn, cx *cmdCtx) error {
 	}
 	res, err := c.srv.store.Append(ctx, c.acct.ID, mbox.ID, flags, date, r)
 	if r.err != nil {
-		// The connection or the command failed, not the store.
+		// The connection or the command failed, not the store. The store
+		// fails on any error from the reader (mailstore.Store.Append), so
+		// a cut literal or a bad line after it is never stored.
 		if err == nil {
-			c.log.Warn("message appended from an invalid command", "uid", res.UID)
+			c.log.Error("store kept a message whose APPEND failed", "uid", res.UID, "err", r.err)
 		}
 		return r.err
 	}

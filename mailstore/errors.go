@@ -25,6 +25,9 @@ var (
 	ErrOverQuota        = errors.New("quota exceeded")
 	ErrTooLarge         = errors.New("message too large")
 	ErrSchemaOutdated   = errors.New("database schema is not current")
+	// ErrTruncated wraps the error of a message body whose reader failed
+	// before io.EOF: the message was cut short and nothing was stored.
+	ErrTruncated = errors.New("message body cut short")
 )
 
 // QuotaError names the accounts a delivery would push over quota.

@@ -91,8 +91,14 @@ type Store interface {
 
 	// Deliver stores one message for every recipient in one transaction; the
 	// content is stored once and shared. It returns only after commit.
+	//
+	// The body ends only where its reader returns io.EOF itself. Any other
+	// error from the reader, io.ErrUnexpectedEOF or anything wrapping it
+	// included (a connection that closed before the octets it announced),
+	// fails the whole operation: nothing is stored (see ErrTruncated).
 	Deliver(ctx context.Context, d *Delivery) (DeliveryResult, error)
-	// Append stores a message in one mailbox (IMAP APPEND).
+	// Append stores a message in one mailbox (IMAP APPEND). The body ends
+	// only at io.EOF, as for Deliver.
 	Append(ctx context.Context, accountID, mailboxID int64, flags Flags, date time.Time, body io.Reader) (AppendResult, error)
 	// Copy copies messages (those of uids that exist) to another mailbox of
 	// the same account, in ascending UID order.

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -261,6 +262,17 @@ func (c *guardConn) Read(p []byte) (int, error) {
 // reply to the transfer has been written.
 func (c *guardConn) fillData() error {
 	err := c.fill(c.dataDeadline())
+	if errors.Is(err, io.EOF) {
+		// The client closed the connection (or half-closed it) before the
+		// end of the DATA content or of the BDAT chunk it announced. A
+		// plain io.EOF here would end go-smtp's BDAT io.Copy as if the
+		// chunk were complete, and BDAT LAST would be delivered and
+		// acknowledged (RFC 3030 §2: a chunk is exactly its size). This
+		// error fails the transfer on every path; nothing is stored.
+		c.log.Info("connection closed during message transfer")
+		c.dead = errTransferCut
+		return c.dead
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		// An *smtp.SMTPError, so that go-smtp's BDAT path replies with
@@ -273,6 +285,11 @@ func (c *guardConn) fillData() error {
 }
 
 var errTransferTimeout = replyErr(421, 4, 4, 2, "Timeout while receiving the message, closing connection")
+
+// errTransferCut: the connection ended in the middle of a message transfer.
+// An *smtp.SMTPError like errTransferTimeout, for the same reason; nobody
+// is left to read the reply.
+var errTransferCut = replyErr(451, 4, 4, 2, "Connection closed during the message transfer")
 
 func (c *guardConn) dataDeadline() time.Time {
 	d := time.Now().Add(c.srv.cfg.DataTimeout)

@@ -46,6 +46,8 @@ func readReply(err error) (*smtp.SMTPError, string) {
 	var ne net.Error
 	var se *smtp.SMTPError
 	switch {
+	case errors.Is(err, errTransferCut):
+		return errTransferCut, "cut_short"
 	case errors.As(err, &se):
 		return se, "timeout"
 	case errors.As(err, &de):

@@ -3,7 +3,6 @@ package postgres
 import (
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -17,6 +16,34 @@ import (
 	"github.com/postrider/postrider/mailstore"
 	"github.com/postrider/postrider/mailstore/msgparse"
 )
+
+// readChunk fills buf from r and reports whether the message ended. A
+// message ends only where r returns io.EOF itself, as the io.Reader contract
+// says it must; any other error, io.ErrUnexpectedEOF included (which a
+// frontend returns when its client closed the connection before the octets
+// it announced, and which io.ReadFull would have taken for a short final
+// read), fails the whole delivery with mailstore.ErrTruncated: a message cut
+// short is never stored (DESIGN.md, "Rules of the house").
+func readChunk(r io.Reader, buf []byte) (n int, eof bool, err error) {
+	empty := 0
+	for n < len(buf) {
+		k, rerr := r.Read(buf[n:])
+		n += k
+		switch {
+		case rerr == io.EOF:
+			return n, true, nil
+		case rerr != nil:
+			return n, false, fmt.Errorf("%w: read message: %w", mailstore.ErrTruncated, rerr)
+		case k == 0:
+			if empty++; empty >= 100 {
+				return n, false, fmt.Errorf("%w: read message: %w", mailstore.ErrTruncated, io.ErrNoProgress)
+			}
+		default:
+			empty = 0
+		}
+	}
+	return n, false, nil
+}
 
 // chunkPool recycles the ChunkSize buffers messages are read into.
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
@@ -268,23 +295,22 @@ func (cs *chunkSource) Next() bool {
 		cs.cur, cs.first = cs.first, nil
 		return true
 	}
-	n, err := io.ReadFull(cs.r, cs.buf)
+	n, eof, err := readChunk(cs.r, cs.buf)
+	if err != nil {
+		cs.err = err
+		return false
+	}
 	if n > 0 {
 		if werr := cs.in.write(cs.buf[:n]); werr != nil {
 			cs.err = werr
 			return false
 		}
 	}
-	switch {
-	case err == nil:
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+	if eof {
 		cs.done = true
 		if n == 0 {
 			return false
 		}
-	default:
-		cs.err = fmt.Errorf("read message: %w", err)
-		return false
 	}
 	cs.seq++
 	cs.cur = cs.buf[:n]

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -175,26 +174,23 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 	buf := *bufp
 
 	in := newIngest(s.opts.MaxMessageSize)
-	n, err := io.ReadFull(body, buf)
-	small := false
+	n, small, err := readChunk(body, buf)
+	if err != nil {
+		return nil, 0, fmt.Errorf("deliver: %w", err)
+	}
 	var rest io.Reader
-	switch {
-	case err == nil:
+	if !small {
 		// Exactly ChunkSize so far: is there more?
 		var one [1]byte
-		k, err := io.ReadFull(body, one[:])
+		k, eof, err := readChunk(body, one[:])
 		switch {
+		case err != nil:
+			return nil, 0, fmt.Errorf("deliver: %w", err)
 		case k == 1:
 			rest = io.MultiReader(bytes.NewReader(one[:]), body)
-		case errors.Is(err, io.EOF):
+		case eof:
 			small = true
-		default:
-			return nil, 0, fmt.Errorf("deliver: read message: %w", err)
 		}
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		small = true
-	default:
-		return nil, 0, fmt.Errorf("deliver: read message: %w", err)
 	}
 	var spool *textSpool
 	if small {

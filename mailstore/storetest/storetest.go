@@ -80,6 +80,7 @@ var groups = []struct {
 		{"PruneTombstones", testPruneTombstones},
 		{"UIDsNeverReused", testUIDsNeverReused},
 		{"CRLFSize", testCRLFSize},
+		{"TruncatedBody", testTruncatedBody},
 	}},
 	{"Quota", []suiteTest{
 		{"Usage", testQuotaUsage},
