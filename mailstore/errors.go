@@ -25,6 +25,12 @@ var (
 	ErrOverQuota        = errors.New("quota exceeded")
 	ErrTooLarge         = errors.New("message too large")
 	ErrSchemaOutdated   = errors.New("database schema is not current")
+	// ErrUnavailable is a temporary failure of the store itself (database
+	// unreachable, connection lost, overloaded, shutting down): the same
+	// request may succeed later. Frontends answer "try again later"
+	// (IMAP NO [UNAVAILABLE], POP3 [SYS/TEMP], SMTP 451 4.3.0), never a
+	// permanent failure.
+	ErrUnavailable = errors.New("mail store temporarily unavailable")
 )
 
 // QuotaError names the accounts a delivery would push over quota.
