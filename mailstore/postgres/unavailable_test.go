@@ -68,13 +68,16 @@ func TestOutageIsUnavailable(t *testing.T) {
 			_, err := st.Append(ctx, acc.ID, inbox.ID, mailstore.Flags{}, time.Now(), strings.NewReader("Subject: x\r\n\r\ny\r\n"))
 			return err
 		},
-		"Copy":       func(ctx context.Context) error { _, err := st.Copy(ctx, acc.ID, inbox.ID, uids, inbox.ID); return err },
-		"Move":       func(ctx context.Context) error { _, err := st.Move(ctx, acc.ID, inbox.ID, uids, inbox.ID); return err },
-		"StoreFlags": func(ctx context.Context) error { _, err := st.StoreFlags(ctx, acc.ID, inbox.ID, uids, mailstore.FlagsAdd, mailstore.Flags{System: mailstore.FlagSeen}, 0); return err },
-		"Expunge":    func(ctx context.Context) error { _, err := st.Expunge(ctx, acc.ID, inbox.ID, uids, true); return err },
-		"ListMsgs":   func(ctx context.Context) error { _, err := st.ListMessages(ctx, acc.ID, inbox.ID, nil); return err },
-		"Changes":    func(ctx context.Context) error { _, err := st.Changes(ctx, acc.ID, inbox.ID, 1); return err },
-		"Details":    func(ctx context.Context) error { _, err := st.FetchDetails(ctx, acc.ID, inbox.ID, uids); return err },
+		"Copy": func(ctx context.Context) error { _, err := st.Copy(ctx, acc.ID, inbox.ID, uids, inbox.ID); return err },
+		"Move": func(ctx context.Context) error { _, err := st.Move(ctx, acc.ID, inbox.ID, uids, inbox.ID); return err },
+		"StoreFlags": func(ctx context.Context) error {
+			_, err := st.StoreFlags(ctx, acc.ID, inbox.ID, uids, mailstore.FlagsAdd, mailstore.Flags{System: mailstore.FlagSeen}, 0)
+			return err
+		},
+		"Expunge":  func(ctx context.Context) error { _, err := st.Expunge(ctx, acc.ID, inbox.ID, uids, true); return err },
+		"ListMsgs": func(ctx context.Context) error { _, err := st.ListMessages(ctx, acc.ID, inbox.ID, nil); return err },
+		"Changes":  func(ctx context.Context) error { _, err := st.Changes(ctx, acc.ID, inbox.ID, 1); return err },
+		"Details":  func(ctx context.Context) error { _, err := st.FetchDetails(ctx, acc.ID, inbox.ID, uids); return err },
 		"Search": func(ctx context.Context) error {
 			_, err := st.Search(ctx, acc.ID, inbox.ID, &mailstore.SearchCriteria{Body: []string{"b"}})
 			return err
