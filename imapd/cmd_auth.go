@@ -153,6 +153,10 @@ func (c *conn) authFailed(err error) error {
 		}
 		return errNo(codeAuthFailed, "Invalid credentials")
 	}
+	if errors.Is(err, mailstore.ErrUnavailable) {
+		c.log.Warn("authentication failed: store unavailable", "err", err)
+		return errNo(codeUnavailable, "Authentication temporarily unavailable, try again later")
+	}
 	c.log.Error("authentication error", "err", err)
 	return errInternal
 }

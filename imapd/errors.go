@@ -82,6 +82,11 @@ func storeError(err error) *protoError {
 	switch {
 	case errors.As(err, &pe):
 		return pe
+	case errors.Is(err, mailstore.ErrUnavailable):
+		// RFC 5530 §3 UNAVAILABLE: a subsystem is down, try again later
+		// (not SERVERBUG, which some clients take as final). Before the
+		// context cases: a database deadline is an outage, not a shutdown.
+		return &protoError{statusNO, codeUnavailable, "Mail store temporarily unavailable, try again later"}
 	case errors.Is(err, mailstore.ErrNoSuchMailbox):
 		return &protoError{statusNO, codeNonexistent, "No such mailbox"}
 	case errors.Is(err, mailstore.ErrExists):

@@ -28,6 +28,12 @@ var (
 	// ErrTruncated wraps the error of a message body whose reader failed
 	// before io.EOF: the message was cut short and nothing was stored.
 	ErrTruncated = errors.New("message body cut short")
+	// ErrUnavailable is a temporary failure of the store itself (database
+	// unreachable, connection lost, overloaded, shutting down): the same
+	// request may succeed later. Frontends answer "try again later"
+	// (IMAP NO [UNAVAILABLE], POP3 [SYS/TEMP], SMTP 451 4.3.0), never a
+	// permanent failure.
+	ErrUnavailable = errors.New("mail store temporarily unavailable")
 )
 
 // QuotaError names the accounts a delivery would push over quota.

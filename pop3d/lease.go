@@ -26,6 +26,60 @@ import (
 // A session that cannot renew its lease for a whole TTL (database gone,
 // or another holder took the expired lease) may no longer own the
 // maildrop: it is closed without committing anything.
+//
+// A session that ends while the database is unreachable cannot release its
+// lease, which would then block the user for the rest of the TTL after the
+// database is back. So the holder is remembered as an orphan of this node
+// (orphanLeases): a background loop retries the release every
+// releaseRetryInterval, each time with a fresh short context, until it
+// succeeds or the lease has expired anyway (bounded by the TTL); and a new
+// login on this node that finds the maildrop taken first releases this
+// node's orphan itself, so it succeeds at once even before the loop's next
+// try. Releasing is always safe: it deletes the lease only while the
+// orphan's holder still has it, so it can never take a lock another
+// session (on any node) acquired meanwhile. A login arriving at another node
+// waits for this node's retry loop (or, if this node died, the TTL).
+// The alternative, recognising a stale holder by its node and session id,
+// would need the store to report a lease's holder; the orphan list knows
+// the exact holder string without that.
+
+// Timing of the background release of orphaned leases.
+const (
+	releaseTimeout       = 5 * time.Second
+	releaseRetryInterval = 500 * time.Millisecond
+)
+
+// orphanLeases are the leases this node's ended sessions could not release:
+// lease name → holder.
+type orphanLeases struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (o *orphanLeases) add(name, holder string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[string]string{}
+	}
+	o.m[name] = holder
+}
+
+func (o *orphanLeases) get(name string) (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	h, ok := o.m[name]
+	return h, ok
+}
+
+// remove forgets name's orphan if it is still holder's.
+func (o *orphanLeases) remove(name, holder string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m[name] == holder {
+		delete(o.m, name)
+	}
+}
 
 func leaseName(accountID int64) string {
 	return "pop3:" + strconv.FormatInt(accountID, 10)
@@ -38,36 +92,49 @@ func newHolder(nodeID string) string {
 }
 
 type lease struct {
-	store  mailstore.Store
-	name   string
-	holder string
-	ttl    time.Duration
-	every  time.Duration
-	log    *slog.Logger
-	onLost func()
+	store   mailstore.Store
+	orphans *orphanLeases
+	name    string
+	holder  string
+	ttl     time.Duration
+	every   time.Duration
+	log     *slog.Logger
+	onLost  func()
 
 	mu     sync.Mutex
 	lastOK time.Time
 	lost   bool
+	taken  bool // lost because another holder has it
 
 	stop chan struct{}
 	done chan struct{}
 }
 
 // acquireLease takes the lock; ok is false when another session holds it.
-func acquireLease(ctx context.Context, st mailstore.Store, accountID int64, nodeID string, ttl, every time.Duration, log *slog.Logger) (*lease, bool, error) {
+// A lock held by an orphan of this node (see orphanLeases) is released
+// first.
+func acquireLease(ctx context.Context, st mailstore.Store, orphans *orphanLeases, accountID int64, nodeID string, ttl, every time.Duration, log *slog.Logger) (*lease, bool, error) {
 	l := &lease{
-		store:  st,
-		name:   leaseName(accountID),
-		holder: newHolder(nodeID),
-		ttl:    ttl,
-		every:  every,
-		log:    log,
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		store:   st,
+		orphans: orphans,
+		name:    leaseName(accountID),
+		holder:  newHolder(nodeID),
+		ttl:     ttl,
+		every:   every,
+		log:     log,
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	start := time.Now()
 	ok, err := st.AcquireLease(ctx, l.name, l.holder, ttl)
+	if h, orphan := orphans.get(l.name); err == nil && !ok && orphan {
+		if err = st.ReleaseLease(ctx, l.name, h); err == nil {
+			orphans.remove(l.name, h)
+			log.Info("pop3: released this node's orphaned maildrop lock", slog.String("lease", l.name))
+			start = time.Now()
+			ok, err = st.AcquireLease(ctx, l.name, l.holder, ttl)
+		}
+	}
 	if err != nil || !ok {
 		return nil, ok, err
 	}
@@ -115,7 +182,7 @@ func (l *lease) renew() bool {
 	case err == nil && ok:
 		l.lastOK = start
 	case err == nil && !ok:
-		l.lost = true
+		l.lost, l.taken = true, true
 	case time.Since(l.lastOK) >= l.ttl:
 		// The renewals failed for a whole TTL: another node may have
 		// taken the lease meanwhile.
@@ -140,20 +207,53 @@ func (l *lease) held() bool {
 	return time.Since(l.lastOK) < l.ttl-l.every
 }
 
-// release stops renewing and gives the lease back.
+// release stops renewing and gives the lease back; if the store cannot be
+// reached, the lease becomes an orphan released in the background.
 func (l *lease) release() {
 	close(l.stop)
 	<-l.done
 	l.mu.Lock()
-	lost := l.lost
+	taken, lastOK := l.taken, l.lastOK
 	l.mu.Unlock()
-	if lost {
+	if taken {
+		return // someone else's now
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	err := l.store.ReleaseLease(ctx, l.name, l.holder)
+	cancel()
+	if err == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := l.store.ReleaseLease(ctx, l.name, l.holder); err != nil {
-		// It expires by itself within the TTL.
-		l.log.Warn("pop3: cannot release maildrop lock", slog.String("lease", l.name), slog.Any("error", err))
+	// Held at most until lastOK+TTL (the database's expiry is later than
+	// lastOK, taken before the renewal was sent); one interval of margin.
+	until := lastOK.Add(l.ttl + l.every)
+	if !time.Now().Before(until) {
+		return
+	}
+	l.log.Warn("pop3: cannot release maildrop lock; retrying in the background", slog.String("lease", l.name), slog.Any("err", err))
+	l.orphans.add(l.name, l.holder)
+	go l.releaseLater(until)
+}
+
+// releaseLater retries the release of an orphaned lease until it succeeds
+// or the lease has expired by itself.
+func (l *lease) releaseLater(until time.Time) {
+	defer l.orphans.remove(l.name, l.holder)
+	t := time.NewTicker(releaseRetryInterval)
+	defer t.Stop()
+	for range t.C {
+		if !time.Now().Before(until) {
+			return
+		}
+		if h, _ := l.orphans.get(l.name); h != l.holder {
+			return // a new login on this node released it
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+		err := l.store.ReleaseLease(ctx, l.name, l.holder)
+		cancel()
+		if err == nil {
+			l.log.Info("pop3: orphaned maildrop lock released", slog.String("lease", l.name))
+			return
+		}
 	}
 }

@@ -80,6 +80,10 @@ func (s *session) authFailed(err error) error {
 			close: s.authFailures >= MaxAuthFailures}
 	}
 	mLogins.WithLabelValues("error").Inc()
+	if errors.Is(err, mailstore.ErrUnavailable) {
+		s.log.Warn("pop3: authentication failed: store unavailable", slog.Any("err", err))
+		return &replyError{code: "SYS/TEMP", text: "Authentication temporarily unavailable, try again later", noCount: true}
+	}
 	s.log.Error("pop3: authentication error", slog.Any("error", err))
 	return &replyError{code: "SYS/TEMP", text: "Authentication temporarily unavailable, try again later", noCount: true}
 }
@@ -89,7 +93,7 @@ func (s *session) authFailed(err error) error {
 // cluster gives [IN-USE] (RFC 2449 §8.1.2) and the session stays in the
 // AUTHORIZATION state.
 func (s *session) startTransaction(acc mailstore.Account, method string) error {
-	l, ok, err := acquireLease(s.ctx, s.srv.store, acc.ID, s.srv.cfg.NodeID, s.srv.cfg.LockTTL, s.srv.cfg.LockRenewInterval, s.log)
+	l, ok, err := acquireLease(s.ctx, s.srv.store, &s.srv.orphans, acc.ID, s.srv.cfg.NodeID, s.srv.cfg.LockTTL, s.srv.cfg.LockRenewInterval, s.log)
 	if err != nil {
 		mLogins.WithLabelValues("error").Inc()
 		return fmt.Errorf("lock maildrop of account %d: %w", acc.ID, err)

@@ -109,6 +109,8 @@ type Server struct {
 
 	idPrefix string
 	nextID   atomic.Uint64
+
+	orphans orphanLeases // maildrop locks ended sessions could not release (lease.go)
 }
 
 // New returns a server; call Serve to accept connections.

@@ -272,6 +272,10 @@ func (s *session) fail(err error) {
 		s.log.Debug("pop3: closing connection", slog.Any("error", ae.err))
 		s.closing = true
 		return
+	case errors.Is(err, mailstore.ErrUnavailable):
+		// RFC 3206 §4 SYS/TEMP: the database is down, not a bug.
+		s.log.Warn("pop3: command failed: store unavailable", slog.Any("err", err))
+		re = &replyError{code: "SYS/TEMP", text: "Mail store temporarily unavailable, try again later", noCount: true}
 	default:
 		// Internal errors are logged with the connection id and never
 		// shown to the client (RFC 3206 §4 SYS/TEMP: try again later).

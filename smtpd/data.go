@@ -102,21 +102,6 @@ func (s *session) Data(r io.Reader) error {
 	return replyErr(250, 2, 0, 0, "OK: message delivered, id="+id)
 }
 
-// checkFrom applies the submission rule that every From: address is one
-// the authenticated account owns (RFC 6409 §6.1 leaves the policy to us).
-func (s *session) checkFrom(hdr []byte) *smtp.SMTPError {
-	addrs, err := headerFromAddresses(hdr)
-	if err != nil {
-		return replyErr(553, 5, 7, 1, "From: header must name only addresses you own ("+err.Error()+")")
-	}
-	for _, a := range addrs {
-		if !s.owns(a) {
-			return replyErr(553, 5, 7, 1, "From: header address not owned by the authenticated user")
-		}
-	}
-	return nil
-}
-
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // copyScanned copies r into w through the scanner, refusing more than max

@@ -116,22 +116,54 @@ func FuzzDataScanner(f *testing.F) {
 	})
 }
 
-func FuzzHeaderFrom(f *testing.F) {
+func FuzzHeaderOriginators(f *testing.F) {
 	for _, s := range []string{
 		"From: a@b.example\r\n\r\n", "From: \"A, B\" <a@b.example>, c@d.example\r\n", "from:\r\n x@y.example\r\n",
 		"From: =?UTF-8?B?w6k=?= <e@f.example>\r\n", "From: group: a@b.example;\r\n", "From: <>\r\n", "From:\r\n",
+		"From: a@b.example\r\nSender: \"c@d.example\" <a@b.example>\r\n",
+		"Resent-From: =?utf-8?q?bob=40example.test?= <a@b.example>\r\nResent-Sender: a@b.example (x@y.example)\r\n",
+		"From: \"=?utf-8?q?bob=40example.test?=\" <a@b.example>\r\n", "From: =?utf-7?q?bob+AEA-x.example?= <a@b.example>\r\n",
+		"From: =?utf-16?b?AGIAbwBiAEAAZQB4AC4AdABlAHMAdA==?= <a@b.example>\r\n", "From: Bob \uff20 Home <a@b.example>\r\n",
 	} {
 		f.Add([]byte(s))
 	}
+	never := func(string) bool { return false }
+	always := func(string) bool { return true }
 	f.Fuzz(func(t *testing.T, hdr []byte) {
-		addrs, err := headerFromAddresses(hdr)
+		fields, err := headerOriginators(hdr)
 		if err != nil {
 			return
 		}
-		for _, a := range addrs {
-			if !strings.Contains(a, "@") {
-				t.Fatalf("address %q without @ from %q", a, hdr)
+		from := 0
+		for _, o := range fields {
+			if o.field == "From" {
+				from++
 			}
+			if len(o.addrs) == 0 {
+				t.Fatalf("%s: without addresses from %q", o.field, hdr)
+			}
+			for _, a := range o.addrs {
+				if !strings.Contains(a.Address, "@") {
+					t.Fatalf("address %q without @ from %q", a.Address, hdr)
+				}
+				if got := foreignAddressIn(a.Name, always); got != "" {
+					t.Fatalf("name %q: %q refused although every address is owned", a.Name, got)
+				}
+				got := foreignAddressIn(a.Name, never)
+				if got != "" && !strings.Contains(got, "@") {
+					t.Fatalf("name %q: token %q has no @", a.Name, got)
+				}
+				if got == "" {
+					for _, w := range strings.Fields(a.Name) {
+						if l, d, ok := strings.Cut(w, "@"); ok && isDotAtom(l) && isDotAtom(d) {
+							t.Fatalf("name %q: address-like %q not found", a.Name, w)
+						}
+					}
+				}
+			}
+		}
+		if from != 1 {
+			t.Fatalf("%d From: fields accepted in %q", from, hdr)
 		}
 	})
 }

@@ -60,6 +60,7 @@ type envOption func(*envOpts)
 type envOpts struct {
 	cfg      func(*smtpd.Config)
 	store    func(mailstore.Store) mailstore.Store
+	storeAt  func(url string) mailstore.Store // the server's store, opened on the test database
 	throttle auth.ThrottlePolicy
 }
 
@@ -106,6 +107,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	must(t, st.CreateAlias(ctx, "list@example.org", "alice@example.org"))
 	must(t, st.CreateAlias(ctx, "list@example.org", "bob@example.org"))
 	must(t, st.CreateAlias(ctx, "@catchall.example", "bob@example.org"))
+	if o.storeAt != nil {
+		st = o.storeAt(url)
+	}
 	if o.store != nil {
 		st = o.store(st)
 	}

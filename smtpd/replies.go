@@ -77,6 +77,9 @@ func readReply(err error) (*smtp.SMTPError, string) {
 // deliverReply maps an error of the store delivery.
 func deliverReply(err error) (*smtp.SMTPError, string) {
 	switch {
+	case errors.Is(err, mailstore.ErrUnavailable):
+		// Checked first: an outage is never a permanent (5xx) failure.
+		return replyErr(451, 4, 3, 0, "Mail store temporarily unavailable, please try again later"), "store_unavailable"
 	case errors.Is(err, mailstore.ErrOverQuota):
 		return replyErr(552, 5, 2, 2, "Mailbox full: quota exceeded"), "over_quota"
 	case errors.Is(err, mailstore.ErrTooLarge):

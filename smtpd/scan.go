@@ -2,11 +2,6 @@ package smtpd
 
 import (
 	"bytes"
-	"errors"
-	"io"
-	"mime"
-	"net/mail"
-	"strings"
 )
 
 // dataError is a message refused for its content.
@@ -101,48 +96,6 @@ func (d *dataScanner) finish() error {
 		return errBareCR
 	}
 	return nil
-}
-
-// Errors of the From: check.
-var (
-	errNoFrom    = errors.New("no From: header field")
-	errManyFrom  = errors.New("more than one From: header field")
-	errFromParse = errors.New("unparsable From: header field")
-)
-
-// lenientWords decodes RFC 2047 display names in any charset well enough
-// to reach the addresses, which are all we need.
-var lenientWords = &mime.WordDecoder{CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil }}
-
-// headerFromAddresses returns the addresses of the one From: field
-// (RFC 5322 §3.6.2) of a header section.
-func headerFromAddresses(hdr []byte) ([]string, error) {
-	var from string
-	count := 0
-	for _, f := range headerFields(hdr) {
-		name, value, ok := strings.Cut(f, ":")
-		if !ok || !strings.EqualFold(strings.TrimRight(name, " \t"), "From") {
-			continue
-		}
-		count++
-		from = value
-	}
-	switch {
-	case count == 0:
-		return nil, errNoFrom
-	case count > 1:
-		return nil, errManyFrom
-	}
-	p := mail.AddressParser{WordDecoder: lenientWords}
-	list, err := p.ParseList(from)
-	if err != nil || len(list) == 0 {
-		return nil, errFromParse
-	}
-	out := make([]string, len(list))
-	for i, a := range list {
-		out[i] = a.Address
-	}
-	return out, nil
 }
 
 // headerFields splits a header section into unfolded fields

@@ -163,6 +163,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if opts.ListCacheMessages == 0 {
 		opts.ListCacheMessages = DefaultListCacheMessages
 	}
+	cfg.ConnConfig.DialFunc = markEOF(cfg.ConnConfig.DialFunc)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: create pool: %w", err)
@@ -213,7 +214,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
 			return fmt.Errorf("%w: no schema_migrations table", mailstore.ErrSchemaOutdated)
 		}
-		return fmt.Errorf("postgres: ping: %w", err)
+		return mapErr("postgres: ping", err)
 	}
 	if want := latestVersion(); v < want {
 		return fmt.Errorf("%w: database at version %d, want %d", mailstore.ErrSchemaOutdated, v, want)
@@ -236,6 +237,12 @@ func pgCode(err error) string {
 func mapErr(op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if unavailable(err) {
+		if errors.Is(err, mailstore.ErrUnavailable) {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		return fmt.Errorf("%s: %w: %w", op, mailstore.ErrUnavailable, err)
 	}
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
