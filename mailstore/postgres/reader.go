@@ -105,7 +105,7 @@ func (r *msgReader) fill() error {
 		return fmt.Errorf("read message: content removed while reading: %w", io.ErrUnexpectedEOF)
 	}
 	if err != nil {
-		return fmt.Errorf("read message: %w", err)
+		return mapErr("read message", err)
 	}
 	if int64(len(data)) != n {
 		return fmt.Errorf("read message: chunk %d holds %d octets, want %d: %w", seq, len(data), n, io.ErrUnexpectedEOF)
