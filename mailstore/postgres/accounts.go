@@ -133,7 +133,7 @@ func (s *Store) DeleteAccount(ctx context.Context, address string) error {
 				}
 				return err
 			}
-			if _, err := tx.Exec(ctx, `SELECT pr_delete_mailboxes($1, ARRAY(SELECT id FROM mailboxes WHERE account_id = $1))`, id); err != nil {
+			if _, err := tx.Exec(ctx, `SELECT pr_delete_mailboxes(p_account => $1, p_ids => ARRAY(SELECT id FROM mailboxes WHERE account_id = $1))`, id); err != nil {
 				return err
 			}
 			// Aliases pointing to it and subscriptions go by ON DELETE CASCADE.
