@@ -12,8 +12,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"net/smtp"
 	"os"
 	"path/filepath"
@@ -338,5 +340,48 @@ func TestConfigShowsEffectiveValues(t *testing.T) {
 		if strings.HasPrefix(l, "POSTRIDER_SMTP_ADDR ") && !strings.Contains(l, "(empty) (set)") {
 			t.Errorf("disabled SMTP listener shown as %q", l)
 		}
+	}
+}
+
+// /metrics of a running server has SMTP, IMAP and POP3 series, and they
+// count what the protocols did.
+func TestMetricsCoverEveryFrontend(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	if r := runCLI(t, []string{"POSTRIDER_DATABASE_URL=" + url}, "", "domain", "add", "example.org"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if r := runCLI(t, []string{"POSTRIDER_DATABASE_URL=" + url}, "pw-metrics-1\n", "user", "add", "m@example.org"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	n := startNode(t, url)
+	c, err := smtp.Dial(n.addrs["SMTP"])
+	must(t, err)
+	must(t, c.Hello("client.test"))
+	must(t, c.Mail("x@remote.test"))
+	must(t, c.Rcpt("m@example.org"))
+	w, err := c.Data()
+	must(t, err)
+	fmt.Fprint(w, "Subject: m\r\n\r\nm\r\n")
+	must(t, w.Close())
+	must(t, c.Quit())
+	dialog(t, n.addrs["IMAP"], []string{"a LOGIN m@example.org pw-metrics-1", "b SELECT INBOX", "c LOGOUT"}, "c OK")
+	dialog(t, n.addrs["POP3"], []string{"USER m@example.org", "PASS pw-metrics-1", "STAT", "QUIT"}, "+OK")
+
+	resp, err := http.Get("http://" + n.addrs["HTTP"] + "/metrics")
+	must(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`postrider_smtp_messages_accepted_total{role="inbound"} 1`,
+		`postrider_imap_commands_total{command="SELECT",result="ok"} 1`,
+		`postrider_imap_logins_total{result="ok"} 1`,
+		`postrider_pop3_logins_total{result="ok"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
 	}
 }
