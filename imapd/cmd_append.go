@@ -79,7 +79,7 @@ func cmdAppend(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return tryCreate(err)
 	}
-	ctx := c.srv.ctx
+	ctx := c.ctx
 	mbox, err := c.srv.store.GetMailbox(ctx, c.acct.ID, name)
 	if err != nil {
 		return tryCreate(err)

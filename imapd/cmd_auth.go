@@ -62,7 +62,7 @@ func cmdLogin(c *conn, cx *cmdCtx) error {
 	if !c.plaintextAuthAllowed() {
 		return errNo(codePrivacy, "Use STARTTLS first")
 	}
-	acct, err := c.srv.auth.Authenticate(authContext(c.srv.ctx, c.log), user, pass, c.remote)
+	acct, err := c.srv.auth.Authenticate(authContext(c.ctx, c.log), user, pass, c.remote)
 	if err != nil {
 		return c.authFailed(err)
 	}
@@ -108,7 +108,7 @@ func cmdAuthenticate(c *conn, cx *cmdCtx) error {
 	}
 	resp := ir
 	for step := 0; ; step++ {
-		chal, done, err := s.Next(authContext(c.srv.ctx, c.log), resp)
+		chal, done, err := s.Next(authContext(c.ctx, c.log), resp)
 		if err != nil {
 			return c.authFailed(err)
 		}

@@ -40,7 +40,7 @@ func cmdExpunge(c *conn, cx *cmdCtx) error {
 	if len(uids) == 0 {
 		return nil
 	}
-	res, err := c.srv.store.Expunge(c.srv.ctx, c.acct.ID, s.mbox.ID, uids, true)
+	res, err := c.srv.store.Expunge(c.ctx, c.acct.ID, s.mbox.ID, uids, true)
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func cmdCopy(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return tryCreate(err)
 	}
-	ctx := c.srv.ctx
+	ctx := c.ctx
 	dst, err := c.srv.store.GetMailbox(ctx, c.acct.ID, name)
 	if err != nil {
 		return tryCreate(err)

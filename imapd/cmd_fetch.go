@@ -64,7 +64,7 @@ func cmdFetch(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.srv.ctx
+	ctx := c.ctx
 	var targets []uint32
 	var metas map[uint32]mailstore.MessageMeta
 	if r.hasChanged {
@@ -142,7 +142,7 @@ func cmdFetch(c *conn, cx *cmdCtx) error {
 
 // loadFetch reads what the items need of a chunk of messages.
 func (c *conn) loadFetch(r *fetchReq, chunk []uint32, metas map[uint32]mailstore.MessageMeta) ([]fetchMsg, error) {
-	ctx := c.srv.ctx
+	ctx := c.ctx
 	set := mailstore.UIDs(chunk...)
 	var msgs []fetchMsg
 	switch {
@@ -199,7 +199,7 @@ func (c *conn) markSeen(msgs []fetchMsg) error {
 		return nil
 	}
 	s := c.sel
-	res, err := c.srv.store.StoreFlags(c.srv.ctx, c.acct.ID, s.mbox.ID, mailstore.UIDs(unseen...), mailstore.FlagsAdd,
+	res, err := c.srv.store.StoreFlags(c.ctx, c.acct.ID, s.mbox.ID, mailstore.UIDs(unseen...), mailstore.FlagsAdd,
 		mailstore.Flags{System: mailstore.FlagSeen}, 0)
 	if err != nil {
 		return err

@@ -243,7 +243,7 @@ func (c *conn) list(ref string, patterns []string, sel listSelect, ret listRetur
 	if len(matchers) == 0 {
 		return nil
 	}
-	ctx := c.srv.ctx
+	ctx := c.ctx
 	boxes, err := c.srv.store.ListMailboxes(ctx, c.acct.ID)
 	if err != nil {
 		return err

@@ -77,7 +77,7 @@ func cmdCreate(c *conn, cx *cmdCtx) error {
 	if name == "INBOX" {
 		return errNo(codeAlreadyExists, "INBOX always exists")
 	}
-	_, err = c.srv.store.CreateMailbox(c.srv.ctx, c.acct.ID, name, use)
+	_, err = c.srv.store.CreateMailbox(c.ctx, c.acct.ID, name, use)
 	return err
 }
 
@@ -88,7 +88,7 @@ func cmdDelete(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return err
 	}
-	if err := c.srv.store.DeleteMailbox(c.srv.ctx, c.acct.ID, name); err != nil {
+	if err := c.srv.store.DeleteMailbox(c.ctx, c.acct.ID, name); err != nil {
 		return err
 	}
 	if c.sel != nil && c.sel.mbox.Name == name {
@@ -125,7 +125,7 @@ func cmdRename(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return err
 	}
-	if err := c.srv.store.RenameMailbox(c.srv.ctx, c.acct.ID, oldName, newName); err != nil {
+	if err := c.srv.store.RenameMailbox(c.ctx, c.acct.ID, oldName, newName); err != nil {
 		return err
 	}
 	if s := c.sel; s != nil && oldName != "INBOX" {
@@ -145,7 +145,7 @@ func cmdSubscribe(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return err
 	}
-	return c.srv.store.SetSubscribed(c.srv.ctx, c.acct.ID, name, cx.name == "SUBSCRIBE")
+	return c.srv.store.SetSubscribed(c.ctx, c.acct.ID, name, cx.name == "SUBSCRIBE")
 }
 
 // statusItemNames are the STATUS data items (RFC 9051 §6.3.11, RFC 7162
@@ -206,7 +206,7 @@ func cmdStatus(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return err
 	}
-	mbox, err := c.srv.store.GetMailbox(c.srv.ctx, c.acct.ID, name)
+	mbox, err := c.srv.store.GetMailbox(c.ctx, c.acct.ID, name)
 	if err != nil {
 		return err
 	}
@@ -215,7 +215,7 @@ func cmdStatus(c *conn, cx *cmdCtx) error {
 
 // writeStatus sends "* STATUS name (item value ...)".
 func (c *conn) writeStatus(mbox mailstore.Mailbox, items []string) error {
-	st, err := c.srv.store.MailboxStatus(c.srv.ctx, c.acct.ID, mbox.ID)
+	st, err := c.srv.store.MailboxStatus(c.ctx, c.acct.ID, mbox.ID)
 	if err != nil {
 		return err
 	}

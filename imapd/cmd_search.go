@@ -90,7 +90,7 @@ func cmdSearch(c *conn, cx *cmdCtx) error {
 	if m := s.maxUID(); m > 0 {
 		// Only messages the client has been told about (RFC 9051 §7.5.1).
 		crit.UIDs = append(crit.UIDs, mailstore.UIDSet{{Start: 1, Stop: m}})
-		found, err := c.srv.store.Search(c.srv.ctx, c.acct.ID, s.mbox.ID, &crit)
+		found, err := c.srv.store.Search(c.ctx, c.acct.ID, s.mbox.ID, &crit)
 		if err != nil {
 			return err
 		}
@@ -109,7 +109,7 @@ func cmdSearch(c *conn, cx *cmdCtx) error {
 		if esearch && (ret.min || ret.max) && !ret.all && !ret.count {
 			named = savedResult(results, ret)
 		}
-		metas, err := c.srv.store.ListMessages(c.srv.ctx, c.acct.ID, s.mbox.ID, mailstore.UIDs(named...))
+		metas, err := c.srv.store.ListMessages(c.ctx, c.acct.ID, s.mbox.ID, mailstore.UIDs(named...))
 		if err != nil {
 			return err
 		}

@@ -115,7 +115,7 @@ func cmdSelect(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.srv.ctx
+	ctx := c.ctx
 	notify, cancel := c.srv.store.Subscribe(c.acct.ID)
 	mbox, err := c.srv.store.GetMailbox(ctx, c.acct.ID, name)
 	if err != nil {
@@ -298,7 +298,7 @@ func (c *conn) qresyncArgs(qr *qresyncParams) error {
 // §3.2.5.1).
 func (c *conn) qresyncSelect(qr *qresyncParams) error {
 	s := c.sel
-	ch, err := c.srv.store.Changes(c.srv.ctx, c.acct.ID, s.mbox.ID, qr.modseq)
+	ch, err := c.srv.store.Changes(c.ctx, c.acct.ID, s.mbox.ID, qr.modseq)
 	if err != nil {
 		return err
 	}
@@ -338,7 +338,7 @@ func (c *conn) qresyncSelect(qr *qresyncParams) error {
 // writeSelectedList sends the LIST response IMAP4rev2 requires with SELECT
 // (RFC 9051 §6.3.2).
 func (c *conn) writeSelectedList() error {
-	boxes, err := c.srv.store.ListMailboxes(c.srv.ctx, c.acct.ID)
+	boxes, err := c.srv.store.ListMailboxes(c.ctx, c.acct.ID)
 	if err != nil {
 		return err
 	}
@@ -359,7 +359,7 @@ func cmdClose(c *conn, cx *cmdCtx) error {
 	}
 	s := c.sel
 	if !s.readOnly {
-		if _, err := c.srv.store.Expunge(c.srv.ctx, c.acct.ID, s.mbox.ID, nil, true); err != nil {
+		if _, err := c.srv.store.Expunge(c.ctx, c.acct.ID, s.mbox.ID, nil, true); err != nil {
 			return err
 		}
 	}

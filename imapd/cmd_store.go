@@ -98,7 +98,7 @@ func cmdStore(c *conn, cx *cmdCtx) error {
 	if condGiven && unchangedSince == 0 {
 		// UNCHANGEDSINCE 0 fails for every existing message (RFC 7162
 		// §3.1.3); to the store 0 means "no condition".
-		metas, err := c.srv.store.ListMessages(c.srv.ctx, c.acct.ID, s.mbox.ID, uids)
+		metas, err := c.srv.store.ListMessages(c.ctx, c.acct.ID, s.mbox.ID, uids)
 		if err != nil {
 			return err
 		}
@@ -106,7 +106,7 @@ func cmdStore(c *conn, cx *cmdCtx) error {
 			res.Modified = append(res.Modified, m.UID)
 		}
 	} else {
-		res, err = c.srv.store.StoreFlags(c.srv.ctx, c.acct.ID, s.mbox.ID, uids, op, flags, unchangedSince)
+		res, err = c.srv.store.StoreFlags(c.ctx, c.acct.ID, s.mbox.ID, uids, op, flags, unchangedSince)
 		if err != nil {
 			return err
 		}
@@ -120,7 +120,7 @@ func cmdStore(c *conn, cx *cmdCtx) error {
 	}
 	slices.Sort(res.Modified)
 	if !silent {
-		metas, err := c.srv.store.ListMessages(c.srv.ctx, c.acct.ID, s.mbox.ID, uids)
+		metas, err := c.srv.store.ListMessages(c.ctx, c.acct.ID, s.mbox.ID, uids)
 		if err != nil {
 			return err
 		}

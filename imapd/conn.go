@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -35,7 +36,12 @@ const readBufSize = 1024
 
 // conn is one client connection.
 type conn struct {
-	srv         *Server
+	srv *Server
+	// ctx is the connection's lifetime: every store call of the session
+	// runs under it, so the queries of a connection that ended (or of a
+	// server shutting down) are cancelled.
+	ctx         context.Context
+	cancel      context.CancelFunc
 	id          string
 	log         *slog.Logger
 	raw         net.Conn // the accepted connection; never changes
@@ -197,6 +203,7 @@ func (c *conn) cleanup() {
 	nc := c.nc
 	c.mu.Unlock()
 	nc.Close()
+	c.cancel()
 	c.srv.removeConn(c)
 	c.log.Debug("disconnected")
 }
@@ -205,7 +212,7 @@ func (c *conn) cleanup() {
 func (c *conn) handshake() error {
 	tc := tls.Server(c.raw, c.srv.cfg.TLS)
 	_ = c.raw.SetDeadline(time.Now().Add(c.srv.limits.PreAuthTimeout))
-	err := tc.HandshakeContext(c.srv.ctx)
+	err := tc.HandshakeContext(c.ctx)
 	_ = c.raw.SetDeadline(time.Time{})
 	if err != nil {
 		return err

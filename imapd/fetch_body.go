@@ -81,7 +81,7 @@ func (c *conn) writeSection(m *fetchMsg, it *fetchItem) error {
 		w.str(`""`)
 		return nil
 	}
-	rc, err := c.srv.store.OpenMessage(c.srv.ctx, c.acct.ID, c.sel.mbox.ID, m.meta.UID, off+o, n)
+	rc, err := c.srv.store.OpenMessage(c.ctx, c.acct.ID, c.sel.mbox.ID, m.meta.UID, off+o, n)
 	if errors.Is(err, mailstore.ErrNoSuchMessage) {
 		w.str("NIL") // expunged meanwhile (RFC 9051 §7.5.2 nstring)
 		return nil
@@ -114,7 +114,7 @@ func (n nonulReader) Read(b []byte) (int, error) {
 
 // readRange reads octets of a message into memory (bounded by the caller).
 func (c *conn) readRange(uid uint32, off, n int64) ([]byte, error) {
-	rc, err := c.srv.store.OpenMessage(c.srv.ctx, c.acct.ID, c.sel.mbox.ID, uid, off, n)
+	rc, err := c.srv.store.OpenMessage(c.ctx, c.acct.ID, c.sel.mbox.ID, uid, off, n)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func (c *conn) writeBinary(m *fetchMsg, it *fetchItem) error {
 	if identity {
 		start, count = off+o, n
 	}
-	rc, err := c.srv.store.OpenMessage(c.srv.ctx, c.acct.ID, c.sel.mbox.ID, uid, start, count)
+	rc, err := c.srv.store.OpenMessage(c.ctx, c.acct.ID, c.sel.mbox.ID, uid, start, count)
 	if errors.Is(err, mailstore.ErrNoSuchMessage) {
 		w.str("NIL")
 		return nil
@@ -215,7 +215,7 @@ func (c *conn) writeBinary(m *fetchMsg, it *fetchItem) error {
 
 // decodedSize counts the decoded octets of a stored range.
 func (c *conn) decodedSize(uid uint32, off, length int64, enc string) (int64, error) {
-	rc, err := c.srv.store.OpenMessage(c.srv.ctx, c.acct.ID, c.sel.mbox.ID, uid, off, length)
+	rc, err := c.srv.store.OpenMessage(c.ctx, c.acct.ID, c.sel.mbox.ID, uid, off, length)
 	if err != nil {
 		return 0, err
 	}

@@ -190,8 +190,9 @@ func newServer(cfg Config, store mailstore.Store, authn authenticator) (*Server,
 	}, nil
 }
 
-// ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("imapd: server closed")
+// ErrServerClosed is returned by Serve after Shutdown; it wraps net.ErrClosed
+// like the other frontends' (the serve loop treats it as a normal end).
+var ErrServerClosed = fmt.Errorf("imapd: server closed: %w", net.ErrClosed)
 
 // Serve accepts connections on ln until Shutdown. With implicitTLS every
 // connection starts with a TLS handshake (port 993, RFC 8314).
@@ -256,6 +257,7 @@ func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
 		remote:      netutil.RemoteIP(nc),
 		state:       stateNotAuth,
 	}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.log = s.log.With("conn", id)
 	c.init()
 	s.conns[c] = struct{}{}

@@ -17,7 +17,7 @@ import (
 
 // liveUIDs returns the UIDs of the selected mailbox's messages, ascending.
 func (c *conn) liveUIDs() ([]uint32, error) {
-	ms, err := c.srv.store.ListMessages(c.srv.ctx, c.acct.ID, c.sel.mbox.ID, nil)
+	ms, err := c.srv.store.ListMessages(c.ctx, c.acct.ID, c.sel.mbox.ID, nil)
 	if err != nil {
 		return nil, err
 	}

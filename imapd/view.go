@@ -87,7 +87,7 @@ func (c *conn) trackRecent(added []uint32) error {
 		s.addRecent(added)
 		return nil
 	}
-	uids, err := c.srv.store.ClaimRecent(c.srv.ctx, c.acct.ID, s.mbox.ID)
+	uids, err := c.srv.store.ClaimRecent(c.ctx, c.acct.ID, s.mbox.ID)
 	if err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func (c *conn) sendUpdates(cx *cmdCtx) error {
 // FLAGS and FETCH responses; expunges are queued in pending.
 func (c *conn) catchUp() error {
 	s := c.sel
-	ch, err := c.srv.store.Changes(c.srv.ctx, c.acct.ID, s.mbox.ID, s.modseq)
+	ch, err := c.srv.store.Changes(c.ctx, c.acct.ID, s.mbox.ID, s.modseq)
 	if err != nil {
 		return err
 	}

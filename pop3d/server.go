@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -43,8 +44,9 @@ const (
 	tlsHandshakeTimeout = 30 * time.Second
 )
 
-// ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("pop3d: server closed")
+// ErrServerClosed is returned by Serve after Shutdown; it wraps
+// net.ErrClosed like the other frontends' (a normal end for the caller).
+var ErrServerClosed = fmt.Errorf("pop3d: server closed: %w", net.ErrClosed)
 
 // Config configures a Server. Zero values select the defaults above.
 type Config struct {

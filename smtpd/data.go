@@ -31,7 +31,7 @@ func (s *session) Data(r io.Reader) error {
 		return replyErr(503, 5, 5, 1, "No valid recipients (RFC 5321 §4.1.1.4)")
 	}
 	id := newID()
-	log = log.With("msg", id)
+	log = log.With("msgid", id)
 	cfg := &s.srv.cfg
 
 	sp := &s.spool

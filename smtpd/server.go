@@ -246,7 +246,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 type slogWriter struct{ l *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn("smtp engine", "msg", strings.TrimSpace(string(p)))
+	w.l.Warn("smtp engine", "detail", strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 

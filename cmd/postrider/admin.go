@@ -29,16 +29,33 @@ func cmdConfig(args []string, stdout io.Writer) error {
 	if len(args) != 0 {
 		return usageErr("usage: postrider config [-markdown]")
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
-	for _, v := range config.Variables() {
-		d := v.Default
-		if d == "" {
-			d = "(empty)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, d, v.Meaning)
+	// The values in effect: what serve would use with this environment.
+	cfg, err := config.Load()
+	if err != nil {
+		return &exitError{code: 2, err: err}
 	}
-	return tw.Flush()
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tVALUE\tDEFAULT\tMEANING")
+	empty := func(s string) string {
+		if s == "" {
+			return "(empty)"
+		}
+		return s
+	}
+	for _, v := range cfg.Effect() {
+		val := empty(v.Value)
+		if v.Set {
+			val += " (set)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Name, val, empty(v.Default), v.Meaning)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, name := range config.UnknownVariables(os.Environ()) {
+		fmt.Fprintf(stdout, "\nwarning: %s is not a Postrider variable and is ignored\n", name)
+	}
+	return nil
 }
 
 // configMarkdown renders the variables as the README's table.
@@ -107,6 +124,10 @@ func cmdDomain(args []string, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
 	sub, rest := args[0], args[1:]
+	rest, err := aLabelArgs(rest)
+	if err != nil {
+		return err
+	}
 	want := 1
 	if sub == "list" {
 		want = 0
@@ -153,6 +174,10 @@ func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return usageErr(u)
 	}
 	sub, rest := args[0], args[1:]
+	rest, err := aLabelArgs(rest)
+	if err != nil {
+		return err
+	}
 	switch sub {
 	case "add", "passwd", "remove":
 		if len(rest) != 1 {
@@ -304,8 +329,8 @@ func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
 
 func checkPassword(pw string) (string, error) {
 	switch {
-	case pw == "":
-		return "", errors.New("empty password")
+	case strings.TrimSpace(pw) == "":
+		return "", errors.New("empty password (or only white space)")
 	case len(pw) > maxPasswordLen:
 		return "", fmt.Errorf("password longer than %d bytes", maxPasswordLen)
 	case strings.ContainsAny(pw, "\x00\r\n"):
@@ -320,6 +345,10 @@ func cmdAlias(args []string, stdout io.Writer) error {
 		return usageErr(u)
 	}
 	sub, rest := args[0], args[1:]
+	rest, err := aLabelArgs(rest)
+	if err != nil {
+		return err
+	}
 	switch {
 	case sub == "add" && len(rest) == 2, sub == "remove" && (len(rest) == 1 || len(rest) == 2), sub == "list" && len(rest) <= 1:
 	case sub != "add" && sub != "remove" && sub != "list":

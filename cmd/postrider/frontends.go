@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/postrider/postrider/auth"
 	"github.com/postrider/postrider/imapd"
 	"github.com/postrider/postrider/internal/config"
@@ -41,7 +43,9 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 	imapSrv, err := imapd.New(imapd.Config{
 		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
 		MaxMessageSize: maxMsg, MaxConnsPerIP: cfg.MaxConnsPerIP,
-		Logger: log, // imapd adds proto=imap itself
+		Logger:  log,                          // imapd adds proto=imap itself
+		Metrics: prometheus.DefaultRegisterer, // what /metrics serves, with smtpd's and pop3d's
+
 	}, st, authn)
 	if err != nil {
 		return nil, fmt.Errorf("imap: %w", err)

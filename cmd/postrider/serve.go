@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,12 +24,31 @@ import (
 )
 
 func newLogger(cfg *config.Config) *slog.Logger {
+	return newLoggerTo(cfg, os.Stderr)
+}
+
+func newLoggerTo(cfg *config.Config, w io.Writer) *slog.Logger {
 	lvl, _ := config.ParseLevel(cfg.LogLevel)
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: replaceLogAttr}
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// replaceLogAttr names the trace level TRACE (slog would print DEBUG-4)
+// and writes durations as strings with units ("1.52ms") instead of bare
+// nanosecond integers.
+func replaceLogAttr(groups []string, a slog.Attr) slog.Attr {
+	switch {
+	case len(groups) == 0 && a.Key == slog.LevelKey:
+		if l, ok := a.Value.Any().(slog.Level); ok && l <= config.LevelTrace {
+			a.Value = slog.StringValue("TRACE")
+		}
+	case a.Value.Kind() == slog.KindDuration:
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // frontend is one protocol server with its listeners.
@@ -46,9 +66,17 @@ func cmdServe(args []string) error {
 	}
 	log := newLogger(cfg)
 	slog.SetDefault(log)
+	for _, name := range config.UnknownVariables(os.Environ()) {
+		log.Warn("unknown configuration variable ignored", "var", name)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads the TLS certificate; it must never stop the server
+	// (its default action would, and it is what renewal hooks send).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -62,7 +90,7 @@ func cmdServe(args []string) error {
 	defer st.Close()
 
 	authn := auth.New(st, auth.Options{Logger: log})
-	tlsConf, err := tlsConfig(cfg, log)
+	tlsConf, certs, err := tlsConfig(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -105,6 +133,11 @@ func cmdServe(args []string) error {
 		// restarts often still prunes), spread over the nodes.
 		holder := cfg.Hostname + ":" + strconv.Itoa(os.Getpid())
 		runMaintenance(mctx, st, cfg.TombstoneRetention, time.Hour, time.Minute+jitter(time.Minute), holder, log)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		certs.watch(mctx, hup, certCheckInterval)
 	}()
 	log.Info("postrider started", "version", version, "hostname", cfg.Hostname)
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,32 +15,128 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/postrider/postrider/internal/config"
 )
 
 // tlsConfig loads the configured certificate, or generates (once) a
-// self-signed one in the data directory. TLS 1.2 is the minimum.
-func tlsConfig(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
+// self-signed one in the data directory. TLS 1.2 is the minimum. The
+// certificate is served through a certReloader, so that a renewed
+// certificate is picked up without a restart (see certReloader).
+func tlsConfig(cfg *config.Config, log *slog.Logger) (*tls.Config, *certReloader, error) {
 	certFile, keyFile := cfg.TLSCertFile, cfg.TLSKeyFile
 	if certFile == "" {
 		certFile = filepath.Join(cfg.DataDir, "selfsigned-cert.pem")
 		keyFile = filepath.Join(cfg.DataDir, "selfsigned-key.pem")
 		if err := ensureSelfSigned(certFile, keyFile, cfg.Hostname); err != nil {
-			return nil, fmt.Errorf("self-signed certificate: %w", err)
+			return nil, nil, fmt.Errorf("self-signed certificate: %w", err)
 		}
 		log.Warn("no TLS certificate configured: using a self-signed certificate; clients will not trust it",
 			"cert", certFile, "hint", "set POSTRIDER_TLS_CERT_FILE and POSTRIDER_TLS_KEY_FILE")
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("TLS certificate %s: %w", certFile, err)
+	r := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
+	if err := r.load(); err != nil {
+		return nil, nil, err
 	}
 	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-	}, nil
+		GetCertificate: r.getCertificate,
+		MinVersion:     tls.VersionTLS12,
+	}, r, nil
+}
+
+// certReloader serves the certificate and key files and reloads them when
+// they change (checked every certCheckInterval: certbot and similar tools
+// replace the files in place or through symlinks) and on SIGHUP, the usual
+// renewal hook. New connections get the new certificate; a file that fails
+// to load is logged and the certificate in use is kept.
+type certReloader struct {
+	certFile, keyFile string
+	log               *slog.Logger
+	cert              atomic.Pointer[tls.Certificate]
+	stamp             string // the files' identity when last loaded
+	mu                sync.Mutex
+}
+
+// certCheckInterval is how often the files are checked for a change.
+const certCheckInterval = 30 * time.Second
+
+func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.cert.Load(), nil
+}
+
+// fileStamp identifies the current contents of the files cheaply: size and
+// modification time of what the paths resolve to (following symlinks).
+func (r *certReloader) fileStamp() string {
+	var b strings.Builder
+	for _, f := range []string{r.certFile, r.keyFile} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			b.WriteString("missing;")
+			continue
+		}
+		fmt.Fprintf(&b, "%d:%d;", fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String()
+}
+
+func (r *certReloader) load() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	stamp := r.fileStamp()
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("TLS certificate %s: %w", r.certFile, err)
+	}
+	r.cert.Store(&cert)
+	r.stamp = stamp
+	return nil
+}
+
+// reload loads the files again; force reloads even if they look unchanged
+// (SIGHUP). It reports whether a new certificate is in use.
+func (r *certReloader) reload(force bool) bool {
+	r.mu.Lock()
+	same := r.stamp == r.fileStamp()
+	r.mu.Unlock()
+	if same && !force {
+		return false
+	}
+	if err := r.load(); err != nil {
+		r.log.Error("TLS certificate not reloaded; keeping the one in use", "err", err)
+		r.mu.Lock()
+		r.stamp = r.fileStamp() // do not log the same broken files every interval
+		r.mu.Unlock()
+		return false
+	}
+	leaf := r.cert.Load().Leaf
+	attrs := []any{"cert", r.certFile}
+	if leaf != nil {
+		attrs = append(attrs, "subject", leaf.Subject.CommonName, "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	r.log.Info("TLS certificate reloaded", attrs...)
+	return true
+}
+
+// watch reloads on every value from hup and whenever the files change,
+// until ctx ends.
+func (r *certReloader) watch(ctx context.Context, hup <-chan os.Signal, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			r.log.Info("SIGHUP: reloading the TLS certificate")
+			r.reload(true)
+		case <-t.C:
+			r.reload(false)
+		}
+	}
 }
 
 func ensureSelfSigned(certFile, keyFile, host string) error {

@@ -50,7 +50,7 @@ type Config struct {
 
 	TombstoneRetention time.Duration `env:"TOMBSTONE_RETENTION" envDefault:"720h" desc:"how long the UIDs of expunged messages are kept for IMAP resynchronisation (CONDSTORE/QRESYNC VANISHED); a client away longer is told every UID it knew that no longer exists; 0 keeps them forever"`
 
-	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" desc:"debug, info, warn or error"`
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" desc:"trace, debug, info, warn or error; trace logs every protocol line, with credentials and message contents masked"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json" desc:"json or text"`
 }
 
@@ -217,6 +217,8 @@ func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
 // ParseLevel maps LOG_LEVEL to a slog level.
 func ParseLevel(s string) (slog.Level, error) {
 	switch strings.ToLower(s) {
+	case "trace":
+		return LevelTrace, nil
 	case "debug":
 		return slog.LevelDebug, nil
 	case "info":
@@ -226,7 +228,7 @@ func ParseLevel(s string) (slog.Level, error) {
 	case "error":
 		return slog.LevelError, nil
 	}
-	return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
+	return 0, fmt.Errorf("%q: want trace, debug, info, warn or error", s)
 }
 
 // Variable describes one environment variable for `postrider config`.

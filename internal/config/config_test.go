@@ -115,3 +115,26 @@ func TestTombstoneRetention(t *testing.T) {
 		}
 	}
 }
+
+func TestMaskURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:secret@h:5432/db?sslmode=disable": "postgres://u:********@h:5432/db?sslmode=disable",
+		"postgres://u@h/db":                             "postgres://u@h/db",
+		"postgres://u@h/db?password=secret":             "postgres://u@h/db?password=********",
+		"host=h user=u password=secret dbname=d":        "host=h user=u password=******** dbname=d",
+		"":                                              "",
+	} {
+		if got := maskURL(in); got != want || strings.Contains(got, "secret") {
+			t.Errorf("maskURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestUnknownVariables(t *testing.T) {
+	got := UnknownVariables([]string{"POSTRIDER_IMAP_ADDR=:143", "POSTRIDER_IMAP_ADR=:1", "POSTRIDER_TEST_DATABASE_URL=x",
+		"HOME=/root", "POSTRIDER_COMPLETELY_DIFFERENT=1"})
+	want := []string{"POSTRIDER_COMPLETELY_DIFFERENT", "POSTRIDER_IMAP_ADR (did you mean POSTRIDER_IMAP_ADDR?)"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("UnknownVariables = %q, want %q", got, want)
+	}
+}

@@ -133,7 +133,7 @@ func (s *Store) DeleteAccount(ctx context.Context, address string) error {
 				}
 				return err
 			}
-			if _, err := tx.Exec(ctx, `SELECT pr_delete_mailboxes($1, ARRAY(SELECT id FROM mailboxes WHERE account_id = $1))`, id); err != nil {
+			if _, err := tx.Exec(ctx, `SELECT pr_delete_mailboxes(p_account => $1, p_ids => ARRAY(SELECT id FROM mailboxes WHERE account_id = $1))`, id); err != nil {
 				return err
 			}
 			// Aliases pointing to it and subscriptions go by ON DELETE CASCADE.
@@ -232,18 +232,24 @@ func (s *Store) CreateAlias(ctx context.Context, alias, target string) error {
 		return err
 	}
 	_, dom := mailstore.SplitAddress(al)
-	var ok, domOK bool
+	// An account's own address always reaches the account (recipients
+	// resolve to accounts before aliases), so an alias with that address
+	// would never apply: refuse it rather than accept a silent no-op.
+	var ok, domOK, isAccount bool
 	err = s.pool.QueryRow(ctx, `
 		WITH t AS (SELECT id FROM accounts WHERE address = $3),
 		     d AS (SELECT 1 FROM domains WHERE name = $2),
+		     acc AS (SELECT 1 FROM accounts WHERE address = $1),
 		     ins AS (INSERT INTO aliases (alias, domain, target_id)
-		             SELECT $1, $2, t.id FROM t, d RETURNING 1)
-		SELECT EXISTS (SELECT 1 FROM t), EXISTS (SELECT 1 FROM d)`, al, dom, tg).Scan(&ok, &domOK)
+		             SELECT $1, $2, t.id FROM t, d WHERE NOT EXISTS (SELECT 1 FROM acc) RETURNING 1)
+		SELECT EXISTS (SELECT 1 FROM t), EXISTS (SELECT 1 FROM d), EXISTS (SELECT 1 FROM acc)`, al, dom, tg).Scan(&ok, &domOK, &isAccount)
 	switch {
 	case pgCode(err) == "23505":
 		return fmt.Errorf("create alias %s -> %s: %w", al, tg, mailstore.ErrExists)
 	case err != nil:
 		return mapErr("create alias", err)
+	case isAccount:
+		return fmt.Errorf("create alias %s: %w: %s is an account, and mail to it always reaches that account", al, mailstore.ErrExists, al)
 	case !domOK:
 		return fmt.Errorf("create alias %s: %w", al, mailstore.ErrNoSuchDomain)
 	case !ok:

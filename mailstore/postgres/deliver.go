@@ -31,7 +31,10 @@ type delivered struct {
 }
 
 const deliverSQL = `SELECT r_accounts, r_mailboxes, r_uids, r_uidvalidities FROM pr_deliver(
-	$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`
+	p_pending => $1, p_sha => $2, p_size => $3, p_crlf_size => $4, p_header_size => $5, p_chunk_size => $6,
+	p_sent_day => $7, p_parsed => $8, p_search_headers => $9, p_search_text => $10, p_data => $11,
+	p_accounts => $12, p_mailboxes => $13, p_names => $14, p_flags => $15, p_keywords => $16,
+	p_internal_date => $17, p_mail_from => $18, p_params => $19)`
 
 // normFlags validates flags and renders them for storage: system flags as a
 // bit mask, keywords deduplicated case-insensitively (first case kept).

@@ -104,7 +104,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, accountID int64, name string)
 				return fmt.Errorf("delete mailbox %q: %w", n, mailstore.ErrHasChildren)
 			}
 			var deleted int
-			if err := tx.QueryRow(ctx, `SELECT pr_delete_mailboxes($1, ARRAY[$2::bigint])`, accountID, id).Scan(&deleted); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT pr_delete_mailboxes(p_account => $1, p_ids => ARRAY[$2::bigint])`, accountID, id).Scan(&deleted); err != nil {
 				return err
 			}
 			if deleted != 1 {
@@ -335,7 +335,7 @@ func (s *Store) MailboxStatus(ctx context.Context, accountID, mailboxID int64) (
 // trip, one mailbox row lock, no notification (no mail changes).
 func (s *Store) ClaimRecent(ctx context.Context, accountID, mailboxID int64) ([]uint32, error) {
 	var uids []int64
-	err := s.pool.QueryRow(ctx, `SELECT pr_claim_recent($1, $2)`, accountID, mailboxID).Scan(&uids)
+	err := s.pool.QueryRow(ctx, `SELECT pr_claim_recent(p_account => $1, p_mailbox => $2)`, accountID, mailboxID).Scan(&uids)
 	if err != nil {
 		return nil, mapErr("claim recent", err)
 	}

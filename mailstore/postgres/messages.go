@@ -102,7 +102,7 @@ func (s *Store) Changes(ctx context.Context, accountID, mailboxID int64, sinceMo
 	var vanished []int64
 	var a metaArrays
 	dest := append([]any{&hms, &uidnext, &floor, &vanished}, a.dest()...)
-	err := s.pool.QueryRow(ctx, `SELECT * FROM pr_changes($1, $2, $3)`, accountID, mailboxID, int64(sinceModSeq)).Scan(dest...)
+	err := s.pool.QueryRow(ctx, `SELECT * FROM pr_changes(p_account => $1, p_mailbox => $2, p_since => $3)`, accountID, mailboxID, int64(sinceModSeq)).Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ch, fmt.Errorf("changes: %w", mailstore.ErrNoSuchMailbox)
 	}
@@ -198,7 +198,8 @@ func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids
 	args := []any{accountID, mailboxID, starts, stops, int32(op), sys, kws, int64(unchangedSince)}
 	for attempt := 0; ; attempt++ {
 		res = mailstore.StoreResult{}
-		err = s.writeBatch(ctx, nil, `SELECT * FROM pr_store_flags($1, $2, $3, $4, $5, $6, $7, $8)`, args,
+		err = s.writeBatch(ctx, nil, `SELECT * FROM pr_store_flags(p_account => $1, p_mailbox => $2,
+			p_starts => $3, p_stops => $4, p_op => $5, p_flags => $6, p_keywords => $7, p_unchanged => $8)`, args,
 			[]int64{accountID}, func(rows pgx.Rows) error {
 				for rows.Next() {
 					var uid, modseq int64
@@ -247,7 +248,8 @@ func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids ma
 	}
 	for attempt := 0; ; attempt++ {
 		res = mailstore.ExpungeResult{}
-		err = s.writeBatch(ctx, nil, `SELECT o_uids, o_highestmodseq FROM pr_expunge($1, $2, $3, $4, $5)`,
+		err = s.writeBatch(ctx, nil, `SELECT o_uids, o_highestmodseq FROM pr_expunge(p_account => $1, p_mailbox => $2,
+			p_starts => $3, p_stops => $4, p_only_deleted => $5)`,
 			[]any{accountID, mailboxID, starts, stops, onlyDeleted}, []int64{accountID}, func(rows pgx.Rows) error {
 				for rows.Next() {
 					var us []int64
@@ -295,7 +297,8 @@ func (s *Store) copyMove(ctx context.Context, accountID, src int64, uids mailsto
 	}
 	for attempt := 0; ; attempt++ {
 		res = mailstore.CopyResult{}
-		err = s.writeBatch(ctx, nil, `SELECT r_src, r_dst, r_uidvalidity FROM pr_copy($1, $2, $3, $4, $5, $6)`,
+		err = s.writeBatch(ctx, nil, `SELECT r_src, r_dst, r_uidvalidity FROM pr_copy(p_account => $1,
+			p_src => $2, p_dst => $3, p_starts => $4, p_stops => $5, p_move => $6)`,
 			[]any{accountID, src, dst, starts, stops, move}, []int64{accountID}, func(rows pgx.Rows) error {
 				for rows.Next() {
 					var a, b, v int64
@@ -350,7 +353,7 @@ func (s *Store) PruneTombstones(ctx context.Context, before time.Time) (int, err
 		pass := 0
 		for _, id := range ids {
 			var n int
-			if err := s.pool.QueryRow(ctx, `SELECT pr_prune_expunged($1, $2)`, id, before).Scan(&n); err != nil {
+			if err := s.pool.QueryRow(ctx, `SELECT pr_prune_expunged(p_mailbox => $1, p_before => $2)`, id, before).Scan(&n); err != nil {
 				return total, mapErr("prune tombstones", err)
 			}
 			pass += n

@@ -31,20 +31,36 @@ func TestUpgradeCreatedModSeq(t *testing.T) {
 		     a AS (INSERT INTO accounts (address, domain, password_hash) VALUES ('old@example.org', 'example.org', 'x') RETURNING id)
 		SELECT id FROM a`).Scan(&acct))
 	must(t, conn.QueryRow(ctx, `INSERT INTO mailboxes (account_id, name, uidvalidity) VALUES ($1, 'INBOX', 7) RETURNING id`, acct).Scan(&mbox))
+	// Version 2 had no functions of today's shape (they are applied for the
+	// latest schema only), so rows are written here as version 2's
+	// pr_deliver and pr_store_flags wrote them: UID and modseq from the
+	// mailbox row, counters kept exact.
 	deliverV2 := func(i int) {
 		t.Helper()
 		body := fmt.Sprintf("Subject: old %d\r\n\r\nbody %d\r\n", i, i)
-		_, err := conn.Exec(ctx, `SELECT * FROM pr_deliver(NULL, sha256($1::bytea), $2, $2, 12, 262144, NULL, '{}'::json, '', '',
-			$1::bytea, ARRAY[$3::bigint], NULL, ARRAY['INBOX'], ARRAY[0::smallint], ARRAY[''], now(), '', NULL)`,
-			[]byte(body), int64(len(body)), acct)
+		_, err := conn.Exec(ctx, `
+			WITH c AS (INSERT INTO contents (sha256, size, header_size, chunk_size, refcount, parsed)
+			           VALUES (sha256($1::bytea), $2, 12, 262144, 1, '{}'::json) RETURNING id),
+			     ch AS (INSERT INTO chunks (content_id, seq, data) SELECT id, 0, $1::bytea FROM c),
+			     q AS (UPDATE accounts SET quota_used = quota_used + $2 WHERE id = $4),
+			     mb AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,
+			                msg_count = msg_count + 1, msg_unseen = msg_unseen + 1, msg_size = msg_size + $2
+			             WHERE id = $3 RETURNING uidnext - 1 AS uid, highestmodseq)
+			INSERT INTO messages (mailbox_id, uid, modseq, internal_date, size, crlf_size, content_id)
+			SELECT $3, mb.uid, mb.highestmodseq, now(), $2, $2, c.id FROM mb, c`,
+			[]byte(body), int64(len(body)), mbox, acct)
 		must(t, err)
 	}
 	for i := 0; i < 20; i++ {
 		deliverV2(i)
 	}
-	// Flag old messages out of UID order, as version 2 code would.
+	// Flag old messages out of UID order, as version 2 code would
+	// (\Answered: no counter changes).
 	for _, u := range []int64{15, 3, 9, 3} {
-		_, err := conn.Exec(ctx, `SELECT * FROM pr_store_flags($1, $2, ARRAY[$3::bigint], ARRAY[$3::bigint], 1, 2::smallint, '{}', 0)`, acct, mbox, u)
+		_, err := conn.Exec(ctx, `
+			WITH mb AS (UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = $1 RETURNING highestmodseq)
+			UPDATE messages SET flags = flags | 2, modseq = mb.highestmodseq FROM mb
+			 WHERE mailbox_id = $1 AND uid = $2`, mbox, u)
 		must(t, err)
 	}
 

@@ -24,6 +24,9 @@ func testAliases(t *testing.T, f Factory) {
 	must(t, st.CreateAlias(ctx, "info@nocatch.example", "alice@example.org"), "CreateAlias cross-domain target")
 	wantErr(t, st.CreateAlias(ctx, "sales@example.org", "alice@example.org"), "CreateAlias duplicate mapping", mailstore.ErrExists)
 	wantErr(t, st.CreateAlias(ctx, "x@example.org", "nobody@example.org"), "CreateAlias to unknown account", mailstore.ErrNoSuchAccount)
+	// Mail to an account's address always reaches the account: an alias
+	// with that address would never apply.
+	wantErr(t, st.CreateAlias(ctx, "Bob@example.org", "alice@example.org"), "CreateAlias with an account's address", mailstore.ErrExists)
 	wantErr(t, st.CreateAlias(ctx, "x@example.org", "someone@remote.example"), "CreateAlias to non-local target",
 		mailstore.ErrNoSuchAccount, mailstore.ErrNotLocalDomain, mailstore.ErrNoSuchDomain)
 	wantErr(t, st.CreateAlias(ctx, "x@unknown.example", "alice@example.org"), "CreateAlias in unknown domain",

@@ -1,0 +1,55 @@
+-- pr_expunge removes messages of one mailbox (all when p_starts is NULL;
+-- else those in the ranges; with p_only_deleted only those with \Deleted),
+-- leaving tombstones, releasing contents and quota.
+CREATE OR REPLACE FUNCTION pr_expunge(p_account bigint, p_mailbox bigint, p_starts bigint[], p_stops bigint[],
+                           p_only_deleted boolean, OUT o_uids bigint[], OUT o_highestmodseq bigint)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_cids bigint[];
+    v_bytes bigint;
+    v_unseen bigint;
+    v_deleted bigint;
+BEGIN
+    PERFORM 1 FROM accounts WHERE id = p_account FOR NO KEY UPDATE;
+    SELECT highestmodseq INTO o_highestmodseq FROM mailboxes
+     WHERE id = p_mailbox AND account_id = p_account FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';
+    END IF;
+    IF p_starts IS NULL THEN
+        WITH d AS (
+            DELETE FROM messages m
+             WHERE m.mailbox_id = p_mailbox AND (NOT p_only_deleted OR m.flags & 8 <> 0)
+            RETURNING m.uid, m.content_id, m.size, m.flags
+        )
+        SELECT array_agg(uid ORDER BY uid), array_agg(content_id), sum(size),
+               count(*) FILTER (WHERE flags & 1 = 0), count(*) FILTER (WHERE flags & 8 <> 0)
+          INTO o_uids, v_cids, v_bytes, v_unseen, v_deleted FROM d;
+    ELSE
+        -- Ranges (disjoint) joined to the primary key: index range scans.
+        WITH d AS (
+            DELETE FROM messages m USING unnest(p_starts, p_stops) r(s, e)
+             WHERE m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e
+               AND (NOT p_only_deleted OR m.flags & 8 <> 0)
+            RETURNING m.uid, m.content_id, m.size, m.flags
+        )
+        SELECT array_agg(uid ORDER BY uid), array_agg(content_id), sum(size),
+               count(*) FILTER (WHERE flags & 1 = 0), count(*) FILTER (WHERE flags & 8 <> 0)
+          INTO o_uids, v_cids, v_bytes, v_unseen, v_deleted FROM d;
+    END IF;
+    IF o_uids IS NULL THEN
+        o_uids := '{}';
+        RETURN;
+    END IF;
+    UPDATE mailboxes SET highestmodseq = highestmodseq + 1,
+           msg_count = msg_count - cardinality(o_uids), msg_size = msg_size - v_bytes,
+           msg_unseen = msg_unseen - v_unseen, msg_deleted = msg_deleted - v_deleted
+     WHERE id = p_mailbox
+    RETURNING highestmodseq INTO o_highestmodseq;
+    INSERT INTO expunged (mailbox_id, uid, modseq)
+    SELECT p_mailbox, u, o_highestmodseq FROM unnest(o_uids) u
+    ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq;
+    UPDATE accounts SET quota_used = quota_used - v_bytes WHERE id = p_account;
+    PERFORM pr_release_contents(v_cids);
+END
+$$;

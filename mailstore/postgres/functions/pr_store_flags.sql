@@ -1,0 +1,63 @@
+-- pr_store_flags changes flags (p_op 0 replace, 1 add, 2 remove) of the
+-- messages in the ranges (all when p_starts is NULL). Messages whose modseq
+-- exceeds p_unchanged (when > 0) are left alone and returned with
+-- r_modified (RFC 7162 §3.1.3). Changed messages share one new modseq;
+-- messages whose flags do not change are not returned.
+CREATE OR REPLACE FUNCTION pr_store_flags(p_account bigint, p_mailbox bigint, p_starts bigint[], p_stops bigint[],
+                               p_op integer, p_flags smallint, p_keywords text[], p_unchanged bigint)
+RETURNS TABLE (r_uid bigint, r_modseq bigint, r_flags smallint, r_keywords text[],
+               r_internal_date timestamptz, r_size bigint, r_crlf_size bigint, r_modified boolean)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM 1 FROM mailboxes WHERE id = p_mailbox AND account_id = p_account FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';
+    END IF;
+    -- MaxKeywords: checked exactly only when the cheap bound says it may be hit.
+    IF p_op = 1 AND cardinality(p_keywords) > 0 AND EXISTS (
+        SELECT 1 FROM messages m
+         WHERE m.mailbox_id = p_mailbox AND cardinality(m.keywords) + cardinality(p_keywords) > 100
+           AND (p_starts IS NULL OR EXISTS (
+                SELECT 1 FROM unnest(p_starts, p_stops) r(s, e) WHERE m.uid BETWEEN r.s AND r.e))
+           AND cardinality(pr_kwapply(1, m.keywords, p_keywords)) > 100) THEN
+        RAISE EXCEPTION 'too many keywords' USING ERRCODE = 'PR004';
+    END IF;
+    -- This statement starts after the mailbox lock is held, so its snapshot
+    -- includes every committed change to the mailbox's messages.
+    RETURN QUERY
+    WITH sel AS (
+        -- All messages, or the (disjoint) ranges joined to the primary key.
+        SELECT m.* FROM messages m WHERE p_starts IS NULL AND m.mailbox_id = p_mailbox
+        UNION ALL
+        SELECT m.* FROM unnest(p_starts, p_stops) r(s, e)
+          JOIN messages m ON m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e
+    ), cur AS (
+        SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.crlf_size,
+               n.nf, n.nk, (p_unchanged > 0 AND m.modseq > p_unchanged) AS modified
+          FROM sel m
+         CROSS JOIN LATERAL (
+            SELECT CASE p_op WHEN 0 THEN p_flags WHEN 1 THEN m.flags | p_flags ELSE m.flags & ~p_flags END AS nf,
+                   CASE WHEN p_op <> 0 AND cardinality(p_keywords) = 0 THEN m.keywords
+                        ELSE pr_kwapply(p_op, m.keywords, p_keywords) END AS nk) n
+    ), chg AS (
+        SELECT * FROM cur
+         WHERE NOT modified AND (nf <> flags OR (nk IS DISTINCT FROM keywords AND pr_kwnorm(nk) <> pr_kwnorm(keywords)))
+    ), bump AS (
+        UPDATE mailboxes SET highestmodseq = highestmodseq + 1,
+               msg_unseen = msg_unseen + (SELECT sum((nf & 1 = 0)::int - (flags & 1 = 0)::int) FROM chg),
+               msg_deleted = msg_deleted + (SELECT sum((nf & 8 <> 0)::int - (flags & 8 <> 0)::int) FROM chg)
+         WHERE id = p_mailbox AND EXISTS (SELECT 1 FROM chg)
+        RETURNING highestmodseq
+    ), upd AS (
+        UPDATE messages m SET flags = chg.nf, keywords = chg.nk, modseq = bump.highestmodseq
+          FROM chg, bump
+         WHERE m.mailbox_id = p_mailbox AND m.uid = chg.uid
+        RETURNING m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.crlf_size
+    )
+    SELECT upd.uid, upd.modseq, upd.flags, upd.keywords, upd.internal_date, upd.size, upd.crlf_size, false FROM upd
+    UNION ALL
+    SELECT cur.uid, cur.modseq, cur.flags, cur.keywords, cur.internal_date, cur.size, cur.crlf_size, true FROM cur WHERE cur.modified
+    ORDER BY 1;
+END
+$$;
