@@ -3,26 +3,20 @@ package imapd
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/postrider/postrider/auth"
 	"github.com/postrider/postrider/internal/pgtest"
+	"github.com/postrider/postrider/internal/testkit"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -105,33 +99,7 @@ func (e *testEnv) startServer(st mailstore.Store, cfgFn ...func(*Config)) (*Serv
 	return srv, ln.Addr().String()
 }
 
-var (
-	tlsOnce sync.Once
-	tlsCert tls.Certificate
-)
-
-func testTLSConfig(t testing.TB) *tls.Config {
-	tlsOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1),
-			Subject:      pkix.Name{CommonName: "imap.test"},
-			DNSNames:     []string{"imap.test", "localhost"},
-			IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(24 * time.Hour),
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		tlsCert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	})
-	return &tls.Config{Certificates: []tls.Certificate{tlsCert}, MinVersion: tls.VersionTLS12}
-}
+func testTLSConfig(testing.TB) *tls.Config { return testkit.ServerTLS() }
 
 // deliver stores a message in a mailbox of user and returns its UID.
 func (e *testEnv) deliver(user, mailbox, msg string, flags ...mailstore.SystemFlag) uint32 {

@@ -4,27 +4,22 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/postrider/postrider/auth"
 	"github.com/postrider/postrider/internal/pgtest"
+	"github.com/postrider/postrider/internal/testkit"
 	"github.com/postrider/postrider/mailstore"
 	"github.com/postrider/postrider/pop3d"
 )
@@ -38,31 +33,9 @@ const (
 // cheapArgon keeps password hashing fast in tests.
 var cheapArgon = auth.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, SaltLen: 16, KeyLen: 32}
 
-// testTLS is a self-signed certificate for 127.0.0.1 and localhost.
-var testTLS = sync.OnceValues(func() (*tls.Config, *x509.CertPool) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		panic(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
-})
+// testTLS is a self-signed certificate for 127.0.0.1 and localhost, and
+// a pool that trusts it.
+func testTLS() (*tls.Config, *x509.CertPool) { return testkit.ServerTLS(), testkit.RootCAs() }
 
 // testLogger logs to the test output at LOG level POP3_TEST_LOG (e.g.
 // "-8" for protocol traces); silent by default.

@@ -4,18 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -27,6 +21,7 @@ import (
 
 	"github.com/postrider/postrider/auth"
 	"github.com/postrider/postrider/internal/pgtest"
+	"github.com/postrider/postrider/internal/testkit"
 	"github.com/postrider/postrider/mailstore"
 	"github.com/postrider/postrider/smtpd"
 )
@@ -184,33 +179,9 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-var (
-	certOnce sync.Once
-	certVal  tls.Certificate
-)
-
 // serverTLS returns a TLS config with a self-signed certificate for
 // localhost / 127.0.0.1.
-func serverTLS(t *testing.T) *tls.Config {
-	certOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.example.org"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			DNSNames: []string{"localhost", "mx.example.org"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		certVal = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	})
-	return &tls.Config{Certificates: []tls.Certificate{certVal}}
-}
+func serverTLS(*testing.T) *tls.Config { return testkit.ServerTLS() }
 
 // reply is one SMTP reply.
 type reply struct {

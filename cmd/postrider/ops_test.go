@@ -2,15 +2,9 @@ package main_test
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -25,30 +19,19 @@ import (
 	"time"
 
 	"github.com/postrider/postrider/internal/pgtest"
+	"github.com/postrider/postrider/internal/selfsigned"
 )
 
 // writeCert writes a self-signed certificate for cn to dir/cert.pem and
 // dir/key.pem and returns its serial number.
 func writeCert(t *testing.T, dir, cn string) *big.Int {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := selfsigned.New(cn, []string{cn}, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{cn}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
 	// Written next to the target and renamed, as renewal tools do.
-	for name, data := range map[string][]byte{
-		"key.pem":  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}),
-		"cert.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-	} {
+	for name, data := range map[string][]byte{"key.pem": c.KeyPEM, "cert.pem": c.CertPEM} {
 		if err := os.WriteFile(filepath.Join(dir, name+".new"), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -56,7 +39,7 @@ func writeCert(t *testing.T, dir, cn string) *big.Int {
 			t.Fatal(err)
 		}
 	}
-	return serial
+	return c.TLS.Leaf.SerialNumber
 }
 
 // servedSerial returns the serial number of the certificate the IMAPS
