@@ -34,7 +34,8 @@ import (
 //     deadline, set before the DATA command, would cut off a slow but live
 //     upload).
 //   - Limits: command line length, error replies before disconnect,
-//     connections per IP, and the PROXY protocol header.
+//     connections per IP and in all, the minimum DATA/BDAT rate, and the
+//     PROXY protocol header.
 //   - Shutdown: a 421 to a client waiting between commands.
 //
 // To know what the bytes it hands over are, guardConn mirrors go-smtp's
