@@ -140,12 +140,12 @@ func cmdAuthenticate(c *conn, cx *cmdCtx) error {
 func (c *conn) authFailed(err error) error {
 	switch c.srv.auth.failure(err) {
 	case authThrottled:
-		c.log.Info("login throttled", "remote", c.remote)
+		c.log.Info("login throttled")
 		c.srv.metrics.logins.WithLabelValues("throttled").Inc()
 		return errNo(codeUnavailable, "Too many failed logins; try again later")
 	case authInvalid:
 		c.authFailures++
-		c.log.Info("login failed", "remote", c.remote)
+		c.log.Info("login failed")
 		c.srv.metrics.logins.WithLabelValues("failed").Inc()
 		if c.authFailures >= c.srv.limits.MaxAuthFailures {
 			c.w.str("* BYE Too many failed logins\r\n")

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postrider/postrider/internal/netutil"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -160,23 +161,39 @@ func (c *conn) isInterrupted() bool {
 // serve runs the connection until logout, error or shutdown.
 func (c *conn) serve() {
 	defer c.cleanup()
-	if !c.srv.ipLimit.Acquire(c.remote) {
-		c.log.Warn("too many connections from address", "remote", c.remote)
-		c.srv.metrics.limitRefusals.WithLabelValues("ip").Inc()
+	// Reads the PROXY header of a trusted proxy's connection (at most
+	// netutil.ProxyHeaderTimeout), here rather than in the accept loop.
+	peer := netutil.PeerOf(c.raw)
+	c.remote = peer.IP
+	c.log = c.log.With(peer.LogAttrs()...)
+	if netutil.HeaderFailed(c.raw) {
+		c.log.Warn("connection without a valid PROXY header from a trusted proxy")
+		c.srv.metrics.limitRefusals.WithLabelValues("proxy_header").Inc()
+		return
+	}
+	if err := c.srv.ipLimit.Acquire(c.remote); err != nil {
+		limit, text := "ip", "Too many connections from your address"
+		if errors.Is(err, netutil.ErrGlobalLimit) {
+			limit, text = "global", "Too many connections; try again later"
+		}
+		c.log.Warn("connection refused", "err", err)
+		c.srv.metrics.limitRefusals.WithLabelValues(limit).Inc()
 		if c.implicitTLS && c.handshake() != nil {
 			return
 		}
-		c.bye(codeUnavailable, "Too many connections from your address")
+		// RFC 9051 §7.1.5: BYE instead of the greeting; RFC 5530 §3
+		// UNAVAILABLE: a temporary condition.
+		c.bye(codeUnavailable, text)
 		return
 	}
 	c.ipSlot = true
 	if c.implicitTLS {
 		if err := c.handshake(); err != nil {
-			c.log.Debug("TLS handshake failed", "remote", c.remote, "err", err)
+			c.log.Debug("TLS handshake failed", "err", err)
 			return
 		}
 	}
-	c.log.Debug("connected", "remote", c.remote, "tls", c.tlsOn)
+	c.log.Debug("connected", "tls", c.tlsOn)
 	c.w.str("* OK [CAPABILITY ")
 	c.w.str(c.capabilities())
 	c.w.str("] ")
@@ -458,7 +475,7 @@ func (c *conn) login(acct mailstore.Account) error {
 	acct.PasswordHash = "" // not needed, and not to be kept in memory
 	c.acct, c.acctSlot, c.state = acct, true, stateAuth
 	c.log = c.log.With("account", acct.ID)
-	c.log.Info("logged in", "remote", c.remote, "tls", c.tlsOn)
+	c.log.Info("logged in", "tls", c.tlsOn)
 	c.srv.metrics.logins.WithLabelValues("ok").Inc()
 	return nil
 }

@@ -48,6 +48,10 @@ type Config struct {
 	// MaxConnsPerIP bounds concurrent connections per client IP (IPv6 per
 	// /64); default 100, negative means unlimited.
 	MaxConnsPerIP int
+	// MaxConns bounds concurrent connections over all of this server's
+	// listeners; beyond it a client gets "* BYE [UNAVAILABLE]" instead of
+	// the greeting. 0 or negative means unlimited.
+	MaxConns int
 	// MaxConnsPerAccount bounds concurrent authenticated connections per
 	// account on this node; default 50, negative means unlimited.
 	MaxConnsPerAccount int
@@ -180,7 +184,7 @@ func newServer(cfg Config, store mailstore.Store, authn authenticator) (*Server,
 		metrics:   m,
 		log:       cfg.Logger.With("proto", "imap"),
 		idBase:    hex.EncodeToString(rnd[:]),
-		ipLimit:   netutil.NewConnLimiter(cfg.MaxConnsPerIP),
+		ipLimit:   netutil.NewConnLimiter(cfg.MaxConnsPerIP, cfg.MaxConns),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		acctConns: make(map[int64]int),
@@ -254,7 +258,6 @@ func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
 		raw:         nc,
 		nc:          nc,
 		implicitTLS: implicitTLS,
-		remote:      netutil.RemoteIP(nc),
 		state:       stateNotAuth,
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)

@@ -64,7 +64,7 @@ func (s *session) authFailed(err error) error {
 	case errors.Is(err, auth.ErrInvalidCredentials):
 		mLogins.WithLabelValues("invalid").Inc()
 		s.authFailures++
-		s.log.Info("pop3: login failed", slog.String("remote", s.remote.String()))
+		s.log.Info("pop3: login failed")
 		return &replyError{code: "AUTH", text: "Invalid user name or password", noCount: true,
 			close: s.authFailures >= MaxAuthFailures}
 	case errors.As(err, &te):

@@ -63,6 +63,10 @@ type Config struct {
 	// MaxConnsPerIP limits concurrent connections per client address (IPv6
 	// per /64); 0 means DefaultMaxConnsPerIP, negative means no limit.
 	MaxConnsPerIP int
+	// MaxConns limits concurrent connections over all of this server's
+	// listeners; beyond it a client gets "-ERR [SYS/TEMP]" instead of the
+	// greeting. 0 or negative means no limit.
+	MaxConns int
 	// KeepDeleted makes messages deleted by POP3 clients disappear from
 	// POP3 only (HiddenKeyword) instead of being expunged from INBOX.
 	KeepDeleted bool
@@ -162,7 +166,7 @@ func New(cfg Config, store mailstore.Store, authn *auth.Authenticator) (*Server,
 		store:     store,
 		authn:     authn,
 		log:       cfg.Logger,
-		limiter:   netutil.NewConnLimiter(cfg.MaxConnsPerIP),
+		limiter:   netutil.NewConnLimiter(cfg.MaxConnsPerIP, cfg.MaxConns),
 		baseCtx:   ctx,
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
@@ -227,34 +231,43 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 
 func (s *Server) handle(c net.Conn, kind string) {
 	defer s.wg.Done()
-	// RemoteAddr reads the PROXY header of trusted peers (bounded by
-	// netutil.ProxyHeaderTimeout); a bad header makes the first write fail.
-	remote := netutil.RemoteIP(c)
-	if !s.limiter.Acquire(remote) {
-		mConnections.WithLabelValues(kind, "limited").Inc()
-		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = c.Write([]byte("-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n"))
+	// PeerOf reads the PROXY header of trusted peers (bounded by
+	// netutil.ProxyHeaderTimeout).
+	peer := netutil.PeerOf(c)
+	remote := peer.IP
+	log := s.log.With(peer.LogAttrs()...)
+	if netutil.HeaderFailed(c) {
+		mConnections.WithLabelValues(kind, "proxy_header").Inc()
+		log.Warn("pop3: connection without a valid PROXY header from a trusted proxy")
 		c.Close()
+		return
+	}
+	if err := s.limiter.Acquire(remote); err != nil {
+		result, text := "limited", "Too many connections from your address, try again later"
+		if errors.Is(err, netutil.ErrGlobalLimit) {
+			result, text = "limited_global", "Too many connections, try again later"
+		}
+		mConnections.WithLabelValues(kind, result).Inc()
+		log.Warn("pop3: connection refused", slog.Any("err", err))
+		s.refuse(c, kind == "tls", "-ERR [SYS/TEMP] "+text+"\r\n")
 		return
 	}
 	defer s.limiter.Release(remote)
 	conn := c
 	if kind == "tls" {
-		tc := tls.Server(c, s.cfg.TLS)
-		_ = c.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
-		if err := tc.HandshakeContext(s.baseCtx); err != nil {
+		tc, err := s.handshake(c)
+		if err != nil {
 			mConnections.WithLabelValues(kind, "tls_failed").Inc()
-			s.log.Debug("pop3: TLS handshake failed", slog.String("remote", remote.String()), slog.Any("error", err))
+			log.Debug("pop3: TLS handshake failed", slog.Any("err", err))
 			c.Close()
 			return
 		}
-		_ = c.SetDeadline(time.Time{})
 		conn = tc
 	}
 	mConnections.WithLabelValues(kind, "served").Inc()
 	mActive.Inc()
 	defer mActive.Dec()
-	sess := newSession(s, c, conn, remote, kind == "tls")
+	sess := newSession(s, c, conn, peer, kind == "tls")
 	s.mu.Lock()
 	if s.shutting.Load() {
 		s.mu.Unlock()
@@ -268,6 +281,34 @@ func (s *Server) handle(c net.Conn, kind string) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	s.mu.Unlock()
+}
+
+// handshake runs the server side of an implicit-TLS handshake on c.
+func (s *Server) handshake(c net.Conn) (*tls.Conn, error) {
+	tc := tls.Server(c, s.cfg.TLS)
+	_ = c.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	if err := tc.HandshakeContext(s.baseCtx); err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return tc, nil
+}
+
+// refuse sends a connection its refusal instead of the greeting (RFC 3206
+// §4 SYS/TEMP: a temporary condition) and closes it. On an implicit-TLS
+// listener the refusal goes inside TLS, where the client can read it.
+func (s *Server) refuse(c net.Conn, implicitTLS bool, line string) {
+	defer c.Close()
+	conn := c
+	if implicitTLS {
+		tc, err := s.handshake(c)
+		if err != nil {
+			return
+		}
+		conn = tc
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = conn.Write([]byte(line))
 }
 
 // Shutdown stops accepting connections, tells idle clients that the server

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/postrider/postrider/auth"
+	"github.com/postrider/postrider/internal/netutil"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -101,7 +102,7 @@ type session struct {
 // written during a long session; QUIT and disconnect write the rest.
 const seenFlushInterval = 30 * time.Second
 
-func newSession(srv *Server, raw, conn net.Conn, remote netip.Addr, isTLS bool) *session {
+func newSession(srv *Server, raw, conn net.Conn, peer netutil.Peer, isTLS bool) *session {
 	id := srv.idPrefix + "-" + strconv.FormatUint(srv.nextID.Add(1), 10)
 	ctx, cancel := context.WithCancel(srv.baseCtx)
 	s := &session{
@@ -109,12 +110,12 @@ func newSession(srv *Server, raw, conn net.Conn, remote netip.Addr, isTLS bool) 
 		raw:    raw,
 		conn:   conn,
 		id:     id,
-		remote: remote,
+		remote: peer.IP,
 		tls:    isTLS,
 		ctx:    ctx,
 		cancel: cancel,
 		state:  stateAuthorization,
-		log:    srv.log.With(slog.String("conn", id)),
+		log:    srv.log.With(append([]any{slog.String("conn", id)}, peer.LogAttrs()...)...),
 	}
 	s.r = bufio.NewReaderSize(conn, 4096)
 	s.w = bufio.NewWriterSize(deadlineWriter{conn, srv.cfg.WriteTimeout}, 32<<10)
@@ -129,7 +130,7 @@ func (s *session) interrupt() {
 
 func (s *session) serve() {
 	defer s.cleanup()
-	s.log.Debug("pop3: connected", slog.String("remote", s.remote.String()), slog.Bool("tls", s.tls))
+	s.log.Debug("pop3: connected", slog.Bool("tls", s.tls))
 	// RFC 1939 §4 greeting. It carries no APOP timestamp: APOP is not
 	// offered (it needs the plaintext password on the server).
 	s.writeLine("+OK " + s.srv.cfg.Hostname + " Postrider POP3 server ready")

@@ -28,6 +28,17 @@ const (
 	// DefaultMessageTimeout bounds a whole DATA/BDAT transfer, so that a
 	// slow but live 50 MB upload (≥ 15 KB/s) finishes.
 	DefaultMessageTimeout = time.Hour
+	// DefaultMinDataRate is the lowest average rate, in octets per second,
+	// that a DATA/BDAT transfer must keep once it has used up DataTimeout
+	// of credit (see guardConn.dataDeadline). Postfix ≥ 3.7 has the same
+	// idea (smtpd_min_data_rate = 500, applied with
+	// smtpd_per_request_deadline, by default only under overload), on top
+	// of smtpd_timeout = 300 s per read; mox has a 30 s deadline per read
+	// and maddy a single 10 min read_timeout. A per-read timeout alone lets
+	// a client hold a connection for as long as the whole-message timeout
+	// by sending one byte per DataTimeout; 1 KiB/s costs a sender that
+	// wants to hold a slot bandwidth, while any real link is far faster.
+	DefaultMinDataRate = 1024
 	// DefaultDeliverTimeout bounds one store delivery.
 	DefaultDeliverTimeout = 2 * time.Minute
 	// DefaultSpoolMemory is how much of a message is kept in memory before
@@ -76,6 +87,10 @@ type Config struct {
 	// over all SMTP listeners; 0 or less = unlimited (as
 	// POSTRIDER_MAX_CONNS_PER_IP=0).
 	MaxConnsPerIP int
+	// MaxConns bounds open connections over all SMTP listeners of this
+	// server; beyond it a client gets 421 instead of the greeting. 0 or
+	// less = unlimited (as POSTRIDER_MAX_CONNS=0).
+	MaxConns int
 	// MaxErrors is how many error replies a client may provoke before it
 	// is disconnected; 0 = DefaultMaxErrors.
 	MaxErrors int
@@ -85,6 +100,10 @@ type Config struct {
 	CommandTimeout time.Duration // waiting for a command line
 	DataTimeout    time.Duration // inactivity during DATA/BDAT
 	MessageTimeout time.Duration // a whole DATA/BDAT transfer
+	// MinDataRate is the lowest average DATA/BDAT rate in octets per
+	// second after the first DataTimeout of credit; 0 = DefaultMinDataRate,
+	// negative = no minimum (DataTimeout and MessageTimeout still apply).
+	MinDataRate    int64
 	DeliverTimeout time.Duration // one store delivery
 
 	// SpoolDir holds spooled message data (unlinked temporary files);
@@ -138,6 +157,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	def(&cfg.DataTimeout, DefaultDataTimeout)
 	def(&cfg.MessageTimeout, DefaultMessageTimeout)
 	def(&cfg.DeliverTimeout, DefaultDeliverTimeout)
+	if cfg.MinDataRate == 0 {
+		cfg.MinDataRate = DefaultMinDataRate
+	}
 	if cfg.SpoolMemory == 0 {
 		cfg.SpoolMemory = DefaultSpoolMemory
 	}

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	proxyproto "github.com/pires/go-proxyproto"
-
 	"github.com/postrider/postrider/internal/netutil"
 )
 
@@ -37,7 +35,8 @@ import (
 //     deadline, set before the DATA command, would cut off a slow but live
 //     upload).
 //   - Limits: command line length, error replies before disconnect,
-//     connections per IP, and the PROXY protocol header.
+//     connections per IP and in all, the minimum DATA/BDAT rate, and the
+//     PROXY protocol header.
 //   - Shutdown: a 421 to a client waiting between commands.
 //
 // To know what the bytes it hands over are, guardConn mirrors go-smtp's
@@ -91,6 +90,7 @@ type guardConn struct {
 	saslPending bool
 	inBDAT      bool
 	msgStart    time.Time
+	msgBytes    int64  // octets read during the transfer that began at msgStart
 	verb        string // verb of the last command handed over (metrics)
 	dead        error  // a timeout during a transfer: the session is over
 	deadReplied bool   // ... and its reply was written
@@ -138,20 +138,30 @@ func (c *guardConn) ensureInit() error {
 }
 
 func (c *guardConn) init() error {
-	c.remote = netutil.RemoteIP(c.raw) // reads the PROXY header if required
-	if pc, ok := c.raw.(*proxyproto.Conn); ok && pc.ProxyHeader() == nil {
+	peer := netutil.PeerOf(c.raw) // reads the PROXY header if required
+	c.remote = peer.IP
+	if netutil.HeaderFailed(c.raw) {
 		// A trusted proxy's connection without a valid header: never fall
 		// back to the proxy's own (perhaps loopback) address.
 		connRejected.WithLabelValues("proxy_header").Inc()
-		c.log.Warn("connection without a valid PROXY header from a trusted proxy", "proxy", c.raw.(*proxyproto.Conn).Raw().RemoteAddr().String())
+		c.log.Warn("connection without a valid PROXY header from a trusted proxy", "proxy", peer.Proxy.String())
 		c.closeTransport()
 		return errConnClosed
 	}
-	c.log = c.log.With("remote", c.remote.String())
-	if !c.srv.limiter.Acquire(c.remote) {
-		connRejected.WithLabelValues("per_ip_limit").Inc()
-		c.log.Warn("too many connections from client")
-		c.writeRaw("421 4.7.0 " + c.srv.cfg.Hostname + " Too many connections from your address, try again later")
+	c.log = c.log.With(peer.LogAttrs()...)
+	if err := c.srv.limiter.Acquire(c.remote); err != nil {
+		reason, text := "per_ip_limit", "Too many connections from your address, try again later"
+		if errors.Is(err, netutil.ErrGlobalLimit) {
+			reason, text = "global_limit", "Too many connections, try again later"
+		}
+		connRejected.WithLabelValues(reason).Inc()
+		c.log.Warn("connection refused", "err", err)
+		// On port 465 the refusal is sent inside TLS (RFC 8314 §3.3): a
+		// client cannot read anything else.
+		if !c.implicitTLS || c.handshake() == nil {
+			// RFC 5321 §3.1: 421 instead of the greeting, then close.
+			c.writeRaw("421 4.7.0 " + c.srv.cfg.Hostname + " " + text)
+		}
 		c.closeTransport()
 		return errConnClosed
 	}
@@ -210,7 +220,7 @@ func (c *guardConn) Read(p []byte) (int, error) {
 			// go-smtp reads message content only after it replied 354.
 			c.afterDATA = false
 			if c.takeLastReply() == 354 {
-				c.mode, c.dstate, c.msgStart = modeData, dsBeginLine, time.Now()
+				c.mode, c.dstate, c.msgStart, c.msgBytes = modeData, dsBeginLine, time.Now(), 0
 				c.verb = "MESSAGE"
 				c.setRawErr(nil)
 				c.rawScan = rawScan{}
@@ -259,9 +269,12 @@ func (c *guardConn) Read(p []byte) (int, error) {
 }
 
 // fillData reads message content; a timeout ends the session once the
-// reply to the transfer has been written.
+// reply to the transfer has been written. Nothing of the message is
+// stored: go-smtp's reader fails, so the session never delivers it.
 func (c *guardConn) fillData() error {
-	err := c.fill(c.dataDeadline())
+	deadline, slow := c.dataDeadline()
+	n, err := c.fillN(deadline)
+	c.msgBytes += int64(n)
 	if errors.Is(err, io.EOF) {
 		// The client closed the connection (or half-closed it) before the
 		// end of the DATA content or of the BDAT chunk it announced. A
@@ -277,32 +290,60 @@ func (c *guardConn) fillData() error {
 	if errors.As(err, &ne) && ne.Timeout() {
 		// An *smtp.SMTPError, so that go-smtp's BDAT path replies with
 		// it instead of "554 ... read tcp ...: i/o timeout".
-		c.log.Info("timeout during message transfer")
-		c.dead = errTransferTimeout
+		if slow {
+			c.log.Info("message transfer below the minimum rate", "octets", c.msgBytes,
+				"elapsed", time.Since(c.msgStart).Round(time.Millisecond), "min_rate", c.srv.cfg.MinDataRate)
+			c.dead = errTransferTooSlow
+		} else {
+			c.log.Info("timeout during message transfer")
+			c.dead = errTransferTimeout
+		}
 		return c.dead
 	}
 	return err
 }
 
-var errTransferTimeout = replyErr(421, 4, 4, 2, "Timeout while receiving the message, closing connection")
+var (
+	errTransferTimeout = replyErr(421, 4, 4, 2, "Timeout while receiving the message, closing connection")
+	errTransferTooSlow = replyErr(421, 4, 4, 2, "Message transfer too slow, closing connection")
+)
 
 // errTransferCut: the connection ended in the middle of a message transfer.
 // An *smtp.SMTPError like errTransferTimeout, for the same reason; nobody
 // is left to read the reply.
 var errTransferCut = replyErr(451, 4, 4, 2, "Connection closed during the message transfer")
 
-func (c *guardConn) dataDeadline() time.Time {
-	d := time.Now().Add(c.srv.cfg.DataTimeout)
-	if end := c.msgStart.Add(c.srv.cfg.MessageTimeout); end.Before(d) {
-		return end
+// dataDeadline is when the next read of message content must have
+// returned: the earliest of DataTimeout of inactivity, MessageTimeout
+// after the transfer began, and the minimum-rate deadline. The last gives
+// the transfer DataTimeout of credit plus one second for every MinDataRate
+// octets received (as Postfix's smtpd_min_data_rate extends its per-request
+// deadline); slow reports that it is the one that applies.
+func (c *guardConn) dataDeadline() (deadline time.Time, slow bool) {
+	cfg := &c.srv.cfg
+	deadline = time.Now().Add(cfg.DataTimeout)
+	if end := c.msgStart.Add(cfg.MessageTimeout); end.Before(deadline) {
+		deadline = end
 	}
-	return d
+	if cfg.MinDataRate > 0 {
+		credit := cfg.DataTimeout + time.Duration(c.msgBytes)*time.Second/time.Duration(cfg.MinDataRate)
+		if end := c.msgStart.Add(credit); end.Before(deadline) {
+			return end, true
+		}
+	}
+	return deadline, false
 }
 
 // fill reads more input into buf.
 func (c *guardConn) fill(deadline time.Time) error {
+	_, err := c.fillN(deadline)
+	return err
+}
+
+// fillN is fill that also returns how many octets it read.
+func (c *guardConn) fillN(deadline time.Time) (int, error) {
 	if c.dead != nil {
-		return c.dead
+		return 0, c.dead
 	}
 	if c.r == c.w {
 		c.r, c.w = 0, 0
@@ -312,22 +353,22 @@ func (c *guardConn) fill(deadline time.Time) error {
 	}
 	// About to wait for the client: send what is buffered (RFC 2920 §3.1).
 	if err := c.flush(); err != nil {
-		return err
+		return 0, err
 	}
 	tr := c.transport()
 	_ = tr.SetReadDeadline(deadline)
 	n, err := tr.Read(c.buf[c.w:])
 	c.w += n
 	if c.isClosed() {
-		return errConnClosed
+		return n, errConnClosed
 	}
 	if n > 0 {
-		return nil
+		return n, nil
 	}
 	if err == nil {
 		err = errors.New("smtpd: empty read")
 	}
-	return err
+	return 0, err
 }
 
 // nextCommand classifies the next command line, reading until it is
@@ -404,7 +445,7 @@ func (c *guardConn) command(line []byte) error {
 		if size, last, ok := bdatChunkSize(string(text)); ok {
 			c.mode, c.chunkLeft = modeChunk, size
 			if !c.inBDAT {
-				c.msgStart = time.Now()
+				c.msgStart, c.msgBytes = time.Now(), 0
 				c.setRawErr(nil) // only DATA uses the raw check
 			}
 			c.inBDAT = !last

@@ -254,9 +254,17 @@ func (s *session) traceHeaders(tx *transaction, id string, acct *mailstore.Accou
 		lit = "[IPv6:" + ip.String() + "]"
 	}
 	helo, ehlo := s.conn.Hostname(), s.gc.lastGreetEHLO()
-	if h := sanitizeHelo(helo); h != "" {
+	h := sanitizeHelo(helo)
+	switch {
+	case !ip.IsValid() && h != "":
+		// A trusted proxy did not know the client (netutil.Peer): RFC
+		// 5321 §4.4 Extended-Domain without TCP-info.
+		fmt.Fprintf(&b, "Received: from %s (unknown address)", h)
+	case !ip.IsValid():
+		fmt.Fprintf(&b, "Received: from unknown (helo=%s)", heloComment(helo))
+	case h != "":
 		fmt.Fprintf(&b, "Received: from %s (%s)", h, lit)
-	} else {
+	default:
 		fmt.Fprintf(&b, "Received: from %s (helo=%s)", lit, heloComment(helo))
 	}
 	st := s.gc.TLS()

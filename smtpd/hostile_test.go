@@ -218,6 +218,7 @@ func TestDataTimeouts(t *testing.T) {
 	e := newEnv(t, withConfig(func(c *smtpdConfig) {
 		c.DataTimeout = 400 * time.Millisecond
 		c.MessageTimeout = 3 * time.Second
+		c.MinDataRate = -1 // TestDataMinRate tests the minimum rate
 	}))
 	start := func() *client {
 		c := dial(t, e.inbound)

@@ -79,7 +79,7 @@ func New(cfg Config, store mailstore.Store, authn *auth.Authenticator) (*Server,
 	}
 	s := &Server{
 		cfg: cfg, store: store, authn: authn, log: cfg.Logger,
-		limiter:   netutil.NewConnLimiter(cfg.MaxConnsPerIP),
+		limiter:   netutil.NewConnLimiter(cfg.MaxConnsPerIP, cfg.MaxConns),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*guardConn]struct{}),
 	}

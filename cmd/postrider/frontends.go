@@ -31,10 +31,19 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 	log *slog.Logger, wg *sync.WaitGroup, errs chan<- error) ([]frontend, error) {
 	proxies, _ := cfg.TrustedProxyPrefixes()
 	maxMsg := int64(cfg.MaxMessageSize)
+	perIP := cfg.MaxConnsPerIP
+	if perIP == 0 {
+		perIP = -1 // unlimited (imapd's and pop3d's zero means their default)
+	}
+	minRate := int64(cfg.SMTPMinDataRate)
+	if minRate == 0 {
+		minRate = -1 // no minimum (smtpd's zero means its default)
+	}
 
 	smtpSrv, err := smtpd.New(smtpd.Config{
 		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
 		MaxMessageSize: maxMsg, MaxRecipients: cfg.MaxRecipients, MaxConnsPerIP: cfg.MaxConnsPerIP,
+		MaxConns: cfg.MaxConns, MinDataRate: minRate,
 		Logger: log.With("proto", "smtp"),
 	}, st, authn)
 	if err != nil {
@@ -42,17 +51,16 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 	}
 	imapSrv, err := imapd.New(imapd.Config{
 		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
-		MaxMessageSize: maxMsg, MaxConnsPerIP: cfg.MaxConnsPerIP,
+		MaxMessageSize: maxMsg, MaxConnsPerIP: perIP, MaxConns: cfg.MaxConns,
 		Logger:  log,                          // imapd adds proto=imap itself
 		Metrics: prometheus.DefaultRegisterer, // what /metrics serves, with smtpd's and pop3d's
-
 	}, st, authn)
 	if err != nil {
 		return nil, fmt.Errorf("imap: %w", err)
 	}
 	pop3Srv, err := pop3d.New(pop3d.Config{
 		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
-		MaxConnsPerIP: cfg.MaxConnsPerIP, KeepDeleted: cfg.POP3KeepDeleted, MarkSeenOnRetr: cfg.POP3MarkSeen,
+		MaxConnsPerIP: perIP, MaxConns: cfg.MaxConns, KeepDeleted: cfg.POP3KeepDeleted, MarkSeenOnRetr: cfg.POP3MarkSeen,
 		Logger: log.With("proto", "pop3"),
 	}, st, authn)
 	if err != nil {

@@ -38,6 +38,7 @@ func tlsConfig(cfg *config.Config, log *slog.Logger) (*tls.Config, *certReloader
 	return &tls.Config{
 		GetCertificate: r.getCertificate,
 		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   tls12CipherSuites,
 	}, r, nil
 }
 
@@ -130,6 +131,20 @@ func (r *certReloader) watch(ctx context.Context, hup <-chan os.Signal, interval
 			r.reload(false)
 		}
 	}
+}
+
+// tls12CipherSuites are the TLS 1.2 suites offered: the ECDHE ones of
+// Mozilla's "intermediate" server profile, AEAD only, so no CBC suite with
+// SHA-1 or SHA-256 MACs (Lucky13-class padding oracles) and no static-RSA
+// key exchange (no forward secrecy). Go picks their order itself; TLS 1.3
+// suites are not configurable (all of them are AEAD).
+var tls12CipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
 func ensureSelfSigned(certFile, keyFile, host string) error {

@@ -42,6 +42,8 @@ type Config struct {
 	RelayHost      string `env:"RELAY_HOST" desc:"host:port of a smarthost for outbound mail; outbound delivery is not enabled yet, so this is only validated"`
 
 	MaxConnsPerIP   int           `env:"MAX_CONNS_PER_IP" envDefault:"50" desc:"open connections allowed per client IP (IPv6 per /64) on each protocol; 0 = unlimited"`
+	MaxConns        int           `env:"MAX_CONNS" envDefault:"2000" desc:"open connections allowed per node for each protocol: SMTP (all three SMTP listeners together), IMAP (both listeners) and POP3 (both listeners) each get this many; beyond it a client gets a temporary refusal (SMTP 421, IMAP BYE [UNAVAILABLE], POP3 -ERR [SYS/TEMP]) and is disconnected. An idle connection measured 9-11 KB of memory in plaintext and up to 70 KB with TLS, so 3 × 2000 idle TLS connections take about 420 MB; 0 = unlimited"`
+	SMTPMinDataRate int           `env:"SMTP_MIN_DATA_RATE" envDefault:"1024" desc:"lowest average rate in bytes/s of an SMTP DATA/BDAT transfer once its first 5 minutes of credit are used (as Postfix's smtpd_min_data_rate); a slower one gets 421 4.4.2 and nothing is stored; a transfer never lasts over 1 hour; 0 = no minimum"`
 	MaxRecipients   int           `env:"MAX_RECIPIENTS" envDefault:"100" desc:"recipients per SMTP transaction"`
 	POP3KeepDeleted bool          `env:"POP3_KEEP_DELETED" envDefault:"false" desc:"POP3 DELE hides messages from POP3 only instead of expunging them (IMAP still sees them)"`
 	POP3MarkSeen    bool          `env:"POP3_MARK_SEEN" envDefault:"true" desc:"POP3 RETR sets the \\Seen flag"`
@@ -155,6 +157,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxConnsPerIP < 0 {
 		return bad("MAX_CONNS_PER_IP", "must not be negative")
+	}
+	if c.MaxConns < 0 {
+		return bad("MAX_CONNS", "must not be negative")
+	}
+	if c.SMTPMinDataRate < 0 {
+		return bad("SMTP_MIN_DATA_RATE", "must not be negative")
 	}
 	if c.MaxRecipients < 1 || c.MaxRecipients > 100000 {
 		return bad("MAX_RECIPIENTS", "must be between 1 and 100000")

@@ -25,6 +25,9 @@ func TestDefaults(t *testing.T) {
 	if c.Hostname == "" {
 		t.Error("hostname not defaulted")
 	}
+	if c.MaxConns != 2000 || c.SMTPMinDataRate != 1024 {
+		t.Errorf("connection defaults wrong: MaxConns %d SMTPMinDataRate %d", c.MaxConns, c.SMTPMinDataRate)
+	}
 }
 
 func TestEmptyAddrDisables(t *testing.T) {
@@ -53,6 +56,10 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"POSTRIDER_SHUTDOWN_TIMEOUT", "soon", "POSTRIDER_SHUTDOWN_TIMEOUT"},
 		{"POSTRIDER_TOMBSTONE_RETENTION", "30d", "POSTRIDER_TOMBSTONE_RETENTION"},
 		{"POSTRIDER_TOMBSTONE_RETENTION", "10m", "POSTRIDER_TOMBSTONE_RETENTION"},
+		{"POSTRIDER_MAX_CONNS", "-1", "POSTRIDER_MAX_CONNS"},
+		{"POSTRIDER_MAX_CONNS", "many", "POSTRIDER_MAX_CONNS"},
+		{"POSTRIDER_SMTP_MIN_DATA_RATE", "-1", "POSTRIDER_SMTP_MIN_DATA_RATE"},
+		{"POSTRIDER_SMTP_MIN_DATA_RATE", "1k", "POSTRIDER_SMTP_MIN_DATA_RATE"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {

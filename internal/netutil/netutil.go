@@ -1,9 +1,10 @@
 // Package netutil holds listener plumbing shared by the protocol frontends:
-// PROXY protocol for trusted load balancers, per-IP connection limits and
-// loopback checks.
+// PROXY protocol for trusted load balancers, per-IP and global connection
+// limits and loopback checks.
 package netutil
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -61,22 +62,93 @@ func AddrOf(a net.Addr) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// RemoteIP returns the client IP of a connection (after PROXY handling).
-func RemoteIP(c net.Conn) netip.Addr { return AddrOf(c.RemoteAddr()) }
-
-// IsLoopback reports whether a connection comes from the loopback network.
-func IsLoopback(c net.Conn) bool { return RemoteIP(c).IsLoopback() }
-
-// ConnLimiter counts open connections per client IP (IPv6 by /64).
-type ConnLimiter struct {
-	max int
-	mu  sync.Mutex
-	n   map[netip.Addr]int
+// Peer is who is at the other end of an accepted connection.
+//
+// IP is the client. It is the invalid (zero) netip.Addr when the client is
+// unknown: a trusted proxy sent "PROXY UNKNOWN" (v1), a v2 LOCAL command or
+// an UNSPEC/UNIX address family, or no valid header at all. The proxy's own
+// address is then never used in the client's place (it is often loopback,
+// which would unlock plaintext authentication, and it is shared by every
+// client). An unknown client is a remote client: never loopback
+// (netip.Addr{}.IsLoopback() is false), one shared bucket for the per-IP
+// connection limit, and "unknown" for auth throttling (auth.ClientBucket).
+type Peer struct {
+	IP    netip.Addr // the client; invalid = unknown
+	Proxy netip.Addr // the trusted proxy the connection came through; invalid when direct
 }
 
-// NewConnLimiter allows at most max connections per IP; max <= 0 means no limit.
-func NewConnLimiter(max int) *ConnLimiter {
-	return &ConnLimiter{max: max, n: make(map[netip.Addr]int)}
+// PeerOf returns the peer of a connection accepted from a ProxyListener (or
+// any other listener). For a trusted proxy's connection it reads the PROXY
+// header, waiting at most ProxyHeaderTimeout.
+func PeerOf(c net.Conn) Peer {
+	pc, ok := c.(*proxyproto.Conn)
+	if !ok {
+		return Peer{IP: AddrOf(c.RemoteAddr())}
+	}
+	p := Peer{Proxy: AddrOf(pc.Raw().RemoteAddr())}
+	h := pc.ProxyHeader() // nil when the header was missing or invalid
+	if h == nil || h.Command.IsLocal() || h.SourceAddr == nil {
+		return p
+	}
+	p.IP = AddrOf(h.SourceAddr) // invalid for AF_UNIX sources
+	return p
+}
+
+// HeaderFailed reports whether c came from a trusted proxy without a valid
+// PROXY header; such a connection must be closed (its reads fail).
+func HeaderFailed(c net.Conn) bool {
+	pc, ok := c.(*proxyproto.Conn)
+	return ok && pc.ProxyHeader() == nil
+}
+
+// Unknown reports whether the client's address is unknown.
+func (p Peer) Unknown() bool { return !p.IP.IsValid() }
+
+// ClientString is the client address for logs: "unknown" when unknown.
+func (p Peer) ClientString() string {
+	if p.Unknown() {
+		return "unknown"
+	}
+	return p.IP.String()
+}
+
+// LogAttrs are the slog attributes naming the peer: remote=<client or
+// "unknown">, and proxy=<address> for a proxied connection.
+func (p Peer) LogAttrs() []any {
+	if !p.Proxy.IsValid() {
+		return []any{"remote", p.ClientString()}
+	}
+	return []any{"remote", p.ClientString(), "proxy", p.Proxy.String()}
+}
+
+// RemoteIP returns the client IP of a connection (after PROXY handling);
+// invalid when the client is unknown (see Peer).
+func RemoteIP(c net.Conn) netip.Addr { return PeerOf(c).IP }
+
+// IsLoopback reports whether a connection comes from the loopback network;
+// an unknown client (see Peer) is not loopback.
+func IsLoopback(c net.Conn) bool { return RemoteIP(c).IsLoopback() }
+
+// Refusals of ConnLimiter.Acquire.
+var (
+	ErrPerIPLimit  = errors.New("too many connections from the client's address")
+	ErrGlobalLimit = errors.New("too many connections")
+)
+
+// ConnLimiter counts the open connections of one protocol server: in total
+// and per client IP (IPv6 by /64; every unknown client, see Peer, in one
+// shared bucket).
+type ConnLimiter struct {
+	perIP, total int
+	mu           sync.Mutex
+	open         int
+	n            map[netip.Addr]int
+}
+
+// NewConnLimiter allows at most perIP connections per IP and total
+// connections in all; a limit <= 0 means no limit.
+func NewConnLimiter(perIP, total int) *ConnLimiter {
+	return &ConnLimiter{perIP: perIP, total: total, n: make(map[netip.Addr]int)}
 }
 
 func limitKey(ip netip.Addr) netip.Addr {
@@ -84,33 +156,39 @@ func limitKey(ip netip.Addr) netip.Addr {
 		p, _ := ip.Prefix(64)
 		return p.Addr()
 	}
-	return ip
+	return ip // the invalid Addr is the unknown clients' one bucket
 }
 
-// Acquire takes a slot for ip; false if the IP is at its limit. Every true
-// must be paired with Release.
-func (l *ConnLimiter) Acquire(ip netip.Addr) bool {
-	if l == nil || l.max <= 0 {
-		return true
+// Acquire takes a slot for ip: nil, ErrGlobalLimit when the server is at
+// its total, or ErrPerIPLimit when ip is at its limit. Every nil must be
+// paired with Release.
+func (l *ConnLimiter) Acquire(ip netip.Addr) error {
+	if l == nil {
+		return nil
 	}
 	k := limitKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.n[k] >= l.max {
-		return false
+	if l.total > 0 && l.open >= l.total {
+		return ErrGlobalLimit
 	}
+	if l.perIP > 0 && l.n[k] >= l.perIP {
+		return ErrPerIPLimit
+	}
+	l.open++
 	l.n[k]++
-	return true
+	return nil
 }
 
 // Release frees a slot taken by Acquire.
 func (l *ConnLimiter) Release(ip netip.Addr) {
-	if l == nil || l.max <= 0 {
+	if l == nil {
 		return
 	}
 	k := limitKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.open--
 	if l.n[k] <= 1 {
 		delete(l.n, k)
 	} else {
