@@ -196,12 +196,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	}
 	v := a.policy.decide(keys, counts)
 	if v.blocked {
-		log.Warn("auth: login refused, too many failures", userAttr(addr), slog.String("client", keys.bucket),
+		log.Warn("login refused, too many failures", userAttr(addr), slog.String("client", keys.bucket),
 			slog.String("limit", v.reason), slog.Duration("retry_after", v.retryAfter))
 		return mailstore.Account{}, &ThrottledError{RetryAfter: v.retryAfter}
 	}
 	if v.delay > 0 {
-		log.Info("auth: delaying login after failures", userAttr(addr), slog.String("client", keys.bucket),
+		log.Info("delaying login after failures", userAttr(addr), slog.String("client", keys.bucket),
 			slog.String("limit", v.reason), slog.Duration("delay", v.delay))
 		if err := a.sleep(ctx, v.delay); err != nil {
 			return mailstore.Account{}, err
@@ -232,7 +232,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		ok, rehash, verr = a.params.Verify(acct.PasswordHash, password)
 		if verr != nil {
 			// Never log the hash itself.
-			log.Warn("auth: stored password hash unusable", slog.String("user", addr), slog.String("error", verr.Error()))
+			log.Warn("stored password hash unusable", slog.String("user", addr), slog.String("err", verr.Error()))
 		}
 	} else {
 		// The same work as a real verification, so that timing does not
@@ -243,7 +243,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	if ok && rehash {
 		newHash, err = a.params.Hash(password)
 		if err != nil {
-			log.Warn("auth: rehashing password failed", slog.String("user", addr), slog.String("error", err.Error()))
+			log.Warn("rehashing password failed", slog.String("user", addr), slog.String("err", err.Error()))
 			newHash = ""
 		}
 	}
@@ -256,26 +256,26 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		if !known {
 			reason = "unknown user"
 		}
-		log.Info("auth: login failed", userAttr(addr), slog.String("client", keys.bucket), slog.String("reason", reason))
+		log.Info("login failed", userAttr(addr), slog.String("client", keys.bucket), slog.String("reason", reason))
 		// Recorded even when the client has gone away, so that dropping
 		// the connection does not make a guess free.
 		if err := a.store.RecordAuthFailures(wctx, keys.list(), a.now()); err != nil {
-			log.Error("auth: recording login failure", slog.String("error", err.Error()))
+			log.Error("recording login failure", slog.String("err", err.Error()))
 		}
 		return mailstore.Account{}, ErrInvalidCredentials
 	}
 
 	if reset := keys.resetOnSuccess(counts); len(reset) > 0 {
 		if err := a.store.ResetAuthFailures(wctx, reset); err != nil {
-			log.Warn("auth: resetting login failures", slog.String("error", err.Error()))
+			log.Warn("resetting login failures", slog.String("err", err.Error()))
 		}
 	}
 	if newHash != "" {
 		if err := a.store.SetPasswordHash(wctx, acct.ID, newHash); err != nil {
-			log.Warn("auth: storing upgraded password hash", slog.String("user", addr), slog.String("error", err.Error()))
+			log.Warn("storing upgraded password hash", slog.String("user", addr), slog.String("err", err.Error()))
 		} else {
 			acct.PasswordHash = newHash
-			log.Info("auth: password hash upgraded", slog.String("user", addr))
+			log.Info("password hash upgraded", slog.String("user", addr))
 		}
 	}
 	return acct, nil

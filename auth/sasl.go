@@ -98,7 +98,7 @@ func (s *plainSession) Next(ctx context.Context, response []byte) ([]byte, bool,
 	}
 	if authzid != "" && !sameIdentity(authzid, authcid) {
 		// Checked before the password, so it reveals nothing about it.
-		s.a.log(ctx).Info("auth: SASL PLAIN authorization identity refused", slog.String("client", ClientBucket(s.remote)))
+		s.a.log(ctx).Info("SASL PLAIN authorization identity refused", slog.String("client", ClientBucket(s.remote)))
 		return nil, false, ErrAuthorizationFailed
 	}
 	acct, err := s.a.Authenticate(ctx, authcid, passwd, s.remote)

@@ -115,7 +115,7 @@ func setupBench(tb testing.TB) *benchEnv {
 	tb.Logf("delivered %d messages to %d accounts in %v", benchCount(), benchClients, time.Since(start).Round(time.Millisecond))
 	n := e.start(nil, func(c *pop3d.Config) {
 		c.TLS = nil
-		c.MaxConnsPerIP = -1
+		c.MaxConnsPerIP = 0 // no limit
 		c.LockTTL = 30 * time.Second
 		c.Logger = nil // default logger: the benchmark measures, it does not trace
 	})

@@ -103,7 +103,7 @@ func (s *session) cmdQuit(c *Command) error {
 	}
 	n, err := s.update()
 	if err != nil {
-		s.log.Error("pop3: UPDATE failed", slog.Any("error", err))
+		s.log.Error("UPDATE failed", slog.Any("err", err))
 		// RFC 1939 §6: "-ERR some deleted messages not removed".
 		text := "Some deleted messages not removed, try again later"
 		if errors.Is(err, errLockLost) {
@@ -137,7 +137,7 @@ func (s *session) update() (int, error) {
 	}
 	keep := s.srv.cfg.KeepDeleted
 	if err := s.flushSeen(ctx, !keep); err != nil {
-		s.log.Warn("pop3: cannot mark retrieved messages seen", slog.Any("error", err))
+		s.log.Warn("cannot mark retrieved messages seen", slog.Any("err", err))
 	}
 	s.state = 0 // UPDATE: the session no longer holds a maildrop view
 	if len(del) == 0 {
@@ -156,7 +156,7 @@ func (s *session) update() (int, error) {
 		}
 		mMessagesDeleted.WithLabelValues("expunged").Add(float64(len(del)))
 	}
-	s.log.Info("pop3: maildrop updated", slog.Int("deleted", len(del)), slog.Bool("kept_for_imap", keep))
+	s.log.Info("maildrop updated", slog.Int("deleted", len(del)), slog.Bool("kept_for_imap", keep))
 	return len(del), nil
 }
 
@@ -202,7 +202,7 @@ func (s *session) maybeFlushSeen() {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	if err := s.flushSeen(ctx, true); err != nil {
-		s.log.Warn("pop3: cannot mark retrieved messages seen", slog.Any("error", err))
+		s.log.Warn("cannot mark retrieved messages seen", slog.Any("err", err))
 	}
 }
 

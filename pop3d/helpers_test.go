@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/postrider/postrider/auth"
+	"github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/internal/pgtest"
 	"github.com/postrider/postrider/internal/testkit"
 	"github.com/postrider/postrider/mailstore"
@@ -116,11 +117,9 @@ func (e *env) start(st mailstore.Store, mod func(*pop3d.Config)) *node {
 	}
 	tc, _ := testTLS()
 	cfg := pop3d.Config{
-		Hostname:       "pop.example.org",
-		TLS:            tc,
+		Config:         frontend.Config{Hostname: "pop.example.org", TLS: tc, Logger: testLogger(e.t)},
 		MarkSeenOnRetr: true,
 		LockTTL:        2 * time.Second,
-		Logger:         testLogger(e.t),
 	}
 	if mod != nil {
 		mod(&cfg)

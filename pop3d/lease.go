@@ -130,7 +130,7 @@ func acquireLease(ctx context.Context, st mailstore.Store, orphans *orphanLeases
 	if h, orphan := orphans.get(l.name); err == nil && !ok && orphan {
 		if err = st.ReleaseLease(ctx, l.name, h); err == nil {
 			orphans.remove(l.name, h)
-			log.Info("pop3: released this node's orphaned maildrop lock", slog.String("lease", l.name))
+			log.Info("released this node's orphaned maildrop lock", slog.String("lease", l.name))
 			start = time.Now()
 			ok, err = st.AcquireLease(ctx, l.name, l.holder, ttl)
 		}
@@ -160,7 +160,7 @@ func (l *lease) run() {
 		case <-t.C:
 		}
 		if !l.renew() {
-			l.log.Warn("pop3: maildrop lock lost; closing the session", slog.String("lease", l.name))
+			l.log.Warn("maildrop lock lost; closing the session", slog.String("lease", l.name))
 			if l.onLost != nil {
 				l.onLost()
 			}
@@ -186,10 +186,10 @@ func (l *lease) renew() bool {
 	case time.Since(l.lastOK) >= l.ttl:
 		// The renewals failed for a whole TTL: another node may have
 		// taken the lease meanwhile.
-		l.log.Warn("pop3: cannot renew maildrop lock", slog.String("lease", l.name), slog.Any("error", err))
+		l.log.Warn("cannot renew maildrop lock", slog.String("lease", l.name), slog.Any("err", err))
 		l.lost = true
 	default:
-		l.log.Debug("pop3: maildrop lock renewal failed; will retry", slog.Any("error", err))
+		l.log.Debug("maildrop lock renewal failed; will retry", slog.Any("err", err))
 	}
 	return !l.lost
 }
@@ -230,7 +230,7 @@ func (l *lease) release() {
 	if !time.Now().Before(until) {
 		return
 	}
-	l.log.Warn("pop3: cannot release maildrop lock; retrying in the background", slog.String("lease", l.name), slog.Any("err", err))
+	l.log.Warn("cannot release maildrop lock; retrying in the background", slog.String("lease", l.name), slog.Any("err", err))
 	l.orphans.add(l.name, l.holder)
 	go l.releaseLater(until)
 }
@@ -252,7 +252,7 @@ func (l *lease) releaseLater(until time.Time) {
 		err := l.store.ReleaseLease(ctx, l.name, l.holder)
 		cancel()
 		if err == nil {
-			l.log.Info("pop3: orphaned maildrop lock released", slog.String("lease", l.name))
+			l.log.Info("orphaned maildrop lock released", slog.String("lease", l.name))
 			return
 		}
 	}

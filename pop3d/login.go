@@ -15,8 +15,8 @@ import (
 
 // errInsecure refuses plaintext authentication on a connection that is
 // neither TLS nor loopback (RFC 2595 §2.3; RFC 3206 §5 [AUTH]).
-func errInsecure() error {
-	mLogins.WithLabelValues("insecure").Inc()
+func (s *session) errInsecure() error {
+	s.fc.Metrics().Auth("insecure")
 	return errReply("AUTH", "Plaintext authentication is not allowed without TLS; use STLS (or port 995) first")
 }
 
@@ -27,7 +27,7 @@ func (s *session) cmdUser(c *Command) error {
 		return errReply("", "Usage: USER name")
 	}
 	if !s.plaintextOK() {
-		return errInsecure()
+		return s.errInsecure()
 	}
 	s.user, s.hasUser = c.Args[0], true
 	return s.ok("Send your password")
@@ -45,7 +45,7 @@ func (s *session) cmdPass(c *Command) error {
 		return errReply("", "Usage: PASS password")
 	}
 	if !s.plaintextOK() {
-		return errInsecure()
+		return s.errInsecure()
 	}
 	ctx := auth.ContextWithLogger(s.ctx, s.log)
 	acc, err := s.srv.authn.Authenticate(ctx, user, c.Rest, s.remote)
@@ -62,29 +62,29 @@ func (s *session) authFailed(err error) error {
 	var te *auth.ThrottledError
 	switch {
 	case errors.Is(err, auth.ErrInvalidCredentials):
-		mLogins.WithLabelValues("invalid").Inc()
+		s.fc.Metrics().Auth("invalid")
 		s.authFailures++
-		s.log.Info("pop3: login failed")
+		s.log.Info("login failed")
 		return &replyError{code: "AUTH", text: "Invalid user name or password", noCount: true,
 			close: s.authFailures >= MaxAuthFailures}
 	case errors.As(err, &te):
-		mLogins.WithLabelValues("throttled").Inc()
+		s.fc.Metrics().Auth("throttled")
 		s.authFailures++
 		secs := int((te.RetryAfter + time.Second - 1) / time.Second)
 		return &replyError{code: "SYS/TEMP", text: fmt.Sprintf("Too many failed logins, try again in %d seconds", secs),
 			noCount: true, close: s.authFailures >= MaxAuthFailures}
 	case errors.Is(err, auth.ErrMalformed):
-		mLogins.WithLabelValues("invalid").Inc()
+		s.fc.Metrics().Auth("invalid")
 		s.authFailures++
 		return &replyError{code: "AUTH", text: "Malformed SASL response", noCount: true,
 			close: s.authFailures >= MaxAuthFailures}
 	}
-	mLogins.WithLabelValues("error").Inc()
+	s.fc.Metrics().Auth("error")
 	if errors.Is(err, mailstore.ErrUnavailable) {
-		s.log.Warn("pop3: authentication failed: store unavailable", slog.Any("err", err))
+		s.log.Warn("authentication failed: store unavailable", slog.Any("err", err))
 		return &replyError{code: "SYS/TEMP", text: "Authentication temporarily unavailable, try again later", noCount: true}
 	}
-	s.log.Error("pop3: authentication error", slog.Any("error", err))
+	s.log.Error("authentication error", slog.Any("err", err))
 	return &replyError{code: "SYS/TEMP", text: "Authentication temporarily unavailable, try again later", noCount: true}
 }
 
@@ -95,19 +95,19 @@ func (s *session) authFailed(err error) error {
 func (s *session) startTransaction(acc mailstore.Account, method string) error {
 	l, ok, err := acquireLease(s.ctx, s.srv.store, &s.srv.orphans, acc.ID, s.srv.cfg.NodeID, s.srv.cfg.LockTTL, s.srv.cfg.LockRenewInterval, s.log)
 	if err != nil {
-		mLogins.WithLabelValues("error").Inc()
+		s.fc.Metrics().Auth("error")
 		return fmt.Errorf("lock maildrop of account %d: %w", acc.ID, err)
 	}
 	if !ok {
-		mLogins.WithLabelValues("in_use").Inc()
-		s.log.Info("pop3: maildrop in use", slog.Int64("account", acc.ID))
+		s.fc.Metrics().Auth("in_use")
+		s.log.Info("maildrop in use", slog.Int64("account", acc.ID))
 		return &replyError{code: "IN-USE", text: "Maildrop is in use by another POP3 session, try again later", noCount: true}
 	}
 	md, err := loadMaildrop(s.ctx, s.srv.store, acc.ID)
 	if err != nil {
 		l.start(nil)
 		l.release()
-		mLogins.WithLabelValues("error").Inc()
+		s.fc.Metrics().Auth("error")
 		return err
 	}
 	s.acc, s.md, s.lease = acc, md, l
@@ -119,8 +119,8 @@ func (s *session) startTransaction(acc mailstore.Account, method string) error {
 		mLockLost.Inc()
 		raw.Close() // the session ends without UPDATE
 	})
-	mLogins.WithLabelValues("ok").Inc()
-	s.log.Info("pop3: logged in", slog.String("user", acc.Address), slog.String("method", method),
+	s.fc.Metrics().Auth("ok")
+	s.log.Info("logged in", slog.String("user", acc.Address), slog.String("method", method),
 		slog.Bool("tls", s.tls), slog.Bool("utf8", s.utf8), slog.Int("messages", len(md.msgs)))
 	return s.ok(fmt.Sprintf("Maildrop locked and ready, %d messages", len(md.msgs)))
 }
@@ -147,7 +147,7 @@ func (s *session) cmdAuth(c *Command) error {
 	}
 	if !offered {
 		if isPlaintextMech(mech) {
-			return errInsecure()
+			return s.errInsecure()
 		}
 		return errReply("", "Unsupported authentication mechanism")
 	}
@@ -233,7 +233,7 @@ func (s *session) cmdStls(c *Command) error {
 	}
 	if n := s.r.Buffered(); n > 0 {
 		_, _ = s.r.Discard(n)
-		s.log.Info("pop3: discarded plaintext pipelined after STLS", slog.Int("octets", n))
+		s.log.Info("discarded plaintext pipelined after STLS", slog.Int("octets", n))
 	}
 	tc := tls.Server(s.conn, s.srv.cfg.TLS)
 	_ = s.conn.SetDeadline(time.Now().Add(tlsHandshakeTimeout))

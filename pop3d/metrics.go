@@ -5,31 +5,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-// Prometheus metrics (registered with the default registry, like every
-// Postrider frontend). Label values are bounded: commands outside the
-// command table are counted as "unknown".
+// POP3's own Prometheus metrics (registered with the default registry).
+// Connections, commands (by name and result, with latency) and logins are
+// the shared kit's: postrider_connections_*, postrider_commands_total,
+// postrider_command_duration_seconds and postrider_auth_total with
+// proto="pop3". Label values are bounded: commands outside the command
+// table are counted as "unknown".
 var (
-	mConnections = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "postrider_pop3_connections_total",
-		Help: "POP3 connections accepted, by listener kind (plain, tls) and outcome (served, limited, tls_failed).",
-	}, []string{"listener", "outcome"})
-	mActive = promauto.NewGauge(prometheus.GaugeOpts{
-		Name: "postrider_pop3_connections_active",
-		Help: "POP3 connections currently open.",
-	})
-	mCommands = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "postrider_pop3_commands_total",
-		Help: "POP3 commands by name and result (ok, err).",
-	}, []string{"command", "result"})
-	mCommandSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "postrider_pop3_command_duration_seconds",
-		Help:    "Time to execute POP3 commands, including sending the response.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
-	}, []string{"command"})
-	mLogins = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "postrider_pop3_logins_total",
-		Help: "POP3 login attempts by result (ok, invalid, throttled, in_use, error, insecure).",
-	}, []string{"result"})
 	mBytesSent = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "postrider_pop3_message_bytes_sent_total",
 		Help: "Message octets sent by RETR and TOP (before byte-stuffing).",

@@ -8,12 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/postrider/postrider/auth"
-	"github.com/postrider/postrider/internal/netutil"
+	"github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -70,6 +69,7 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 
 type session struct {
 	srv    *Server
+	fc     *frontend.Conn
 	raw    net.Conn // the accepted connection: deadlines, interrupt, close
 	conn   net.Conn // raw, or the TLS layer over it
 	r      *bufio.Reader
@@ -102,23 +102,23 @@ type session struct {
 // written during a long session; QUIT and disconnect write the rest.
 const seenFlushInterval = 30 * time.Second
 
-func newSession(srv *Server, raw, conn net.Conn, peer netutil.Peer, isTLS bool) *session {
-	id := srv.idPrefix + "-" + strconv.FormatUint(srv.nextID.Add(1), 10)
-	ctx, cancel := context.WithCancel(srv.baseCtx)
+func newSession(srv *Server, c *frontend.Conn) *session {
+	ctx, cancel := context.WithCancel(c.Ctx)
 	s := &session{
 		srv:    srv,
-		raw:    raw,
-		conn:   conn,
-		id:     id,
-		remote: peer.IP,
-		tls:    isTLS,
+		fc:     c,
+		raw:    c.Raw,
+		conn:   c.Net,
+		id:     c.ID,
+		remote: c.Peer.IP,
+		tls:    c.ImplicitTLS,
 		ctx:    ctx,
 		cancel: cancel,
 		state:  stateAuthorization,
-		log:    srv.log.With(append([]any{slog.String("conn", id)}, peer.LogAttrs()...)...),
+		log:    c.Log,
 	}
-	s.r = bufio.NewReaderSize(conn, 4096)
-	s.w = bufio.NewWriterSize(deadlineWriter{conn, srv.cfg.WriteTimeout}, 32<<10)
+	s.r = bufio.NewReaderSize(s.conn, 4096)
+	s.w = bufio.NewWriterSize(deadlineWriter{s.conn, srv.cfg.WriteTimeout}, 32<<10)
 	return s
 }
 
@@ -130,7 +130,7 @@ func (s *session) interrupt() {
 
 func (s *session) serve() {
 	defer s.cleanup()
-	s.log.Debug("pop3: connected", slog.Bool("tls", s.tls))
+	s.log.Debug("connected", slog.Bool("tls", s.tls))
 	// RFC 1939 §4 greeting. It carries no APOP timestamp: APOP is not
 	// offered (it needs the plaintext password on the server).
 	s.writeLine("+OK " + s.srv.cfg.Hostname + " Postrider POP3 server ready")
@@ -169,7 +169,7 @@ func (s *session) readLine(max int) (string, error) {
 		timeout = s.srv.cfg.IdleTimeout // RFC 1939 §3 autologout timer
 	}
 	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
-	if s.srv.shutting.Load() {
+	if s.fc.Closing() {
 		return "", errShutdown
 	}
 	line, err := s.r.ReadSlice('\n')
@@ -205,16 +205,16 @@ func (s *session) skipLine() error {
 func (s *session) readFailed(err error) {
 	var ne net.Error
 	switch {
-	case errors.Is(err, errShutdown) || s.srv.shutting.Load():
+	case errors.Is(err, errShutdown) || s.fc.Closing():
 		s.bye("-ERR [SYS/TEMP] Server shutting down, try again later")
 	case errors.As(err, &ne) && ne.Timeout():
 		// RFC 1939 §3: the autologout timer closes the connection without
 		// entering the UPDATE state.
 		s.bye("-ERR Autologout: no command received for too long")
 	case errors.Is(err, io.EOF):
-		s.log.Debug("pop3: client closed the connection")
+		s.log.Debug("client closed the connection")
 	default:
-		s.log.Debug("pop3: read failed", slog.Any("error", err))
+		s.log.Debug("read failed", slog.Any("err", err))
 	}
 }
 
@@ -237,7 +237,7 @@ func (s *session) dispatch(line string) {
 		} else {
 			s.fail(errReply("", "Invalid command line: "+err.Error()))
 		}
-		mCommands.WithLabelValues("invalid", "err").Inc()
+		s.fc.Metrics().Command("invalid", "err", -1)
 		return
 	}
 	s.traceCommand(&cmd)
@@ -258,8 +258,7 @@ func (s *session) dispatch(line string) {
 		result = "err"
 		s.fail(err)
 	}
-	mCommands.WithLabelValues(name, result).Inc()
-	mCommandSeconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	s.fc.Metrics().Command(name, result, time.Since(start))
 }
 
 // fail turns an error into the "-ERR" reply: the one place where errors
@@ -270,17 +269,17 @@ func (s *session) fail(err error) {
 	switch {
 	case errors.As(err, &re):
 	case errors.As(err, &ae):
-		s.log.Debug("pop3: closing connection", slog.Any("error", ae.err))
+		s.log.Debug("closing connection", slog.Any("err", ae.err))
 		s.closing = true
 		return
 	case errors.Is(err, mailstore.ErrUnavailable):
 		// RFC 3206 §4 SYS/TEMP: the database is down, not a bug.
-		s.log.Warn("pop3: command failed: store unavailable", slog.Any("err", err))
+		s.log.Warn("command failed: store unavailable", slog.Any("err", err))
 		re = &replyError{code: "SYS/TEMP", text: "Mail store temporarily unavailable, try again later", noCount: true}
 	default:
 		// Internal errors are logged with the connection id and never
 		// shown to the client (RFC 3206 §4 SYS/TEMP: try again later).
-		s.log.Error("pop3: command failed", slog.Any("error", err))
+		s.log.Error("command failed", slog.Any("err", err))
 		re = &replyError{code: "SYS/TEMP", text: "Internal server error, try again later", noCount: true}
 	}
 	text := re.text
@@ -325,7 +324,7 @@ func (s *session) ok(text string) error {
 
 func (s *session) trace(dir, line string) {
 	if s.log.Enabled(s.ctx, LevelTrace) {
-		s.log.Log(s.ctx, LevelTrace, "pop3: "+dir+": "+line)
+		s.log.Log(s.ctx, LevelTrace, dir+": "+line)
 	}
 }
 
@@ -361,7 +360,7 @@ func (s *session) cleanup() {
 		// was downloaded is marked \Seen.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
 		if err := s.flushSeen(ctx, false); err != nil {
-			s.log.Warn("pop3: cannot mark retrieved messages seen", slog.Any("error", err))
+			s.log.Warn("cannot mark retrieved messages seen", slog.Any("err", err))
 		}
 		cancel()
 	}
@@ -372,13 +371,13 @@ func (s *session) cleanup() {
 	_ = s.w.Flush()
 	s.conn.Close()
 	s.cancel()
-	s.log.Debug("pop3: disconnected")
+	s.log.Debug("disconnected")
 }
 
 // plaintextOK reports whether USER/PASS and SASL PLAIN/LOGIN are allowed:
 // over TLS, from loopback, or when configured (RFC 2595 §2.3, RFC 8314).
 func (s *session) plaintextOK() bool {
-	return s.tls || s.remote.IsLoopback() || s.srv.cfg.AllowInsecureAuth
+	return s.fc.PlaintextAuthOK(s.tls)
 }
 
 // mechanisms returns the SASL mechanisms offered on this connection.

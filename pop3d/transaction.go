@@ -98,7 +98,7 @@ func (s *session) cmdRetr(c *Command) error {
 		// Cannot happen unless the stored CRLF size disagrees with the
 		// stored octets; the client was told a wrong size (RFC 1939 §5),
 		// so say so loudly.
-		s.log.Error("pop3: RETR sent a size different from LIST", slog.Uint64("uid", uint64(m.uid)),
+		s.log.Error("RETR sent a size different from LIST", slog.Uint64("uid", uint64(m.uid)),
 			slog.Int64("listed", m.size), slog.Int64("sent", sent))
 	}
 	mMessagesRetrieved.Inc()
@@ -158,7 +158,7 @@ func (s *session) sendMessage(n int, m *message, topLines int64, okLine string) 
 		// and a client that saw a terminating "." would keep a truncated
 		// message. Closing is the only honest end.
 		if mw.err == nil {
-			s.log.Error("pop3: reading message failed mid-response; closing", slog.Uint64("uid", uint64(m.uid)), slog.Any("error", err))
+			s.log.Error("reading message failed mid-response; closing", slog.Uint64("uid", uint64(m.uid)), slog.Any("err", err))
 		}
 		return 0, &abortError{err}
 	}

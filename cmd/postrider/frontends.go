@@ -13,6 +13,7 @@ import (
 	"github.com/postrider/postrider/auth"
 	"github.com/postrider/postrider/imapd"
 	"github.com/postrider/postrider/internal/config"
+	kit "github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/mailstore"
 	"github.com/postrider/postrider/pop3d"
 	"github.com/postrider/postrider/smtpd"
@@ -58,10 +59,14 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 	if err != nil {
 		return nil, fmt.Errorf("imap: %w", err)
 	}
-	pop3Srv, err := pop3d.New(pop3d.Config{
+	// What every frontend shares (the kit adds proto= to the logger).
+	common := kit.Config{
 		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
-		MaxConnsPerIP: perIP, MaxConns: cfg.MaxConns, KeepDeleted: cfg.POP3KeepDeleted, MarkSeenOnRetr: cfg.POP3MarkSeen,
-		Logger: log.With("proto", "pop3"),
+		MaxConnsPerIP: cfg.MaxConnsPerIP, MaxConns: cfg.MaxConns,
+		Logger: log, Metrics: prometheus.DefaultRegisterer,
+	}
+	pop3Srv, err := pop3d.New(pop3d.Config{
+		Config: common, KeepDeleted: cfg.POP3KeepDeleted, MarkSeenOnRetr: cfg.POP3MarkSeen,
 	}, st, authn)
 	if err != nil {
 		return nil, fmt.Errorf("pop3: %w", err)

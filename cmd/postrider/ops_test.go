@@ -358,7 +358,8 @@ func TestMetricsCoverEveryFrontend(t *testing.T) {
 		`postrider_smtp_messages_accepted_total{role="inbound"} 1`,
 		`postrider_imap_commands_total{command="SELECT",result="ok"} 1`,
 		`postrider_imap_logins_total{result="ok"} 1`,
-		`postrider_pop3_logins_total{result="ok"} 1`,
+		`postrider_auth_total{proto="pop3",result="ok"} 1`,
+		`postrider_commands_total{command="STAT",proto="pop3",result="ok"} 1`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
