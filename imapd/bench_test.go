@@ -218,7 +218,7 @@ func TestBenchIdleMemory(t *testing.T) {
 	if s := os.Getenv("IMAPD_BENCH_CONNS"); s != "" {
 		conns, _ = strconv.Atoi(s)
 	}
-	e := newEnv(t, func(c *Config) { c.MaxConnsPerIP, c.MaxConnsPerAccount = -1, -1 })
+	e := newEnv(t, func(c *Config) { c.MaxConnsPerIP, c.MaxConnsPerAccount = 0, -1 })
 	lnTLS, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -268,19 +268,9 @@ func TestBenchIdleMemory(t *testing.T) {
 			stdin.Close()
 			go io.Copy(io.Discard, stdout)
 			cmd.Wait()
-			waitFor(t, func() bool { return len(e.srv.connsSnapshot()) == 0 })
+			waitFor(t, func() bool { return e.srv.OpenConns() == 0 })
 		}
 	}
-}
-
-func (s *Server) connsSnapshot() []*conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*conn
-	for c := range s.conns {
-		out = append(out, c)
-	}
-	return out
 }
 
 type memSample struct{ heapStack, heap, stack, rss uint64 }

@@ -141,12 +141,12 @@ func (c *conn) authFailed(err error) error {
 	switch c.srv.auth.failure(err) {
 	case authThrottled:
 		c.log.Info("login throttled")
-		c.srv.metrics.logins.WithLabelValues("throttled").Inc()
+		c.fc.Metrics().Auth("throttled")
 		return errNo(codeUnavailable, "Too many failed logins; try again later")
 	case authInvalid:
 		c.authFailures++
 		c.log.Info("login failed")
-		c.srv.metrics.logins.WithLabelValues("failed").Inc()
+		c.fc.Metrics().Auth("failed")
 		if c.authFailures >= c.srv.limits.MaxAuthFailures {
 			c.w.str("* BYE Too many failed logins\r\n")
 			c.state = stateLogout

@@ -125,5 +125,5 @@ func (c *conn) capabilities() string {
 // in the clear, so they need TLS, a loopback client or explicit permission
 // (RFC 9051 §6.2.3, RFC 8314).
 func (c *conn) plaintextAuthAllowed() bool {
-	return c.tlsOn || c.srv.cfg.AllowInsecureAuth || c.remote.IsLoopback()
+	return c.fc.PlaintextAuthOK(c.tlsOn)
 }

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/postrider/postrider/internal/netutil"
+	"github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -38,6 +38,7 @@ const readBufSize = 1024
 // conn is one client connection.
 type conn struct {
 	srv *Server
+	fc  *frontend.Conn
 	// ctx is the connection's lifetime: every store call of the session
 	// runs under it, so the queries of a connection that ended (or of a
 	// server shutting down) are cancelled.
@@ -50,7 +51,6 @@ type conn struct {
 	implicitTLS bool
 	tlsOn       bool
 	remote      netip.Addr
-	ipSlot      bool
 
 	br *bufio.Reader
 	w  respWriter
@@ -161,39 +161,6 @@ func (c *conn) isInterrupted() bool {
 // serve runs the connection until logout, error or shutdown.
 func (c *conn) serve() {
 	defer c.cleanup()
-	// Reads the PROXY header of a trusted proxy's connection (at most
-	// netutil.ProxyHeaderTimeout), here rather than in the accept loop.
-	peer := netutil.PeerOf(c.raw)
-	c.remote = peer.IP
-	c.log = c.log.With(peer.LogAttrs()...)
-	if netutil.HeaderFailed(c.raw) {
-		c.log.Warn("connection without a valid PROXY header from a trusted proxy")
-		c.srv.metrics.limitRefusals.WithLabelValues("proxy_header").Inc()
-		return
-	}
-	if err := c.srv.ipLimit.Acquire(c.remote); err != nil {
-		limit, text := "ip", "Too many connections from your address"
-		if errors.Is(err, netutil.ErrGlobalLimit) {
-			limit, text = "global", "Too many connections; try again later"
-		}
-		c.log.Warn("connection refused", "err", err)
-		c.srv.metrics.limitRefusals.WithLabelValues(limit).Inc()
-		if c.implicitTLS && c.handshake() != nil {
-			return
-		}
-		// RFC 9051 §7.1.5: BYE instead of the greeting; RFC 5530 §3
-		// UNAVAILABLE: a temporary condition.
-		c.bye(codeUnavailable, text)
-		return
-	}
-	c.ipSlot = true
-	if c.implicitTLS {
-		if err := c.handshake(); err != nil {
-			c.log.Debug("TLS handshake failed", "err", err)
-			return
-		}
-	}
-	c.log.Debug("connected", "tls", c.tlsOn)
 	c.w.str("* OK [CAPABILITY ")
 	c.w.str(c.capabilities())
 	c.w.str("] ")
@@ -213,16 +180,11 @@ func (c *conn) cleanup() {
 	if c.acctSlot {
 		c.srv.releaseAccount(c.acct.ID)
 	}
-	if c.ipSlot {
-		c.srv.ipLimit.Release(c.remote)
-	}
 	c.mu.Lock()
 	nc := c.nc
 	c.mu.Unlock()
 	nc.Close()
 	c.cancel()
-	c.srv.removeConn(c)
-	c.log.Debug("disconnected")
 }
 
 // handshake runs the server side of a TLS handshake on the raw connection.
@@ -335,7 +297,7 @@ func (c *conn) complete(cx *cmdCtx, err error) error {
 	var pe *protoError
 	if err != nil {
 		if errors.Is(err, errAnswered) {
-			c.srv.metrics.observe(cx, statusOK, cx.start)
+			c.observe(cx, statusOK, cx.start)
 			return nil
 		}
 		var fe *fatalError
@@ -365,7 +327,7 @@ func (c *conn) complete(cx *cmdCtx, err error) error {
 			}
 		}
 		if pe.status == statusBYE {
-			c.srv.metrics.observe(cx, statusBYE, cx.start)
+			c.observe(cx, statusBYE, cx.start)
 			return c.bye(pe.code, pe.text)
 		}
 	}
@@ -374,7 +336,7 @@ func (c *conn) complete(cx *cmdCtx, err error) error {
 		if pe != nil {
 			status = pe.status
 		}
-		c.srv.metrics.observe(cx, status, cx.start)
+		c.observe(cx, status, cx.start)
 	}()
 	if c.state == stateSelected && (pe == nil || pe.status == statusNO) {
 		if uerr := c.sendUpdates(cx); uerr != nil {
@@ -469,13 +431,13 @@ func (c *conn) utf8Names() bool { return c.rev2 || c.utf8 }
 func (c *conn) login(acct mailstore.Account) error {
 	if !c.srv.acquireAccount(acct.ID) {
 		c.log.Warn("too many connections for account", "account", acct.ID)
-		c.srv.metrics.logins.WithLabelValues("limit").Inc()
+		c.fc.Metrics().Auth("limit")
 		return errNo(codeLimit, "Too many connections for this account")
 	}
 	acct.PasswordHash = "" // not needed, and not to be kept in memory
 	c.acct, c.acctSlot, c.state = acct, true, stateAuth
 	c.log = c.log.With("account", acct.ID)
 	c.log.Info("logged in", "tls", c.tlsOn)
-	c.srv.metrics.logins.WithLabelValues("ok").Inc()
+	c.fc.Metrics().Auth("ok")
 	return nil
 }

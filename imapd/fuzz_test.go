@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -108,15 +109,14 @@ func (m *memConn) SetWriteDeadline(time.Time) error { return nil }
 // commands until the input ends. It returns what the server wrote.
 func runCommands(tb testing.TB, input []byte, state connState, out io.Writer) {
 	srv, err := newServer(Config{
-		Hostname: "fuzz",
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Limits:   Limits{MaxErrors: 1 << 30, MaxErrorsPreAuth: 1 << 30, MaxAuthFailures: 1 << 30},
+		Config: frontend.Config{Hostname: "fuzz", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Limits: Limits{MaxErrors: 1 << 30, MaxErrorsPreAuth: 1 << 30, MaxAuthFailures: 1 << 30},
 	}, fuzzStore{}, fuzzAuth{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	nc := &memConn{r: bytes.NewReader(input), w: out}
-	c := srv.newConn(nc, false)
+	c := srv.newConn(srv.fe.DetachedConn(nc))
 	c.state = state
 	if state != stateNotAuth {
 		c.acct = mailstore.Account{ID: 1}
@@ -133,7 +133,7 @@ func runCommands(tb testing.TB, input []byte, state connState, out io.Writer) {
 			break
 		}
 	}
-	srv.removeConn(c)
+	c.cancel()
 }
 
 var fuzzSeeds = []string{

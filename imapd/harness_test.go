@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/postrider/postrider/auth"
+	"github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/internal/pgtest"
 	"github.com/postrider/postrider/internal/testkit"
 	"github.com/postrider/postrider/mailstore"
@@ -78,7 +79,7 @@ func (e *testEnv) addAccount(user string) mailstore.Account {
 // startServer starts another server (node) on st.
 func (e *testEnv) startServer(st mailstore.Store, cfgFn ...func(*Config)) (*Server, string) {
 	e.t.Helper()
-	cfg := Config{Hostname: "imap.test", Logger: testLogger(e.t), TLS: testTLSConfig(e.t)}
+	cfg := Config{Config: frontend.Config{Hostname: "imap.test", Logger: testLogger(e.t), TLS: testTLSConfig(e.t)}}
 	for _, f := range cfgFn {
 		f(&cfg)
 	}

@@ -22,7 +22,7 @@ func TestImaptest(t *testing.T) {
 	if bin == "" || dir == "" {
 		t.Skip("set IMAPTEST_BIN and IMAPTEST_DIR to run Dovecot's imaptest scripts")
 	}
-	e := newEnv(t, func(c *Config) { c.MaxConnsPerAccount, c.MaxConnsPerIP = -1, -1 })
+	e := newEnv(t, func(c *Config) { c.MaxConnsPerAccount, c.MaxConnsPerIP = -1, 0 })
 	e.addAccount("imaptest")
 	e.addAccount("imaptest2")
 	host, port, _ := net.SplitHostPort(e.addr)
@@ -58,7 +58,7 @@ func TestImaptestStress(t *testing.T) {
 	if bin == "" || mbox == "" {
 		t.Skip("set IMAPTEST_BIN and IMAPTEST_MBOX")
 	}
-	e := newEnv(t, func(c *Config) { c.MaxConnsPerAccount, c.MaxConnsPerIP = -1, -1 })
+	e := newEnv(t, func(c *Config) { c.MaxConnsPerAccount, c.MaxConnsPerIP = -1, 0 })
 	e.addAccount("imaptest")
 	host, port, _ := net.SplitHostPort(e.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -182,15 +182,15 @@ func TestMetrics(t *testing.T) {
 		{"BOGUS", []string{"$T BAD Unknown command"}},
 	})
 	for metric, want := range map[string]float64{
-		`postrider_imap_connections_total`:                              1,
-		`postrider_imap_connections_active`:                             1,
-		`postrider_imap_commands_total{command="LOGIN",result="no"}`:    1,
-		`postrider_imap_commands_total{command="LOGIN",result="ok"}`:    1,
-		`postrider_imap_commands_total{command="NOOP",result="ok"}`:     1,
-		`postrider_imap_commands_total{command="FETCH",result="bad"}`:   1,
-		`postrider_imap_commands_total{command="unknown",result="bad"}`: 1,
-		`postrider_imap_logins_total{result="ok"}`:                      1,
-		`postrider_imap_logins_total{result="failed"}`:                  1,
+		`postrider_connections_total{proto="imap",tls="no"}`:                    1,
+		`postrider_connections_open{proto="imap"}`:                              1,
+		`postrider_commands_total{command="LOGIN",proto="imap",result="no"}`:    1,
+		`postrider_commands_total{command="LOGIN",proto="imap",result="ok"}`:    1,
+		`postrider_commands_total{command="NOOP",proto="imap",result="ok"}`:     1,
+		`postrider_commands_total{command="FETCH",proto="imap",result="bad"}`:   1,
+		`postrider_commands_total{command="unknown",proto="imap",result="bad"}`: 1,
+		`postrider_auth_total{proto="imap",result="ok"}`:                        1,
+		`postrider_auth_total{proto="imap",result="failed"}`:                    1,
 	} {
 		if got := metricValue(t, reg, metric); got != want {
 			t.Errorf("%s = %v, want %v", metric, got, want)

@@ -9,59 +9,37 @@ package imapd
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/postrider/postrider/auth"
-	"github.com/postrider/postrider/internal/netutil"
+	"github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/mailstore"
 )
 
 // Config configures a Server. Zero values take the defaults documented on
 // each field.
 type Config struct {
-	// Hostname is named in the greeting; default: the host's name.
-	Hostname string
-	// TLS enables STARTTLS (and is required for implicit TLS listeners).
-	TLS *tls.Config
-	// TrustedProxies are the networks whose connections must start with a
-	// PROXY protocol header.
-	TrustedProxies []netip.Prefix
-	// AllowInsecureAuth allows LOGIN/AUTHENTICATE without TLS from
-	// non-loopback clients (loopback is always allowed).
-	AllowInsecureAuth bool
+	// Config holds what every frontend shares: Hostname (greeting; default
+	// the host's name), TLS (STARTTLS and implicit-TLS listeners),
+	// TrustedProxies, AllowInsecureAuth (LOGIN/AUTHENTICATE without TLS
+	// from non-loopback clients), MaxConnsPerIP and MaxConns (0: no
+	// limit), Logger and Metrics (the kit's common metrics and
+	// postrider_imap_*).
+	frontend.Config
 	// MaxMessageSize bounds APPEND (advertised as APPENDLIMIT, RFC 7889);
 	// default 50 MiB.
 	MaxMessageSize int64
-	// MaxConnsPerIP bounds concurrent connections per client IP (IPv6 per
-	// /64); default 100, negative means unlimited.
-	MaxConnsPerIP int
-	// MaxConns bounds concurrent connections over all of this server's
-	// listeners; beyond it a client gets "* BYE [UNAVAILABLE]" instead of
-	// the greeting. 0 or negative means unlimited.
-	MaxConns int
 	// MaxConnsPerAccount bounds concurrent authenticated connections per
 	// account on this node; default 50, negative means unlimited.
 	MaxConnsPerAccount int
-	// Logger receives the server's logs; default slog.Default().
-	Logger *slog.Logger
 	// Limits bound inputs and time; zero fields take defaults.
 	Limits Limits
-	// Metrics, when set, receives the server's Prometheus metrics
-	// (postrider_imap_*).
-	Metrics prometheus.Registerer
 }
 
 // Limits bound what one connection may send and how long it may take.
@@ -114,30 +92,20 @@ func (l *Limits) setDefaults() {
 	def(&l.FetchBatch, 256)
 }
 
-// Server serves IMAP on any number of listeners.
+// Server serves IMAP on any number of listeners. The accept loop, limits,
+// PROXY protocol, implicit TLS, registry and shutdown are the shared kit's
+// (internal/frontend); this package is the protocol.
 type Server struct {
 	cfg     Config
 	limits  Limits
 	store   mailstore.Store
 	auth    authenticator
 	log     *slog.Logger
-	idBase  string
 	metrics *metrics
-
-	ipLimit *netutil.ConnLimiter
+	fe      *frontend.Server
 
 	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
 	acctConns map[int64]int
-
-	nextID   atomic.Uint64
-	closing  atomic.Bool
-	done     chan struct{} // closed when Shutdown starts
-	ctx      context.Context
-	cancel   context.CancelFunc
-	connWG   sync.WaitGroup
-	doneOnce sync.Once
 }
 
 // New creates a server. authn must not be nil.
@@ -159,9 +127,6 @@ func newServer(cfg Config, store mailstore.Store, authn authenticator) (*Server,
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = 50 << 20
 	}
-	if cfg.MaxConnsPerIP == 0 {
-		cfg.MaxConnsPerIP = 100
-	}
 	if cfg.MaxConnsPerAccount == 0 {
 		cfg.MaxConnsPerAccount = 50
 	}
@@ -173,110 +138,76 @@ func newServer(cfg Config, store mailstore.Store, authn authenticator) (*Server,
 	if err != nil {
 		return nil, fmt.Errorf("imapd: registering metrics: %w", err)
 	}
-	var rnd [3]byte
-	_, _ = rand.Read(rnd[:])
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		limits:    cfg.Limits,
 		store:     store,
 		auth:      authn,
 		metrics:   m,
-		log:       cfg.Logger.With("proto", "imap"),
-		idBase:    hex.EncodeToString(rnd[:]),
-		ipLimit:   netutil.NewConnLimiter(cfg.MaxConnsPerIP, cfg.MaxConns),
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[*conn]struct{}),
 		acctConns: make(map[int64]int),
-		done:      make(chan struct{}),
-		ctx:       ctx,
-		cancel:    cancel,
-	}, nil
+	}
+	fe, err := frontend.NewServer("imap", cfg.Config, s)
+	if err != nil {
+		return nil, fmt.Errorf("imapd: %w", err)
+	}
+	s.fe, s.log = fe, fe.Log()
+	return s, nil
 }
 
 // ErrServerClosed is returned by Serve after Shutdown; it wraps net.ErrClosed
 // like the other frontends' (the serve loop treats it as a normal end).
 var ErrServerClosed = fmt.Errorf("imapd: server closed: %w", net.ErrClosed)
 
-// Serve accepts connections on ln until Shutdown. With implicitTLS every
-// connection starts with a TLS handshake (port 993, RFC 8314).
+// Serve accepts connections on ln until Shutdown, then returns
+// ErrServerClosed. With implicitTLS every connection starts with a TLS
+// handshake (port 993, RFC 8314).
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
-	if implicitTLS && s.cfg.TLS == nil {
-		return errors.New("imapd: implicit TLS needs Config.TLS")
-	}
-	ln = netutil.ProxyListener(ln, s.cfg.TrustedProxies)
-	s.mu.Lock()
-	if s.closing.Load() {
-		s.mu.Unlock()
-		ln.Close()
+	err := s.fe.Serve(ln, implicitTLS)
+	if errors.Is(err, frontend.ErrServerClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				return ErrServerClosed
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			// Transient (too many open files, aborted handshake, a PROXY
-			// header that failed): back off and go on.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		c := s.newConn(nc, implicitTLS)
-		if c == nil {
-			continue
-		}
-		go c.serve()
-	}
+	return err
 }
 
-func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() {
-		nc.Close()
-		return nil
+// RefusalLine is the kit's refusal instead of the greeting: BYE (RFC 9051
+// §7.1.5) with UNAVAILABLE, a temporary condition (RFC 5530 §3).
+func (s *Server) RefusalLine(why frontend.Refusal) string {
+	switch why {
+	case frontend.RefusePerIP:
+		return "* BYE [UNAVAILABLE] Too many connections from your address\r\n"
+	case frontend.RefuseTotal:
+		return "* BYE [UNAVAILABLE] Too many connections; try again later\r\n"
 	}
-	id := fmt.Sprintf("%s-%d", s.idBase, s.nextID.Add(1))
+	return "* BYE [UNAVAILABLE] Server shutting down\r\n"
+}
+
+// ServeConn runs one IMAP connection (the kit's Handler).
+func (s *Server) ServeConn(fc *frontend.Conn) {
+	c := s.newConn(fc)
+	fc.OnShutdown(c.interrupt)
+	c.serve()
+}
+
+func (s *Server) newConn(fc *frontend.Conn) *conn {
 	c := &conn{
 		srv:         s,
-		id:          id,
-		raw:         nc,
-		nc:          nc,
-		implicitTLS: implicitTLS,
+		fc:          fc,
+		id:          fc.ID,
+		raw:         fc.Raw,
+		nc:          fc.Net,
+		implicitTLS: fc.ImplicitTLS,
+		tlsOn:       fc.ImplicitTLS,
+		remote:      fc.Peer.IP,
 		state:       stateNotAuth,
+		log:         fc.Log,
 	}
-	c.ctx, c.cancel = context.WithCancel(s.ctx)
-	c.log = s.log.With("conn", id)
+	c.ctx, c.cancel = context.WithCancel(fc.Ctx)
 	c.init()
-	s.conns[c] = struct{}{}
-	s.connWG.Add(1)
-	s.metrics.connections.Inc()
-	s.metrics.active.Inc()
 	return c
 }
 
-func (s *Server) removeConn(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	s.metrics.active.Dec()
-	s.connWG.Done()
-}
+// OpenConns is the number of connections being served.
+func (s *Server) OpenConns() int { return s.fe.OpenConns() }
 
 // acquireAccount takes a per-account connection slot.
 func (s *Server) acquireAccount(id int64) bool {
@@ -304,21 +235,5 @@ func (s *Server) releaseAccount(id int64) {
 // command to the others. When ctx ends first, remaining connections are
 // cancelled and closed.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing.Store(true)
-	s.doneOnce.Do(func() { close(s.done) })
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	for c := range s.conns {
-		c.interrupt()
-	}
-	s.mu.Unlock()
-	return netutil.Drain(ctx, &s.connWG, s.cancel, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for c := range s.conns {
-			c.raw.Close()
-		}
-	})
+	return s.fe.Shutdown(ctx)
 }

@@ -81,7 +81,7 @@ func TestAppendTruncated(t *testing.T) {
 						t.Errorf("cut APPEND acknowledged: %q", l)
 					}
 				}
-				waitFor(t, func() bool { return e.srv.connCount() == 0 })
+				waitFor(t, func() bool { return e.srv.OpenConns() == 0 })
 				if n := e.messages("alice", "INBOX") - before; n != 0 {
 					t.Fatalf("%d message(s) stored from a cut APPEND", n)
 				}
@@ -109,10 +109,4 @@ func (e *testEnv) messages(user, mailbox string) uint32 {
 		e.t.Fatal(err)
 	}
 	return st.Messages
-}
-
-func (s *Server) connCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
 }

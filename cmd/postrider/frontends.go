@@ -32,15 +32,17 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 	log *slog.Logger, wg *sync.WaitGroup, errs chan<- error) ([]frontend, error) {
 	proxies, _ := cfg.TrustedProxyPrefixes()
 	maxMsg := int64(cfg.MaxMessageSize)
-	perIP := cfg.MaxConnsPerIP
-	if perIP == 0 {
-		perIP = -1 // unlimited (imapd's and pop3d's zero means their default)
-	}
 	minRate := int64(cfg.SMTPMinDataRate)
 	if minRate == 0 {
 		minRate = -1 // no minimum (smtpd's zero means its default)
 	}
 
+	// What every frontend shares (the kit adds proto= to the logger).
+	common := kit.Config{
+		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
+		MaxConnsPerIP: cfg.MaxConnsPerIP, MaxConns: cfg.MaxConns,
+		Logger: log, Metrics: prometheus.DefaultRegisterer,
+	}
 	smtpSrv, err := smtpd.New(smtpd.Config{
 		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
 		MaxMessageSize: maxMsg, MaxRecipients: cfg.MaxRecipients, MaxConnsPerIP: cfg.MaxConnsPerIP,
@@ -50,20 +52,9 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
-	imapSrv, err := imapd.New(imapd.Config{
-		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
-		MaxMessageSize: maxMsg, MaxConnsPerIP: perIP, MaxConns: cfg.MaxConns,
-		Logger:  log,                          // imapd adds proto=imap itself
-		Metrics: prometheus.DefaultRegisterer, // what /metrics serves, with smtpd's and pop3d's
-	}, st, authn)
+	imapSrv, err := imapd.New(imapd.Config{Config: common, MaxMessageSize: maxMsg}, st, authn)
 	if err != nil {
 		return nil, fmt.Errorf("imap: %w", err)
-	}
-	// What every frontend shares (the kit adds proto= to the logger).
-	common := kit.Config{
-		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
-		MaxConnsPerIP: cfg.MaxConnsPerIP, MaxConns: cfg.MaxConns,
-		Logger: log, Metrics: prometheus.DefaultRegisterer,
 	}
 	pop3Srv, err := pop3d.New(pop3d.Config{
 		Config: common, KeepDeleted: cfg.POP3KeepDeleted, MarkSeenOnRetr: cfg.POP3MarkSeen,

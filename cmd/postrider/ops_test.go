@@ -356,8 +356,8 @@ func TestMetricsCoverEveryFrontend(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		`postrider_smtp_messages_accepted_total{role="inbound"} 1`,
-		`postrider_imap_commands_total{command="SELECT",result="ok"} 1`,
-		`postrider_imap_logins_total{result="ok"} 1`,
+		`postrider_commands_total{command="SELECT",proto="imap",result="ok"} 1`,
+		`postrider_auth_total{proto="imap",result="ok"} 1`,
 		`postrider_auth_total{proto="pop3",result="ok"} 1`,
 		`postrider_commands_total{command="STAT",proto="pop3",result="ok"} 1`,
 	} {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/postrider/postrider/auth"
 	"github.com/postrider/postrider/imapd"
+	"github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/internal/pgtest"
 	"github.com/postrider/postrider/internal/testkit"
 	"github.com/postrider/postrider/pop3d"
@@ -78,7 +79,7 @@ func TestSMTPToPOP3ToIMAPIdle(t *testing.T) {
 	stopAtEnd(t, smtpSrv.Shutdown)
 
 	imapStore := pgtest.OpenStore(t, url)
-	imapSrv, err := imapd.New(imapd.Config{Hostname: "imap.example.org", Logger: quiet()}, imapStore, auth.New(imapStore, authOpts))
+	imapSrv, err := imapd.New(imapd.Config{Config: frontend.Config{Hostname: "imap.example.org", Logger: quiet()}}, imapStore, auth.New(imapStore, authOpts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func TestSMTPToPOP3ToIMAPIdle(t *testing.T) {
 	stopAtEnd(t, imapSrv.Shutdown)
 
 	popStore := pgtest.OpenStore(t, url)
-	popSrv, err := pop3d.New(pop3d.Config{Hostname: "pop.example.org", Logger: quiet()}, popStore, auth.New(popStore, authOpts))
+	popSrv, err := pop3d.New(pop3d.Config{Config: frontend.Config{Hostname: "pop.example.org", Logger: quiet()}}, popStore, auth.New(popStore, authOpts))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -397,3 +397,12 @@ func (s *Server) OpenConns() int {
 	defer s.mu.Unlock()
 	return len(s.conns)
 }
+
+// DetachedConn returns a Conn over nc that the server does not track (no
+// limits, no registry, no shutdown): for harnesses, such as fuzz targets,
+// that drive a Handler's session code without a listener.
+func (s *Server) DetachedConn(nc net.Conn) *Conn {
+	c := &Conn{ID: s.idBase + "-detached", Net: nc, Raw: nc, Peer: netutil.PeerOf(nc), Log: s.log, srv: s}
+	c.Ctx, c.cancel = context.WithCancel(s.ctx)
+	return c
+}
