@@ -230,3 +230,46 @@ func TestServeProxyUnknownIsRemote(t *testing.T) {
 }
 
 var regexpProto = regexp.MustCompile(`"proto":"(smtp|imap|pop3)"`)
+
+// TestServeMaxConnsPerIP: POSTRIDER_MAX_CONNS_PER_IP=N lets one address
+// have N connections per protocol and refuses the next; 0 means unlimited
+// on every protocol (60 connections, more than the default 50).
+func TestServeMaxConnsPerIP(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	greet := func(addr string) (net.Conn, string) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		l, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		return c, l
+	}
+	for _, tc := range []struct {
+		perIP string
+		open  int
+		limit bool
+	}{{"2", 2, true}, {"0", 60, false}} {
+		t.Run("MAX_CONNS_PER_IP="+tc.perIP, func(t *testing.T) {
+			n := startNode(t, url, "POSTRIDER_MAX_CONNS_PER_IP="+tc.perIP, "POSTRIDER_MAX_CONNS=0")
+			for _, p := range protoListeners {
+				for i := 0; i < tc.open; i++ {
+					if _, g := greet(n.addrs[p.plainName]); !strings.HasPrefix(g, p.greeting) {
+						t.Fatalf("%s connection %d: %q", p.plainName, i+1, g)
+					}
+				}
+				if tc.limit {
+					if _, g := greet(n.addrs[p.plainName]); !strings.HasPrefix(g, p.refusal) {
+						t.Errorf("%s connection %d: %q, want %q", p.plainName, tc.open+1, g, p.refusal)
+					}
+				}
+			}
+			n.stop(t)
+		})
+	}
+}
