@@ -337,6 +337,7 @@ func (c *conn) complete(cx *cmdCtx, err error) error {
 			status = pe.status
 		}
 		c.observe(cx, status, cx.start)
+		c.traceReply(cx, pe)
 	}()
 	if c.state == stateSelected && (pe == nil || pe.status == statusNO) {
 		if uerr := c.sendUpdates(cx); uerr != nil {

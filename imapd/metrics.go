@@ -74,3 +74,21 @@ func (c *conn) traceCommand(cx *cmdCtx) {
 	}
 	c.log.Log(context.Background(), levelTrace, "C:", "line", line)
 }
+
+// traceReply logs a command's tagged response at levelTrace (untagged data
+// such as FETCH results is never traced: it carries message contents).
+func (c *conn) traceReply(cx *cmdCtx, pe *protoError) {
+	if !c.log.Enabled(context.Background(), levelTrace) {
+		return
+	}
+	line := cx.tag + " OK " + cx.okText
+	if pe != nil {
+		line = cx.tag + " " + pe.status + " " + pe.text
+		if pe.code != "" {
+			line = cx.tag + " " + pe.status + " [" + pe.code + "] " + pe.text
+		}
+	} else if cx.okCode != "" {
+		line = cx.tag + " OK [" + cx.okCode + "] " + cx.okText
+	}
+	c.log.Log(context.Background(), levelTrace, "S:", "line", line)
+}

@@ -165,7 +165,7 @@ func TestLogLines(t *testing.T) {
 	if strings.Contains(logs, bodyText) {
 		t.Errorf("the message body appears in the log")
 	}
-	for _, want := range []string{`"level":"TRACE"`, `"latency":"`, `"msgid":"`, "MAIL FROM", "SELECT INBOX", "RETR 1"} {
+	for _, want := range []string{`"level":"TRACE"`, `"latency":"`, `"msgid":"`, "MAIL FROM", "SELECT INBOX", "b OK [READ-WRITE] SELECT completed", "RETR 1"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %s", want)
 		}
