@@ -63,8 +63,12 @@ func newEnv(t testing.TB, cfgFn ...func(*Config)) *testEnv {
 }
 
 func (e *testEnv) addAccount(user string) mailstore.Account {
+	return e.addAccountPassword(user, "pw-"+user)
+}
+
+func (e *testEnv) addAccountPassword(user, password string) mailstore.Account {
 	e.t.Helper()
-	h, err := cheapArgon.Hash("pw-" + user)
+	h, err := cheapArgon.Hash(password)
 	if err != nil {
 		e.t.Fatal(err)
 	}

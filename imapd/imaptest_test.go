@@ -24,7 +24,8 @@ func TestImaptest(t *testing.T) {
 	}
 	e := newEnv(t, func(c *Config) { c.MaxConnsPerAccount, c.MaxConnsPerIP = -1, 0 })
 	e.addAccount("imaptest")
-	e.addAccount("imaptest2")
+	// imaptest logs user2 in with the one pass= it is given.
+	e.addAccountPassword("imaptest2", "pw-imaptest")
 	host, port, _ := net.SplitHostPort(e.addr)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
