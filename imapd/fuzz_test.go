@@ -18,7 +18,7 @@ import (
 
 // fuzzStore lets the command handlers run to their store calls: parsing is
 // complete before any store call, and every call fails or finds nothing.
-type fuzzStore struct{ mailstore.Store }
+type fuzzStore struct{ Store } // IMAP's narrow Store; what the fuzzer calls is implemented below
 
 var errFuzz = mailstore.ErrNoSuchMailbox
 

@@ -92,13 +92,22 @@ func (l *Limits) setDefaults() {
 	def(&l.FetchBatch, 256)
 }
 
+// Store is what IMAP needs of the mail store: the account's mailboxes, their
+// messages and changes, and the account's quota usage (STATUS SIZE, APPEND).
+type Store interface {
+	mailstore.Mailboxes
+	mailstore.Messages
+	mailstore.ChangeFeed
+	QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error)
+}
+
 // Server serves IMAP on any number of listeners. The accept loop, limits,
 // PROXY protocol, implicit TLS, registry and shutdown are the shared kit's
 // (internal/frontend); this package is the protocol.
 type Server struct {
 	cfg     Config
 	limits  Limits
-	store   mailstore.Store
+	store   Store
 	auth    authenticator
 	log     *slog.Logger
 	metrics *metrics
@@ -109,14 +118,14 @@ type Server struct {
 }
 
 // New creates a server. authn must not be nil.
-func New(cfg Config, store mailstore.Store, authn *auth.Authenticator) (*Server, error) {
+func New(cfg Config, store Store, authn *auth.Authenticator) (*Server, error) {
 	if store == nil || authn == nil {
 		return nil, errors.New("imapd: store and authenticator are required")
 	}
 	return newServer(cfg, store, authAdapter{authn})
 }
 
-func newServer(cfg Config, store mailstore.Store, authn authenticator) (*Server, error) {
+func newServer(cfg Config, store Store, authn authenticator) (*Server, error) {
 	if cfg.Hostname == "" {
 		h, err := os.Hostname()
 		if err != nil {

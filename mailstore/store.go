@@ -17,18 +17,19 @@ import (
 	"github.com/postrider/postrider/mailstore/msgparse"
 )
 
-// Store is the interface the frontends use. mailstore/postgres is the primary
-// implementation; mailstore/storetest checks any implementation.
-type Store interface {
-	// --- domains ---
+// The store's interfaces are split by role, so that each consumer names
+// the narrow one it uses (smtpd, pop3d and imapd declare theirs) and a test
+// double implements only what it is called with. Store is all of them:
+// mailstore/postgres is the primary implementation; mailstore/storetest
+// checks any implementation.
 
+// Directory holds domains, accounts, aliases and recipient resolution.
+type Directory interface {
 	CreateDomain(ctx context.Context, name string) error
 	// DeleteDomain fails with ErrDomainNotEmpty while accounts or aliases use it.
 	DeleteDomain(ctx context.Context, name string) error
 	ListDomains(ctx context.Context) ([]string, error)
 	IsLocalDomain(ctx context.Context, name string) (bool, error)
-
-	// --- accounts ---
 
 	// CreateAccount creates the account and its default mailboxes (INBOX,
 	// Drafts, Sent, Trash, Junk, Archive with their special-use attributes,
@@ -49,8 +50,6 @@ type Store interface {
 	// mailboxes, kept exact) and the limit (0 = unlimited).
 	QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error)
 
-	// --- aliases and recipient resolution ---
-
 	// CreateAlias maps alias ("local@domain", or "@domain" for a catch-all)
 	// to the address of an existing local account. An alias may have several
 	// targets.
@@ -67,9 +66,10 @@ type Store interface {
 	// AccountAddresses returns the addresses an account may send as: its own
 	// and the exact aliases (not catch-alls) that point to it.
 	AccountAddresses(ctx context.Context, accountID int64) ([]string, error)
+}
 
-	// --- mailboxes ---
-
+// Mailboxes manages an account's mailboxes and subscriptions.
+type Mailboxes interface {
 	// CreateMailbox creates a mailbox (specialUse "" or one of the
 	// SpecialUse* constants). Parents are created as needed.
 	CreateMailbox(ctx context.Context, accountID int64, name, specialUse string) (Mailbox, error)
@@ -86,9 +86,10 @@ type Store interface {
 	// SetSubscribed subscribes or unsubscribes a name (which need not exist).
 	SetSubscribed(ctx context.Context, accountID int64, name string, subscribed bool) error
 	ListSubscriptions(ctx context.Context, accountID int64) ([]string, error)
+}
 
-	// --- messages ---
-
+// Messages stores, reads, flags and removes messages.
+type Messages interface {
 	// Deliver stores one message for every recipient in one transaction; the
 	// content is stored once and shared. It returns only after commit.
 	//
@@ -118,9 +119,6 @@ type Store interface {
 	// ListMessages returns the messages whose UIDs are in uids (nil = all),
 	// ascending by UID.
 	ListMessages(ctx context.Context, accountID, mailboxID int64, uids UIDSet) ([]MessageMeta, error)
-	// Changes returns what changed after sinceModSeq: messages added or whose
-	// flags changed (Updated, ascending UID) and UIDs expunged (Vanished).
-	Changes(ctx context.Context, accountID, mailboxID int64, sinceModSeq uint64) (Changes, error)
 	// FetchDetails returns the parsed envelope and structure of messages.
 	FetchDetails(ctx context.Context, accountID, mailboxID int64, uids UIDSet) ([]MessageDetail, error)
 	// OpenMessage streams octets [offset, offset+length) of a message
@@ -135,31 +133,33 @@ type Store interface {
 	// above the mailbox's recent watermark (and below uidnext) and advances the watermark to uidnext, so that
 	// exactly one caller anywhere in the cluster gets each UID. EXAMINE must not call it (read-only).
 	ClaimRecent(ctx context.Context, accountID, mailboxID int64) ([]uint32, error)
+}
 
-	// PruneTombstones deletes, in every mailbox, the tombstones of messages
-	// expunged before before, and returns how many. Changes since a
-	// mod-sequence older than the newest pruned tombstone of a mailbox then
-	// report VanishedIncomplete.
-	PruneTombstones(ctx context.Context, before time.Time) (int, error)
-
-	// --- notifications ---
+// ChangeFeed tells what changed in a mailbox, and when something did.
+type ChangeFeed interface {
+	// Changes returns what changed after sinceModSeq: messages added or whose
+	// flags changed (Updated, ascending UID) and UIDs expunged (Vanished).
+	Changes(ctx context.Context, accountID, mailboxID int64, sinceModSeq uint64) (Changes, error)
 
 	// Subscribe returns a channel that receives a value after commits that
 	// change the account's mail on any node (values coalesce; the channel has
 	// capacity 1). The receiver catches up with Changes. cancel releases it.
 	Subscribe(accountID int64) (ch <-chan struct{}, cancel func())
+}
 
-	// --- login failures (auth throttling; shared by all nodes) ---
-
+// AuthFailures records failed logins for throttling, shared by all nodes.
+type AuthFailures interface {
 	// RecordAuthFailures adds one failure at time at to each key.
 	RecordAuthFailures(ctx context.Context, keys []string, at time.Time) error
 	// AuthFailures counts failures per key at or after since.
 	AuthFailures(ctx context.Context, keys []string, since time.Time) (map[string]int, error)
 	// ResetAuthFailures forgets the failures of the keys.
 	ResetAuthFailures(ctx context.Context, keys []string) error
+}
 
-	// --- cluster leases (e.g. the POP3 maildrop lock) ---
-
+// Leases are named cluster-wide locks with a lifetime (e.g. the POP3
+// maildrop lock, the housekeeping lease).
+type Leases interface {
 	// AcquireLease takes the named lease for holder until now+ttl. It
 	// succeeds (true) if the lease is free, expired, or already held by
 	// holder; false if someone else holds it.
@@ -167,10 +167,31 @@ type Store interface {
 	// RenewLease extends a lease held by holder; false if it is no longer held.
 	RenewLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
+// Maintenance is housekeeping and the store's own health.
+type Maintenance interface {
+	// PruneTombstones deletes, in every mailbox, the tombstones of messages
+	// expunged before before, and returns how many. Changes since a
+	// mod-sequence older than the newest pruned tombstone of a mailbox then
+	// report VanishedIncomplete.
+	PruneTombstones(ctx context.Context, before time.Time) (int, error)
 
 	// Ping checks that the store is reachable and its schema current.
 	Ping(ctx context.Context) error
 	Close()
+}
+
+// Store is every role: what the server process wires up and what a backend
+// implements.
+type Store interface {
+	Directory
+	Mailboxes
+	Messages
+	ChangeFeed
+	AuthFailures
+	Leases
+	Maintenance
 }
 
 // SubaddressDelimiter separates local part and tag: user+tag@example.org.

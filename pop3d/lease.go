@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/postrider/postrider/mailstore"
 )
 
 // The maildrop lock.
@@ -92,7 +90,7 @@ func newHolder(nodeID string) string {
 }
 
 type lease struct {
-	store   mailstore.Store
+	store   Store
 	orphans *orphanLeases
 	name    string
 	holder  string
@@ -113,7 +111,7 @@ type lease struct {
 // acquireLease takes the lock; ok is false when another session holds it.
 // A lock held by an orphan of this node (see orphanLeases) is released
 // first.
-func acquireLease(ctx context.Context, st mailstore.Store, orphans *orphanLeases, accountID int64, nodeID string, ttl, every time.Duration, log *slog.Logger) (*lease, bool, error) {
+func acquireLease(ctx context.Context, st Store, orphans *orphanLeases, accountID int64, nodeID string, ttl, every time.Duration, log *slog.Logger) (*lease, bool, error) {
 	l := &lease{
 		store:   st,
 		orphans: orphans,

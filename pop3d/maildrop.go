@@ -44,7 +44,7 @@ func isHidden(f mailstore.Flags) bool {
 
 // loadMaildrop snapshots INBOX (RFC 1939 §4: the maildrop is fixed when
 // the session enters the TRANSACTION state).
-func loadMaildrop(ctx context.Context, st mailstore.Store, accountID int64) (*maildrop, error) {
+func loadMaildrop(ctx context.Context, st Store, accountID int64) (*maildrop, error) {
 	box, err := st.GetMailbox(ctx, accountID, "INBOX")
 	if err != nil {
 		return nil, fmt.Errorf("get INBOX: %w", err)

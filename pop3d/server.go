@@ -75,13 +75,21 @@ type Config struct {
 // credentials masked and first lines of responses; never message content).
 const LevelTrace = frontend.LevelTrace
 
+// Store is what POP3 needs of the mail store: INBOX, its messages, and the
+// cluster lease that makes the maildrop exclusive.
+type Store interface {
+	GetMailbox(ctx context.Context, accountID int64, name string) (mailstore.Mailbox, error)
+	mailstore.Messages
+	mailstore.Leases
+}
+
 // Server is a POP3 server over a mailstore. It is safe for concurrent use;
 // Serve may be called for several listeners. The accept loop, limits,
 // PROXY protocol, implicit TLS and shutdown are the shared kit's
 // (internal/frontend); this package is the protocol.
 type Server struct {
 	cfg   Config
-	store mailstore.Store
+	store Store
 	authn *auth.Authenticator
 	log   *slog.Logger
 	fe    *frontend.Server
@@ -90,7 +98,7 @@ type Server struct {
 }
 
 // New returns a server; call Serve to accept connections.
-func New(cfg Config, store mailstore.Store, authn *auth.Authenticator) (*Server, error) {
+func New(cfg Config, store Store, authn *auth.Authenticator) (*Server, error) {
 	if store == nil || authn == nil {
 		return nil, errors.New("pop3d: store and authenticator are required")
 	}
