@@ -105,6 +105,8 @@ var groups = []struct {
 	}},
 	{"Cluster", []suiteTest{
 		{"AuthFailures", testAuthFailures},
+		{"AuthReservations", testAuthReservations},
+		{"AuthReservationsRace", testAuthReservationsRace},
 		{"Leases", testLeases},
 	}},
 	{"Concurrency", []suiteTest{
