@@ -67,9 +67,8 @@ func (e *ThrottledError) Unwrap() error { return ErrThrottled }
 type Store interface {
 	GetAccount(ctx context.Context, address string) (mailstore.Account, error)
 	SetPasswordHash(ctx context.Context, accountID int64, hash string) error
-	RecordAuthFailures(ctx context.Context, keys []string, at time.Time) error
-	AuthFailures(ctx context.Context, keys []string, since time.Time) (map[string]int, error)
-	ResetAuthFailures(ctx context.Context, keys []string) error
+	ReserveAuthFailure(ctx context.Context, keys []string, limits []int, since, at time.Time) (mailstore.AuthReservation, error)
+	ReleaseAuthFailure(ctx context.Context, r mailstore.AuthReservation, forget []string) error
 }
 
 var _ Store = mailstore.Store(nil)
@@ -190,16 +189,35 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	}
 	keys := throttleKeys(addr, remote)
 	now := a.now()
-	counts, err := a.store.AuthFailures(ctx, keys.list(), now.Add(-a.policy.Window))
+	// One atomic step in the store decides and, unless refused, records this
+	// attempt as a failure, so that concurrent attempts on any node count it.
+	res, err := a.store.ReserveAuthFailure(ctx, keys.list(), keys.limits(a.policy), now.Add(-a.policy.Window), now)
 	if err != nil {
-		return mailstore.Account{}, fmt.Errorf("auth: reading login failures: %w", err)
+		return mailstore.Account{}, fmt.Errorf("auth: reserving login attempt: %w", err)
 	}
-	v := a.policy.decide(keys, counts)
-	if v.blocked {
+	v := a.policy.decide(keys, res.Counts)
+	if !res.Reserved || v.blocked {
+		if res.Reserved {
+			// The store and decide apply the same limits; should they
+			// ever disagree, refuse and take nothing.
+			a.releaseAttempt(ctx, res, nil)
+		}
+		if v.retryAfter <= 0 {
+			v.retryAfter = a.policy.Window
+		}
 		log.Warn("login refused, too many failures", userAttr(addr), slog.String("client", keys.bucket),
 			slog.String("limit", v.reason), slog.Duration("retry_after", v.retryAfter))
 		return mailstore.Account{}, &ThrottledError{RetryAfter: v.retryAfter}
 	}
+	// The reservation stays a failure only if the password turns out wrong;
+	// an attempt that ends without a verdict (client gone, store error)
+	// gives it back, so it neither counts nor sticks.
+	verdict := false
+	defer func() {
+		if !verdict {
+			a.releaseAttempt(ctx, res, nil)
+		}
+	}()
 	if v.delay > 0 {
 		log.Info("delaying login after failures", userAttr(addr), slog.String("client", keys.bucket),
 			slog.String("limit", v.reason), slog.Duration("delay", v.delay))
@@ -249,28 +267,24 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	}
 	a.release()
 
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.storeTTL)
-	defer cancel()
+	verdict = true
 	if !ok {
 		reason := "wrong password"
 		if !known {
 			reason = "unknown user"
 		}
 		log.Info("login failed", userAttr(addr), slog.String("client", keys.bucket), slog.String("reason", reason))
-		// Recorded even when the client has gone away, so that dropping
-		// the connection does not make a guess free.
-		if err := a.store.RecordAuthFailures(wctx, keys.list(), a.now()); err != nil {
-			log.Error("recording login failure", slog.String("err", err.Error()))
-		}
+		// The reservation is the recorded failure: it was written before the
+		// check, so dropping the connection does not make a guess free.
 		return mailstore.Account{}, ErrInvalidCredentials
 	}
 
-	if reset := keys.resetOnSuccess(counts); len(reset) > 0 {
-		if err := a.store.ResetAuthFailures(wctx, reset); err != nil {
-			log.Warn("resetting login failures", slog.String("err", err.Error()))
-		}
-	}
+	// A success is no failure: give the reservation back and forget the
+	// failures of this client address (ThrottlePolicy).
+	a.releaseAttempt(ctx, res, keys.resetOnSuccess())
 	if newHash != "" {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.storeTTL)
+		defer cancel()
 		if err := a.store.SetPasswordHash(wctx, acct.ID, newHash); err != nil {
 			log.Warn("storing upgraded password hash", slog.String("user", addr), slog.String("err", err.Error()))
 		} else {
@@ -279,6 +293,18 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		}
 	}
 	return acct, nil
+}
+
+// releaseAttempt gives back the reservation res and forgets the failures of
+// the forget keys. It runs even when the client has gone away (bounded by
+// storeTTL); a failure to write is logged, and the reservation then counts
+// as a failure until it leaves the window.
+func (a *Authenticator) releaseAttempt(ctx context.Context, res mailstore.AuthReservation, forget []string) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.storeTTL)
+	defer cancel()
+	if err := a.store.ReleaseAuthFailure(wctx, res, forget); err != nil {
+		a.log(ctx).Warn("releasing login attempt", slog.Any("err", err))
+	}
 }
 
 // acquire takes a slot for one hash computation.

@@ -18,13 +18,14 @@ import (
 type fakeStore struct {
 	mu       sync.Mutex
 	accounts map[string]mailstore.Account
-	failures map[string][]time.Time
+	failures map[string][]fakeFailure
+	attempts int64
 	setHash  map[int64]string
 	err      error // returned by every method when set
 }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{accounts: map[string]mailstore.Account{}, failures: map[string][]time.Time{}, setHash: map[int64]string{}}
+	return &fakeStore{accounts: map[string]mailstore.Account{}, failures: map[string][]fakeFailure{}, setHash: map[int64]string{}}
 }
 
 func (s *fakeStore) add(address, hash string) mailstore.Account {
@@ -65,42 +66,64 @@ func (s *fakeStore) SetPasswordHash(_ context.Context, id int64, hash string) er
 	return mailstore.ErrNoSuchAccount
 }
 
-func (s *fakeStore) RecordAuthFailures(_ context.Context, keys []string, at time.Time) error {
+type fakeFailure struct {
+	at      time.Time
+	attempt int64
+}
+
+// fail records a failure of key at at outside any attempt.
+func (s *fakeStore) fail(key string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures[key] = append(s.failures[key], fakeFailure{at: at})
+}
+
+func (s *fakeStore) ReserveAuthFailure(_ context.Context, keys []string, limits []int, since, at time.Time) (mailstore.AuthReservation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := mailstore.AuthReservation{Counts: map[string]int{}, Keys: keys, At: at}
+	if s.err != nil {
+		return r, s.err
+	}
+	if len(limits) != len(keys) {
+		return r, mailstore.ErrInvalidArgument
+	}
+	r.Reserved = true
+	for i, k := range keys {
+		for _, f := range s.failures[k] {
+			if !f.at.Before(since) {
+				r.Counts[k]++
+			}
+		}
+		if limits[i] > 0 && r.Counts[k] >= limits[i] {
+			r.Reserved = false
+		}
+	}
+	if r.Reserved && len(keys) > 0 {
+		s.attempts++
+		r.ID = s.attempts
+		for _, k := range keys {
+			s.failures[k] = append(s.failures[k], fakeFailure{at: at, attempt: r.ID})
+		}
+	}
+	return r, nil
+}
+
+func (s *fakeStore) ReleaseAuthFailure(_ context.Context, r mailstore.AuthReservation, forget []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return s.err
 	}
-	for _, k := range keys {
-		s.failures[k] = append(s.failures[k], at)
-	}
-	return nil
-}
-
-func (s *fakeStore) AuthFailures(_ context.Context, keys []string, since time.Time) (map[string]int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return nil, s.err
-	}
-	m := map[string]int{}
-	for _, k := range keys {
-		for _, at := range s.failures[k] {
-			if !at.Before(since) {
-				m[k]++
+	if r.ID != 0 {
+		for _, k := range r.Keys {
+			s.failures[k] = slices.DeleteFunc(s.failures[k], func(f fakeFailure) bool { return f.attempt == r.ID })
+			if len(s.failures[k]) == 0 {
+				delete(s.failures, k)
 			}
 		}
 	}
-	return m, nil
-}
-
-func (s *fakeStore) ResetAuthFailures(_ context.Context, keys []string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return s.err
-	}
-	for _, k := range keys {
+	for _, k := range forget {
 		delete(s.failures, k)
 	}
 	return nil
@@ -424,7 +447,7 @@ func TestStoreErrorsAreTemporary(t *testing.T) {
 func TestDelayHonoursContext(t *testing.T) {
 	st := newFakeStore()
 	for range 5 {
-		_ = st.RecordAuthFailures(context.Background(), []string{"ip:192.0.2.10"}, time.Now())
+		st.fail("ip:192.0.2.10", time.Now())
 	}
 	a := New(st, Options{Argon2: cheapParams, Throttle: ThrottlePolicy{BaseDelay: time.Hour, MaxDelay: time.Hour}})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -433,6 +456,11 @@ func TestDelayHonoursContext(t *testing.T) {
 	_, err := a.Authenticate(ctx, "x@example.org", "y", ip1)
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second {
 		t.Fatalf("err = %v after %v", err, time.Since(start))
+	}
+	// The attempt gave no verdict: its reservation is given back, though
+	// the context is gone.
+	if n, m := st.count("ip:192.0.2.10"), st.count("user:x@example.org"); n != 5 || m != 0 {
+		t.Errorf("abandoned attempt left failures: ip %d (want 5), user %d (want 0)", n, m)
 	}
 }
 

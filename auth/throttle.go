@@ -27,22 +27,38 @@ import (
 //     and it never refuses, so an attacker cannot lock the real user out
 //     from the user's own address.
 //
-// The delay applied is the largest of the three, slept (cancellably) before
-// the password is checked, whatever the outcome, so it cannot be skipped by
-// hanging up early. A refused attempt is not recorded as a failure: a
+// Each attempt is decided and counted in one atomic step in the store
+// (mailstore.Store.ReserveAuthFailure): the counts are read and, unless a
+// limit refuses the attempt, the attempt is recorded as a failure under all
+// its keys at once, under a lock on the keys shared by every node. So
+// however many attempts run in parallel, on however many nodes, a client
+// address gets at most PairBlock wrong-password verdicts per account, and
+// IPBlock in all, within any Window (until a successful login from it
+// forgets its counts, below); the attempts in flight count as failures for
+// the ones that follow. The delay applied is the largest of the three keys'
+// delays, slept (cancellably) after that step and before the password is
+// checked, whatever the outcome, so it cannot be skipped by hanging up
+// early.
+//
+// A wrong password keeps its reservation as the recorded failure (written
+// before the check, so hanging up during the check does not make a guess
+// free). An attempt that ends without a verdict (the client hung up during
+// the delay, the store failed) gives its reservation back, so it neither
+// counts nor sticks; only when that write fails too (or the node dies) does
+// the reservation stay, as a failure that leaves with the window like any
+// other, which cannot lock the real user out (the account-wide key never
+// refuses, the others only hold for this client address). A refused attempt is not recorded as a failure: a
 // misconfigured client retrying an old password stops adding to its
 // address's count once it is refused (PairBlock), so it cannot get its
 // neighbours behind the same NAT refused too. Failures for unknown users
 // are recorded like any other (under the normalised address; an invalid
 // username counts only for the client address).
 //
-// A successful login forgets the failures of its client address (the "ip:"
-// key and its own "userip:" key) but not the account-wide count, which
-// expires with the window. So a guesser who owns one valid account can
-// clear its address's count by logging in, but never its per-account counts
-// for the accounts it is guessing. Counts are read before and written after the check, so
-// concurrent attempts can overshoot a limit by the number in flight; the
-// frontends' per-address connection limit bounds that.
+// A successful login gives its reservation back and forgets the failures of
+// its client address (the "ip:" key and its own "userip:" key) but not the
+// account-wide count, which expires with the window. So a guesser who owns
+// one valid account can clear its address's count by logging in, but never
+// its per-account counts for the accounts it is guessing.
 type ThrottlePolicy struct {
 	Window          time.Duration // failures older than this are ignored; default 15 min
 	BaseDelay       time.Duration // first delay; default 1 s
@@ -132,16 +148,22 @@ func (k throttleKeyset) list() []string {
 	return []string{k.ip, k.pair, k.user}
 }
 
-// resetOnSuccess returns the keys a successful login clears: those of its
-// client address that have failures.
-func (k throttleKeyset) resetOnSuccess(counts map[string]int) []string {
-	var r []string
-	for _, key := range []string{k.ip, k.pair} {
-		if key != "" && counts[key] > 0 {
-			r = append(r, key)
-		}
+// limits returns the refusal limit of each key of list(), in that order;
+// the account-wide key never refuses (0).
+func (k throttleKeyset) limits(p ThrottlePolicy) []int {
+	if k.user == "" {
+		return []int{p.IPBlock}
 	}
-	return r
+	return []int{p.IPBlock, p.PairBlock, 0}
+}
+
+// resetOnSuccess returns the keys whose failures a successful login
+// forgets: those of its client address.
+func (k throttleKeyset) resetOnSuccess() []string {
+	if k.pair == "" {
+		return []string{k.ip}
+	}
+	return []string{k.ip, k.pair}
 }
 
 type verdict struct {

@@ -149,12 +149,20 @@ type ChangeFeed interface {
 
 // AuthFailures records failed logins for throttling, shared by all nodes.
 type AuthFailures interface {
-	// RecordAuthFailures adds one failure at time at to each key.
-	RecordAuthFailures(ctx context.Context, keys []string, at time.Time) error
+	// ReserveAuthFailure decides and records a login attempt in one atomic
+	// step, cluster-wide: it counts the failures of each key at or after
+	// since and, unless some key with a positive limit (limits[i] for
+	// keys[i]; 0 = no limit) already has that many, records one failure at
+	// time at under every key. So however many attempts run at once on
+	// however many nodes, a key with limit n never has more than n failures
+	// in the window, each of them a reservation. A reservation counts as a
+	// failure until released with ReleaseAuthFailure.
+	ReserveAuthFailure(ctx context.Context, keys []string, limits []int, since, at time.Time) (AuthReservation, error)
+	// ReleaseAuthFailure deletes the failures that reservation r recorded
+	// (if any are left) and every failure of the forget keys, in one step.
+	ReleaseAuthFailure(ctx context.Context, r AuthReservation, forget []string) error
 	// AuthFailures counts failures per key at or after since.
 	AuthFailures(ctx context.Context, keys []string, since time.Time) (map[string]int, error)
-	// ResetAuthFailures forgets the failures of the keys.
-	ResetAuthFailures(ctx context.Context, keys []string) error
 }
 
 // Leases are named cluster-wide locks with a lifetime (e.g. the POP3
@@ -192,6 +200,21 @@ type Store interface {
 	AuthFailures
 	Leases
 	Maintenance
+}
+
+// AuthReservation is the result of ReserveAuthFailure.
+type AuthReservation struct {
+	// Counts are the failures of each key in the window before this
+	// attempt (every requested key is present).
+	Counts map[string]int
+	// Reserved is false when a key had reached its limit: nothing was
+	// recorded and the attempt must be refused.
+	Reserved bool
+	// Keys, At and ID identify the recorded failures for
+	// ReleaseAuthFailure; ID is 0 when nothing was recorded.
+	Keys []string
+	At   time.Time
+	ID   int64
 }
 
 // SubaddressDelimiter separates local part and tag: user+tag@example.org.

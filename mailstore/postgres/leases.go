@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -28,17 +29,41 @@ func checkKeys(keys []string) error {
 	return nil
 }
 
-// RecordAuthFailures implements mailstore.Store. About once a minute per
-// node it also deletes failures older than Options.AuthFailureRetention.
-func (s *Store) RecordAuthFailures(ctx context.Context, keys []string, at time.Time) error {
+// ReserveAuthFailure implements mailstore.Store in one statement
+// (pr_auth_reserve, functions/). About once a minute per node it also
+// deletes failures older than Options.AuthFailureRetention.
+func (s *Store) ReserveAuthFailure(ctx context.Context, keys []string, limits []int, since, at time.Time) (mailstore.AuthReservation, error) {
+	r := mailstore.AuthReservation{Counts: make(map[string]int, len(keys)), Keys: keys, At: at}
 	if err := checkKeys(keys); err != nil {
-		return err
+		return r, err
+	}
+	if len(limits) != len(keys) {
+		return r, fmt.Errorf("%w: %d limits for %d keys", mailstore.ErrInvalidArgument, len(limits), len(keys))
+	}
+	lims := make([]int32, len(limits))
+	for i, l := range limits {
+		if l < 0 || l > math.MaxInt32 {
+			return r, fmt.Errorf("%w: auth-failure limit %d", mailstore.ErrInvalidArgument, l)
+		}
+		lims[i] = int32(l)
 	}
 	if len(keys) == 0 {
-		return nil
+		r.Reserved = true
+		return r, nil
 	}
-	if _, err := s.pool.Exec(ctx, `INSERT INTO auth_failures (key, at) SELECT k, $2 FROM unnest($1::text[]) k`, keys, at); err != nil {
-		return mapErr("record auth failures", err)
+	var counts []int64
+	var id *int64
+	if err := s.pool.QueryRow(ctx, `SELECT r_counts, r_attempt FROM pr_auth_reserve(p_keys => $1, p_limits => $2, p_since => $3, p_at => $4)`, keys, lims, since, at).Scan(&counts, &id); err != nil {
+		return r, mapErr("reserve auth failure", err)
+	}
+	if len(counts) != len(keys) {
+		return r, fmt.Errorf("reserve auth failure: %d counts for %d keys", len(counts), len(keys))
+	}
+	for i, k := range keys {
+		r.Counts[k] = int(counts[i])
+	}
+	if id != nil {
+		r.Reserved, r.ID = true, *id
 	}
 	now := time.Now()
 	if next := s.nextPrune.Load(); now.UnixNano() >= next &&
@@ -47,7 +72,33 @@ func (s *Store) RecordAuthFailures(ctx context.Context, keys []string, at time.T
 			s.log.Warn("pruning auth failures failed", "err", err)
 		}
 	}
-	return nil
+	return r, nil
+}
+
+// ReleaseAuthFailure implements mailstore.Store in one statement
+// (pr_auth_release).
+func (s *Store) ReleaseAuthFailure(ctx context.Context, r mailstore.AuthReservation, forget []string) error {
+	if r.ID == 0 {
+		r.Keys = nil
+	}
+	if err := checkKeys(r.Keys); err != nil {
+		return err
+	}
+	if err := checkKeys(forget); err != nil {
+		return err
+	}
+	if len(r.Keys) == 0 && len(forget) == 0 {
+		return nil
+	}
+	var id *int64
+	if r.ID != 0 {
+		id = &r.ID
+	}
+	if forget == nil {
+		forget = []string{}
+	}
+	_, err := s.pool.Exec(ctx, `SELECT pr_auth_release(p_keys => $1, p_at => $2, p_attempt => $3, p_forget => $4)`, r.Keys, r.At, id, forget)
+	return mapErr("release auth failure", err)
 }
 
 // AuthFailures implements mailstore.Store; every requested key is in the
@@ -77,18 +128,6 @@ func (s *Store) AuthFailures(ctx context.Context, keys []string, since time.Time
 		res[k] = int(n)
 	}
 	return res, mapErr("auth failures", rows.Err())
-}
-
-// ResetAuthFailures implements mailstore.Store.
-func (s *Store) ResetAuthFailures(ctx context.Context, keys []string) error {
-	if err := checkKeys(keys); err != nil {
-		return err
-	}
-	if len(keys) == 0 {
-		return nil
-	}
-	_, err := s.pool.Exec(ctx, `DELETE FROM auth_failures WHERE key = ANY ($1)`, keys)
-	return mapErr("reset auth failures", err)
 }
 
 // --- leases (times are the database's clock, shared by all nodes) ---

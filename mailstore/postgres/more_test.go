@@ -229,8 +229,13 @@ func TestLeasesAndAuthFailures(t *testing.T) {
 	}
 
 	now := time.Now()
-	must(t, st.RecordAuthFailures(ctx, []string{"ip:1.2.3.4", "user:a"}, now.Add(-time.Hour)))
-	must(t, st.RecordAuthFailures(ctx, []string{"ip:1.2.3.4"}, now))
+	reserve := func(keys []string, at time.Time) {
+		t.Helper()
+		_, err := st.ReserveAuthFailure(ctx, keys, make([]int, len(keys)), at.Add(-time.Minute), at)
+		must(t, err)
+	}
+	reserve([]string{"ip:1.2.3.4", "user:a"}, now.Add(-time.Hour))
+	reserve([]string{"ip:1.2.3.4"}, now)
 	n, err := st.AuthFailures(ctx, []string{"ip:1.2.3.4", "user:a", "user:z"}, now.Add(-time.Minute))
 	must(t, err)
 	if n["ip:1.2.3.4"] != 1 || n["user:a"] != 0 || n["user:z"] != 0 {
@@ -241,13 +246,13 @@ func TestLeasesAndAuthFailures(t *testing.T) {
 	if n["ip:1.2.3.4"] != 2 || n["user:a"] != 1 {
 		t.Fatalf("failures %v", n)
 	}
-	must(t, st.ResetAuthFailures(ctx, []string{"ip:1.2.3.4"}))
+	must(t, st.ReleaseAuthFailure(ctx, mailstore.AuthReservation{}, []string{"ip:1.2.3.4"}))
 	n, err = st.AuthFailures(ctx, []string{"ip:1.2.3.4"}, time.Time{})
 	must(t, err)
 	if n["ip:1.2.3.4"] != 0 {
 		t.Fatalf("after reset %v", n)
 	}
-	if err := st.RecordAuthFailures(ctx, []string{strings.Repeat("k", 1000)}, now); !errors.Is(err, mailstore.ErrInvalidArgument) {
+	if _, err := st.ReserveAuthFailure(ctx, []string{strings.Repeat("k", 1000)}, []int{0}, now, now); !errors.Is(err, mailstore.ErrInvalidArgument) {
 		t.Fatalf("long key: %v", err)
 	}
 }

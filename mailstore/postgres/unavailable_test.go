@@ -93,10 +93,13 @@ func TestOutageIsUnavailable(t *testing.T) {
 			return err
 		},
 		"AuthFailures": func(ctx context.Context) error { _, err := st.AuthFailures(ctx, []string{"k"}, time.Now()); return err },
-		"RecordAuth":   func(ctx context.Context) error { return st.RecordAuthFailures(ctx, []string{"k"}, time.Now()) },
-		"Acquire":      func(ctx context.Context) error { _, err := st.AcquireLease(ctx, "l", "h", time.Second); return err },
-		"Renew":        func(ctx context.Context) error { _, err := st.RenewLease(ctx, "l", "h", time.Second); return err },
-		"Release":      func(ctx context.Context) error { return st.ReleaseLease(ctx, "l", "h") },
+		"ReserveAuth": func(ctx context.Context) error {
+			_, err := st.ReserveAuthFailure(ctx, []string{"k"}, []int{10}, time.Now().Add(-time.Minute), time.Now())
+			return err
+		},
+		"Acquire": func(ctx context.Context) error { _, err := st.AcquireLease(ctx, "l", "h", time.Second); return err },
+		"Renew":   func(ctx context.Context) error { _, err := st.RenewLease(ctx, "l", "h", time.Second); return err },
+		"Release": func(ctx context.Context) error { return st.ReleaseLease(ctx, "l", "h") },
 	}
 	for name, call := range calls {
 		err := call(ctx)

@@ -128,59 +128,6 @@ func checkNotifications(t *testing.T, sub, writer *fixture) {
 	}
 }
 
-func testAuthFailures(t *testing.T, f Factory) {
-	a, b := pairOrSingle(t, f)
-	ip, user, other := "ip:192.0.2.1", "user:alice@example.org", "ip:198.51.100.7"
-	now := time.Now().Truncate(time.Second)
-	must(t, a.st.RecordAuthFailures(a.ctx, []string{ip, user}, now.Add(-10*time.Minute)), "RecordAuthFailures")
-	must(t, a.st.RecordAuthFailures(a.ctx, []string{ip, user}, now.Add(-5*time.Minute)), "RecordAuthFailures")
-	must(t, b.st.RecordAuthFailures(b.ctx, []string{ip}, now.Add(-time.Minute)), "RecordAuthFailures on the other handle")
-	must(t, b.st.RecordAuthFailures(b.ctx, nil, now), "RecordAuthFailures with no keys")
-
-	count := func(fx *fixture, since time.Time, want map[string]int, what string) {
-		t.Helper()
-		keys := []string{ip, user, other}
-		got, err := fx.st.AuthFailures(fx.ctx, keys, since)
-		must(t, err, "AuthFailures")
-		for _, k := range keys {
-			if got[k] != want[k] {
-				t.Errorf("%s: AuthFailures[%s] = %d, want %d (all: %v)", what, k, got[k], want[k], got)
-			}
-		}
-	}
-	count(b, now.Add(-time.Hour), map[string]int{ip: 3, user: 2}, "last hour, other handle")
-	count(a, now.Add(-7*time.Minute), map[string]int{ip: 2, user: 1}, "last 7 minutes")
-	count(a, now.Add(-5*time.Minute), map[string]int{ip: 2, user: 1}, "since exactly a failure's time (at or after)")
-	count(b, now.Add(time.Minute), map[string]int{}, "in the future")
-	if m, err := a.st.AuthFailures(a.ctx, nil, now.Add(-time.Hour)); err != nil || len(m) != 0 {
-		t.Errorf("AuthFailures with no keys = %v, %v; want empty", m, err)
-	}
-
-	must(t, b.st.ResetAuthFailures(b.ctx, []string{user}), "ResetAuthFailures")
-	count(a, now.Add(-time.Hour), map[string]int{ip: 3}, "after reset of the user key on the other handle")
-
-	// Concurrent records from both handles all count.
-	var wg sync.WaitGroup
-	for i := 0; i < 10; i++ {
-		fx := a
-		if i%2 == 1 {
-			fx = b
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; j < 5; j++ {
-				if err := fx.st.RecordAuthFailures(fx.ctx, []string{other}, now.Add(-2*time.Minute)); err != nil {
-					t.Errorf("concurrent RecordAuthFailures: %v", err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	count(b, now.Add(-time.Hour), map[string]int{ip: 3, other: 50}, "after 50 concurrent records")
-}
-
 func testLeases(t *testing.T, f Factory) {
 	a, b := pairOrSingle(t, f)
 	acquire := func(fx *fixture, name, holder string, ttl time.Duration) bool {

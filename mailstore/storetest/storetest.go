@@ -106,6 +106,8 @@ var groups = []struct {
 	}},
 	{"Cluster", []suiteTest{
 		{"AuthFailures", testAuthFailures},
+		{"AuthReservations", testAuthReservations},
+		{"AuthReservationsRace", testAuthReservationsRace},
 		{"Leases", testLeases},
 	}},
 	{"Concurrency", []suiteTest{
