@@ -137,18 +137,18 @@ func TestMetrics(t *testing.T) {
 	// Not parallel: it reads global counters.
 	e := newEnv(t)
 	acc := counter(t, "postrider_smtp_messages_accepted_total", map[string]string{"role": "inbound"})
-	rej := counter(t, "postrider_smtp_messages_rejected_total", map[string]string{"role": "inbound", "reason": "bare_lf"})
+	rej := counter(t, "postrider_smtp_messages_rejected_total", map[string]string{"role": "inbound", "reason": "bare_cr"})
 	relay := counter(t, "postrider_smtp_recipients_rejected_total", map[string]string{"reason": "relay_denied"})
 	lat := counter(t, "postrider_smtp_delivery_duration_seconds", nil)
 	sendMail(t, e.inbound, "s@remote.example", []string{"alice@example.org"}, simpleMsg, 250)
-	sendMail(t, e.inbound, "s@remote.example", []string{"alice@example.org"}, "Subject: x\r\n\r\nbare\nlf\r\n", 554)
+	sendMail(t, e.inbound, "s@remote.example", []string{"alice@example.org"}, "Subject: x\r\n\r\nbare\rcr\r\n", 554)
 	c := dial(t, e.inbound)
 	c.ehlo("x.example")
 	c.cmd("MAIL FROM:<s@remote.example>", 250)
 	c.cmd("RCPT TO:<x@elsewhere.example>", 554)
 	for name, d := range map[string]float64{
 		"accepted": counter(t, "postrider_smtp_messages_accepted_total", map[string]string{"role": "inbound"}) - acc,
-		"rejected": counter(t, "postrider_smtp_messages_rejected_total", map[string]string{"role": "inbound", "reason": "bare_lf"}) - rej,
+		"rejected": counter(t, "postrider_smtp_messages_rejected_total", map[string]string{"role": "inbound", "reason": "bare_cr"}) - rej,
 		"relay":    counter(t, "postrider_smtp_recipients_rejected_total", map[string]string{"reason": "relay_denied"}) - relay,
 		"latency":  counter(t, "postrider_smtp_delivery_duration_seconds", nil) - lat,
 	} {

@@ -13,6 +13,7 @@ import (
 	"github.com/postrider/postrider/auth"
 	"github.com/postrider/postrider/imapd"
 	"github.com/postrider/postrider/internal/config"
+	fe "github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/mailstore"
 	"github.com/postrider/postrider/pop3d"
 	"github.com/postrider/postrider/smtpd"
@@ -41,10 +42,13 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 	}
 
 	smtpSrv, err := smtpd.New(smtpd.Config{
-		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
-		MaxMessageSize: maxMsg, MaxRecipients: cfg.MaxRecipients, MaxConnsPerIP: cfg.MaxConnsPerIP,
-		MaxConns: cfg.MaxConns, MinDataRate: minRate,
-		Logger: log.With("proto", "smtp"),
+		Config: fe.Config{
+			Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
+			MaxConnsPerIP: cfg.MaxConnsPerIP, MaxConns: cfg.MaxConns,
+			Logger:  log,                          // the kit adds proto=smtp
+			Metrics: prometheus.DefaultRegisterer, // the kit's common metrics, on /metrics
+		},
+		MaxMessageSize: maxMsg, MaxRecipients: cfg.MaxRecipients, MinDataRate: minRate,
 	}, st, authn)
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)

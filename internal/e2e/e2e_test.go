@@ -13,6 +13,7 @@ import (
 
 	"github.com/postrider/postrider/auth"
 	"github.com/postrider/postrider/imapd"
+	"github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/internal/pgtest"
 	"github.com/postrider/postrider/internal/testkit"
 	"github.com/postrider/postrider/pop3d"
@@ -69,7 +70,7 @@ func TestSMTPToPOP3ToIMAPIdle(t *testing.T) {
 	authOpts := auth.Options{Argon2: testkit.CheapArgon, Logger: quiet()}
 
 	smtpStore := pgtest.OpenStore(t, url)
-	smtpSrv, err := smtpd.New(smtpd.Config{Hostname: "mx.example.org", Logger: quiet()}, smtpStore, auth.New(smtpStore, authOpts))
+	smtpSrv, err := smtpd.New(smtpd.Config{Config: frontend.Config{Hostname: "mx.example.org", Logger: quiet()}}, smtpStore, auth.New(smtpStore, authOpts))
 	if err != nil {
 		t.Fatal(err)
 	}
