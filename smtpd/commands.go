@@ -36,7 +36,7 @@ func init() {
 		"VRFY":     {run: cmdVrfy},
 		"HELP":     {run: cmdHelp},
 		"EXPN":     {run: cmdNotImplemented},
-		"STARTTLS": {run: cmdStartTLS}, // RFC 3207
+		"STARTTLS": {run: cmdStartTLS},            // RFC 3207
 		"AUTH":     {run: cmdAuth, greeted: true}, // RFC 4954
 	}
 }

@@ -16,9 +16,9 @@
 package smtpd
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base32"
-	"context"
 	"errors"
 	"net"
 

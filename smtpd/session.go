@@ -234,4 +234,3 @@ func (s *session) storeFailure(op string, err error) *reply {
 	s.c.log.Error("store failure", "op", op, "err", err)
 	return replyErr(451, 4, 3, 0, "Temporary local problem, please try again later")
 }
-
