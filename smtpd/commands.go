@@ -29,7 +29,7 @@ func init() {
 		"MAIL":     {run: cmdMail, greeted: true},
 		"RCPT":     {run: cmdRcpt, greeted: true},
 		"DATA":     {run: cmdData, greeted: true},
-		"BDAT":     {run: cmdBdat, greeted: true}, // RFC 3030
+		"BDAT":     {run: cmdBdat}, // RFC 3030; checks the greeting after reading the chunk
 		"RSET":     {run: cmdRset},
 		"NOOP":     {run: cmdNoop},
 		"QUIT":     {run: cmdQuit},

@@ -31,7 +31,7 @@ func TestSmugglingSequences(t *testing.T) {
 		{`\r\n.\n`, "\r\n.\n", 250, "\r\n.\r\n" + smuggled},
 		{`\r\n.\r\r\n`, "\r\n.\r\r\n", 554, ""},
 		{`\r\r\n.\r\n`, "\r\r\n.\r\n", 554, ""},
-		{`\n..\n`, "\n..\n", 250, "\r\n.\r\n" + smuggled}, // a stuffed dot after a bare LF
+		{`\n..\n`, "\n..\n", 250, "\r\n..\r\n" + smuggled}, // no unstuffing after a bare LF
 		{`\n.\n\n.\n`, "\n.\n\n.\n", 250, "\r\n.\r\n\r\n.\r\n" + smuggled},
 		{`bare CR in line`, "\r\nab\rcd\r\n", 554, ""},
 		{`bare LF in header`, "", 250, ""}, // see below: stored with CRLF

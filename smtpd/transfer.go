@@ -52,13 +52,16 @@ func cmdData(c *conn, arg string) {
 // Only <CRLF>.<CRLF> ends the data (RFC 5321 §4.1.1.4): a "." line that
 // ends in a bare LF, or that follows a line ending in a bare LF
 // (<LF>.<LF>, <LF>.<CR><LF>, <CR><LF>.<LF>), is message content, kept as
-// it is, never an end: no SMTP smuggling (CVE-2023-51764 class). A line
-// is whatever ends in LF; its length is not bounded here (the scanner and
-// MaxMessageSize bound what is kept), nor is anything buffered but the
-// "." or ".<CR>" at the start of a line. A line ending in <CR><CR><LF>
-// does not count as ending in CRLF either: a reader that takes the bare CR
-// as a line end sees an empty line there, and the "." after it would be
-// content to some and an end to others.
+// it is, never an end: no SMTP smuggling (CVE-2023-51764 class).
+// Dot-unstuffing, SMTP's transparency rule for CRLF lines, applies to the
+// lines after a CRLF: clients that end lines in bare LF (curl
+// --upload-file with a Unix text file) stuff only after CRLF, and their
+// "." lines must stay as they are. A line ending in <CR><CR><LF> does not
+// count as ending in CRLF either: a reader that takes the bare CR as a
+// line end sees an empty line there, and the "." after it would be content
+// to some and an end to others. A line is whatever ends in LF; its length
+// is not bounded here (the scanner and MaxMessageSize bound what is kept),
+// and nothing is buffered but the "." or ".<CR>" at the start of a line.
 type dataReader struct {
 	c         *conn
 	st        int
@@ -69,15 +72,15 @@ type dataReader struct {
 
 const (
 	drBOL   = iota // at the beginning of a line
-	drDot          // held: "." at the beginning of a line
-	drDotCR        // held: ".<CR>" at the beginning of a line
+	drDot          // held: "." at the beginning of a line after CRLF
+	drDotCR        // held: ".<CR>" at the beginning of a line after CRLF
 	drLine         // in a line
 )
 
 func (d *dataReader) Read(p []byte) (int, error) {
 	c := d.c
 	n := 0
-	for !d.done && len(p)-n >= 3 { // room for what is held, ".<CR><LF>"
+	for !d.done && len(p)-n >= 2 { // room for what is held, ".<CR>"
 		in := c.buf[c.r:c.w]
 		if len(in) == 0 {
 			if n > 0 {
@@ -90,7 +93,7 @@ func (d *dataReader) Read(p []byte) (int, error) {
 		}
 		switch d.st {
 		case drBOL:
-			if in[0] == '.' {
+			if in[0] == '.' && d.afterCRLF {
 				d.st = drDot
 				c.r++
 				continue
@@ -105,7 +108,7 @@ func (d *dataReader) Read(p []byte) (int, error) {
 				// ".<LF>": a bare LF never ends the data.
 				n += copy(p[n:], ".\n")
 				c.r++
-				d.st, d.afterCRLF, d.crs = drBOL, false, 0
+				d.st, d.afterCRLF = drBOL, false
 			default:
 				// A stuffed line: its first dot goes (RFC 5321 §4.5.2).
 				d.st = drLine
@@ -113,14 +116,8 @@ func (d *dataReader) Read(p []byte) (int, error) {
 		case drDotCR:
 			if in[0] == '\n' {
 				c.r++
-				if d.afterCRLF {
-					d.done = true // <CRLF>.<CRLF>
-					break
-				}
-				// <LF>.<CR><LF>: content.
-				n += copy(p[n:], ".\r\n")
-				d.st, d.afterCRLF, d.crs = drBOL, true, 0
-				continue
+				d.done = true // <CRLF>.<CRLF>
+				break
 			}
 			// ".<CR>" and more: a stuffed line beginning with CR.
 			p[n] = '\r'
@@ -178,6 +175,8 @@ func cmdBdat(c *conn, arg string) {
 	}
 	s := c.sess
 	switch {
+	case c.helo == "":
+		r = replyErr(503, 5, 5, 1, "Send EHLO first (RFC 5321 §4.1.4)")
 	case s.tx == nil:
 		r = replyErr(503, 5, 5, 1, "MAIL first (RFC 5321 §4.1.4)")
 	case len(s.tx.accounts) == 0:
