@@ -269,6 +269,9 @@ func parsePath(s string, null bool) (mbox, rest string, err error) {
 					return "", "", errPath
 				}
 			}
+			if isControl(s[i]) { // qtextSMTP, quoted-pairSMTP
+				return "", "", errPath
+			}
 			local.WriteByte(s[i])
 		}
 		if i == len(s) {
@@ -278,7 +281,7 @@ func parsePath(s string, null bool) (mbox, rest string, err error) {
 	} else { // Dot-string (and UTF-8, RFC 6531 §3.3)
 		i := 0
 		for ; i < len(s) && s[i] != '@'; i++ {
-			if c := s[i]; c <= ' ' || c == 0x7f || strings.IndexByte(`()<>[]:;\,"`, c) >= 0 {
+			if c := s[i]; c == ' ' || isControl(c) || strings.IndexByte(`()<>[]:;\,"`, c) >= 0 {
 				return "", "", errPath
 			}
 		}
@@ -296,7 +299,7 @@ func parsePath(s string, null bool) (mbox, rest string, err error) {
 	}
 	domain := s[1:end]
 	s = s[end:]
-	if domain == "" {
+	if domain == "" || strings.IndexFunc(domain, func(r rune) bool { return r < 0x80 && isControl(byte(r)) }) >= 0 {
 		return "", "", errPath
 	}
 	if bracket {
@@ -363,6 +366,8 @@ func decodeUTF8Xtext(s string) (string, error) {
 	}
 	return b.String(), nil
 }
+
+func isControl(c byte) bool { return c < ' ' || c == 0x7f }
 
 func isUpperHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' }
 
