@@ -80,7 +80,7 @@ func TestBDAT(t *testing.T) {
 }
 
 // TestDATAThenBDAT: a DATA message refused by the raw line check (a bare CR
-// that go-smtp's dot-unstuffing would hide) does not taint the next,
+// after a stuffed dot, ".\r\r\n") does not taint the next,
 // chunked, message.
 func TestDATAThenBDAT(t *testing.T) {
 	t.Parallel()

@@ -31,7 +31,7 @@ const (
 	DefaultMessageTimeout = time.Hour
 	// DefaultMinDataRate is the lowest average rate, in octets per second,
 	// that a DATA/BDAT transfer must keep once it has used up DataTimeout
-	// of credit (see guardConn.dataDeadline). Postfix ≥ 3.7 has the same
+	// of credit (see conn.dataDeadline). Postfix ≥ 3.7 has the same
 	// idea (smtpd_min_data_rate = 500, applied with
 	// smtpd_per_request_deadline, by default only under overload), on top
 	// of smtpd_timeout = 300 s per read; mox has a 30 s deadline per read
