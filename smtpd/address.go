@@ -12,7 +12,7 @@ import (
 	"github.com/postrider/postrider/mailstore"
 )
 
-// address is an envelope mailbox as go-smtp hands it over: source routes
+// address is an envelope mailbox as parsePath hands it over: source routes
 // ("@a,@b:") already dropped (RFC 5321 §4.1.2 allows ignoring them, and we
 // do: they never make us relay) and a quoted local part already unquoted.
 type address struct {

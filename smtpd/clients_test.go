@@ -104,12 +104,24 @@ func TestCurl(t *testing.T) {
 		"--mail-rcpt", "victim@elsewhere.example", "--upload-file", msgFile).CombinedOutput(); err == nil {
 		t.Errorf("relay accepted:\n%s", out)
 	}
+	// A Unix text file, lines ending in LF, sent as it is: stored with
+	// CRLF (bare LF normalized as Postfix's smtpd_forbid_bare_newline =
+	// normalize does), its "." lines intact (curl stuffs only after CRLF).
+	unix := "From: <s@remote.example>\nTo: <bob@example.org>\nSubject: curl unix\n\nHello from a Unix file.\n.starts with a dot\n.\nlast line\n"
+	must(t, os.WriteFile(msgFile, []byte(unix), 0o600))
+	run(t, curl, "-sS", "smtp://"+e.inbound+"/client.example", "--mail-from", "s@remote.example",
+		"--mail-rcpt", "bob@example.org", "--upload-file", msgFile)
 	msgs := e.inbox(e.bob)
-	e.expectSubjects(t, "bob", msgs, "curl inbound", "curl submission", "curl smtps")
-	for _, m := range msgs {
+	e.expectSubjects(t, "bob", msgs, "curl inbound", "curl submission", "curl smtps", "curl unix")
+	for _, m := range msgs[:3] {
 		if _, rest := body(t, m); !bytes.HasSuffix(rest, []byte("\r\n.starts with a dot\r\n")) {
 			t.Errorf("dot-stuffing not undone: %q", rest)
 		}
+	}
+	// curl ends data that does not end in CRLF with "\r\n.\r\n": one more,
+	// empty, line.
+	if _, rest := body(t, msgs[3]); string(rest) != strings.ReplaceAll(unix, "\n", "\r\n")+"\r\n" {
+		t.Errorf("Unix file stored as %q", rest)
 	}
 }
 

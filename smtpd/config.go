@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/postrider/postrider/internal/frontend"
 )
 
 // Defaults for the limits of Config left at zero. Every limit of the
@@ -30,7 +31,7 @@ const (
 	DefaultMessageTimeout = time.Hour
 	// DefaultMinDataRate is the lowest average rate, in octets per second,
 	// that a DATA/BDAT transfer must keep once it has used up DataTimeout
-	// of credit (see guardConn.dataDeadline). Postfix ≥ 3.7 has the same
+	// of credit (see conn.dataDeadline). Postfix ≥ 3.7 has the same
 	// idea (smtpd_min_data_rate = 500, applied with
 	// smtpd_per_request_deadline, by default only under overload), on top
 	// of smtpd_timeout = 300 s per read; mox has a 30 s deadline per read
@@ -58,8 +59,14 @@ const (
 	// readBufferSize is the per-connection input buffer; it must exceed
 	// maxAuthLine.
 	readBufferSize = 32 << 10
-	// tlsHandshakeTimeout bounds a TLS handshake (implicit or STARTTLS).
-	tlsHandshakeTimeout = 30 * time.Second
+	// maxParams bounds the ESMTP parameters of one MAIL or RCPT command
+	// (RFC 5321 §4.1.2 Mail-parameters); we know seven.
+	maxParams = 10
+	// maxEnvID bounds ENVID (RFC 3461 §4.4: 100 characters).
+	maxEnvID = 100
+	// maxMessageSizeCap bounds MaxMessageSize (1 TiB): sizes stay far from
+	// int64 overflow when chunks are added up.
+	maxMessageSizeCap = 1 << 40
 	// writeTimeout bounds writing one reply.
 	writeTimeout = time.Minute
 	// shutdownWriteTimeout bounds writing the 421 sent at shutdown.
@@ -70,27 +77,17 @@ const (
 
 // Config configures a Server. Zero limits take the Default* values above.
 type Config struct {
-	// Hostname is the FQDN used in the greeting and Received: headers.
-	Hostname string
-	// TLS enables STARTTLS (RFC 3207) and implicit TLS (port 465); nil
-	// disables both. The server never negotiates below TLS 1.2.
-	TLS *tls.Config
-	// TrustedProxies are the prefixes whose connections must start with a
-	// PROXY protocol v1/v2 header giving the real client.
-	TrustedProxies []netip.Prefix
-	// AllowInsecureAuth allows AUTH without TLS from non-loopback clients.
-	AllowInsecureAuth bool
+	// Config holds what every frontend has: Hostname (the FQDN of the
+	// greeting and Received: fields), TLS (STARTTLS, RFC 3207, and port
+	// 465; nil disables both; never below TLS 1.2), TrustedProxies,
+	// AllowInsecureAuth (AUTH without TLS from non-loopback clients),
+	// MaxConnsPerIP and MaxConns (over all SMTP listeners of the server; 0
+	// or less = unlimited; beyond them a client gets 421 instead of the
+	// greeting), Logger and Metrics (the common frontend metrics).
+	frontend.Config
 
 	MaxMessageSize int64 // octets (SIZE); 0 = DefaultMaxMessageSize
 	MaxRecipients  int   // per transaction; 0 = DefaultMaxRecipients
-	// MaxConnsPerIP bounds open connections per client IP (IPv6 per /64)
-	// over all SMTP listeners; 0 or less = unlimited (as
-	// POSTRIDER_MAX_CONNS_PER_IP=0).
-	MaxConnsPerIP int
-	// MaxConns bounds open connections over all SMTP listeners of this
-	// server; beyond it a client gets 421 instead of the greeting. 0 or
-	// less = unlimited (as POSTRIDER_MAX_CONNS=0).
-	MaxConns int
 	// MaxErrors is how many error replies a client may provoke before it
 	// is disconnected; 0 = DefaultMaxErrors.
 	MaxErrors int
@@ -112,9 +109,6 @@ type Config struct {
 	// SpoolMemory is how many octets of a message are kept in memory
 	// before spooling to disk; 0 = DefaultSpoolMemory.
 	SpoolMemory int64
-
-	// Logger receives the server's logs; nil = slog.Default().
-	Logger *slog.Logger
 }
 
 // withDefaults validates cfg and fills in defaults.
@@ -135,10 +129,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
-	if cfg.MaxMessageSize > 1<<32-1 {
-		// go-smtp parses SIZE= as a 32-bit value and BDAT sizes likewise.
-		return cfg, fmt.Errorf("smtpd: MaxMessageSize %d over 4 GiB", cfg.MaxMessageSize)
+	if cfg.MaxMessageSize > maxMessageSizeCap {
+		return cfg, fmt.Errorf("smtpd: MaxMessageSize %d over %d", cfg.MaxMessageSize, int64(maxMessageSizeCap))
 	}
+	// For the kit, 0 means no limit.
+	cfg.MaxConnsPerIP, cfg.MaxConns = max(cfg.MaxConnsPerIP, 0), max(cfg.MaxConns, 0)
 	if cfg.MaxRecipients == 0 {
 		cfg.MaxRecipients = DefaultMaxRecipients
 	}

@@ -9,309 +9,260 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/postrider/postrider/internal/netutil"
+	"github.com/postrider/postrider/internal/frontend"
 )
 
-// guardConn is the net.Conn that go-smtp reads from and writes to. It sits
-// between go-smtp and the socket and does, on our side, what go-smtp v0.25.1
-// gets wrong or leaves out:
-//
-//   - Line discipline (RFC 5321 §2.3.8): go-smtp reads commands with
-//     net/textproto, which accepts a bare LF as a line end and keeps a bare
-//     CR inside a line. guardConn hands go-smtp one complete command line at
-//     a time and closes the connection on any bare CR or LF in a command.
-//     (Message data is checked in the session, see scan.go.)
-//   - STARTTLS (RFC 3207): guardConn runs the TLS layer itself, so that go-smtp
-//     only ever sees guardConn and the line discipline above also holds
-//     inside TLS. Plaintext pipelined after STARTTLS is discarded
-//     (RFC 3207 §4.2, CVE-2011-0411), and go-smtp's transaction state is reset
-//     with a synthetic RSET whose reply is swallowed.
-//   - Timeouts: a per-command timeout, and during DATA/BDAT a per-read
-//     inactivity timeout plus a whole-message timeout (go-smtp's one
-//     deadline, set before the DATA command, would cut off a slow but live
-//     upload).
-//   - Limits: command line length, error replies before disconnect,
-//     connections per IP and in all, the minimum DATA/BDAT rate, and the
-//     PROXY protocol header.
-//   - Shutdown: a 421 to a client waiting between commands.
-//
-// To know what the bytes it hands over are, guardConn mirrors go-smtp's
-// reader exactly: command lines, DATA content up to go-smtp's end-of-data
-// state (entered only after go-smtp replied 354), BDAT chunks of the size
-// go-smtp will read, and SASL response lines (after a 334 reply).
-type guardConn struct {
-	srv         *Server
-	raw         net.Conn
-	role        role
-	implicitTLS bool
-	id          string
-	log         *slog.Logger
-	start       time.Time
+// conn is one SMTP connection: its transport, input buffer and reply
+// writer, its greeting and TLS state, and the session that holds the mail
+// transaction. Everything but the writer and the shutdown flags is used
+// only by the connection's own goroutine.
+type conn struct {
+	srv       *Server
+	cfg       *Config
+	fc        *frontend.Conn
+	role      role
+	roleLabel string
+	log       *slog.Logger
+	sess      *session
 
-	initOnce  sync.Once
-	initErr   error
-	remote    netip.Addr
-	limited   bool // holds a ConnLimiter slot
-	closeOnce sync.Once
+	// Input: buf[r:w] is read but not yet consumed.
+	buf  []byte
+	r, w int
 
-	mu            sync.Mutex // guards the fields below
-	tr            net.Conn   // raw, or a *tls.Conn over raw
-	tlsState      *tls.ConnectionState
-	epoch         int // incremented at STARTTLS
-	greetedEpoch  int // epoch of the last successful EHLO/HELO, -1 = none
-	greetEHLO     bool
-	idle          bool
-	closing       bool // Shutdown: close at the next idle point
-	closed        bool
-	lastReply     int
-	authenticated bool
-	rawDataErr    error // bare CR/LF or NUL in the raw DATA stream
+	helo string // the EHLO/HELO argument; "" = not greeted (since STARTTLS)
+	ehlo bool   // the greeting was EHLO
 
-	wmu sync.Mutex // serialises writes; guards the write-side fields
-	// Write-side state (reply filter).
-	greetPending int // 1 = EHLO reply expected, 2 = HELO reply expected
-	swallow      int // replies to drop (the synthetic RSET's)
-	errCount     int
-	wbuf         []byte
+	verb  string    // the command being served (metrics label)
+	start time.Time // ... and when it began
 
-	// Read-side state, used only by the goroutine go-smtp reads from.
-	buf         []byte
-	r, w        int
-	out         []byte // classified bytes not yet handed to go-smtp
-	inject      []byte // synthetic input
-	mode        readMode
-	chunkLeft   int64
-	dstate      int
-	afterDATA   bool
-	saslPending bool
-	inBDAT      bool
-	msgStart    time.Time
-	msgBytes    int64  // octets read during the transfer that began at msgStart
-	verb        string // verb of the last command handed over (metrics)
-	dead        error  // a timeout during a transfer: the session is over
-	deadReplied bool   // ... and its reply was written
-	rawScan     rawScan
+	msgStart time.Time // the message transfer in progress began
+	msgBytes int64     // octets read since msgStart
+	dead     error     // the transfer failed in transport: reply and close
+
+	wmu      sync.Mutex // the writer: out, errCount, closing the transport
+	out      []byte
+	errCount int
+
+	mu       sync.Mutex // guards the fields below
+	nc       net.Conn   // fc.Net, or the TLS connection after STARTTLS
+	tlsState *tls.ConnectionState
+	idle     bool // waiting for a command with nothing buffered
+	closing  bool // Shutdown began: close before the next command
+	closed   bool
 }
 
-type readMode int
+// errConnClosed ends a connection the server closed.
+var errConnClosed = fmt.Errorf("smtpd: connection closed: %w", net.ErrClosed)
 
-const (
-	modeCommand readMode = iota
-	modeData             // DATA content, up to and including the end marker
-	modeChunk            // the octets of a BDAT chunk (RFC 3030 §2)
+// Command line errors; each ends the connection with a 500.
+var (
+	errLineTooLong = errors.New("command line too long")
+	errBareNewline = errors.New("bare CR or LF in a command line")
 )
 
-// errConnClosed wraps net.ErrClosed so that go-smtp ends the session
-// quietly (it checks errors.Is(err, net.ErrClosed)).
-var errConnClosed = fmt.Errorf("smtpd: connection closed by server: %w", net.ErrClosed)
-
-func newGuardConn(s *Server, raw net.Conn, r role, implicitTLS bool) *guardConn {
-	c := &guardConn{
-		srv: s, raw: raw, tr: raw, role: r, implicitTLS: implicitTLS,
-		id: newID(), start: time.Now(), greetedEpoch: -1,
-		buf: make([]byte, readBufferSize),
+func newConn(s *Server, fc *frontend.Conn) *conn {
+	c := &conn{
+		srv: s, cfg: &s.cfg, fc: fc, log: fc.Log, roleLabel: fc.Role,
+		buf: make([]byte, readBufferSize), nc: fc.Net, verb: "CONNECT", start: time.Now(),
 	}
-	c.log = s.log.With("conn", c.id, "role", c.roleLabel())
+	if fc.Role != labelInbound {
+		c.role = roleSubmission
+	}
+	if tc, ok := fc.Net.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		c.tlsState = &st
+	}
+	c.sess = &session{srv: s, c: c}
 	return c
 }
 
-func (c *guardConn) roleLabel() string {
-	if c.role == roleInbound {
-		return "inbound"
-	}
-	if c.implicitTLS {
-		return "submissions"
-	}
-	return "submission"
-}
-
-// ensureInit reads the PROXY header (through the listener's conn), applies
-// the per-IP limit and does the implicit TLS handshake, once, on the
-// connection's own goroutine (so the accept loop never blocks).
-func (c *guardConn) ensureInit() error {
-	c.initOnce.Do(func() { c.initErr = c.init() })
-	return c.initErr
-}
-
-func (c *guardConn) init() error {
-	peer := netutil.PeerOf(c.raw) // reads the PROXY header if required
-	c.remote = peer.IP
-	if netutil.HeaderFailed(c.raw) {
-		// A trusted proxy's connection without a valid header: never fall
-		// back to the proxy's own (perhaps loopback) address.
-		connRejected.WithLabelValues("proxy_header").Inc()
-		c.log.Warn("connection without a valid PROXY header from a trusted proxy", "proxy", peer.Proxy.String())
-		c.closeTransport()
-		return errConnClosed
-	}
-	c.log = c.log.With(peer.LogAttrs()...)
-	if err := c.srv.limiter.Acquire(c.remote); err != nil {
-		reason, text := "per_ip_limit", "Too many connections from your address, try again later"
-		if errors.Is(err, netutil.ErrGlobalLimit) {
-			reason, text = "global_limit", "Too many connections, try again later"
+// serve runs the connection: greeting, then commands until QUIT, an error
+// that ends it, or shutdown.
+func (c *conn) serve() {
+	defer c.sess.release()
+	defer c.close()
+	c.fc.OnShutdown(c.onShutdown)
+	// RFC 5321 §4.2: the greeting starts with our domain.
+	c.sendf(220, "%s ESMTP Postrider", c.cfg.Hostname)
+	for !c.isClosed() {
+		line, err := c.readCommand()
+		if err != nil {
+			c.commandFailed(err)
+			return
 		}
-		connRejected.WithLabelValues(reason).Inc()
-		c.log.Warn("connection refused", "err", err)
-		// On port 465 the refusal is sent inside TLS (RFC 8314 §3.3): a
-		// client cannot read anything else.
-		if !c.implicitTLS || c.handshake() == nil {
-			// RFC 5321 §3.1: 421 instead of the greeting, then close.
-			c.writeRaw("421 4.7.0 " + c.srv.cfg.Hostname + " " + text)
-		}
-		c.closeTransport()
-		return errConnClosed
+		c.dispatch(string(line))
 	}
-	c.limited = true
-	if c.implicitTLS {
-		if err := c.handshake(); err != nil {
-			return err
-		}
-	}
-	c.log.Debug("connection opened")
-	return nil
 }
 
-// handshake runs the server side of a TLS handshake on raw.
-func (c *guardConn) handshake() error {
-	tc := tls.Server(c.raw, c.srv.cfg.TLS)
-	ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
-	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
-		connRejected.WithLabelValues("tls_handshake").Inc()
-		c.log.Info("TLS handshake failed", "err", err)
-		c.closeTransport()
-		return errConnClosed
+// dispatch runs one command line (without its CRLF).
+func (c *conn) dispatch(line string) {
+	verb, arg, _ := strings.Cut(line, " ")
+	verb = strings.ToUpper(verb)
+	c.verb, c.start = metricVerb(verb), time.Now()
+	c.trace("C: " + maskCommand(verb, line))
+	cmd, ok := commands[verb]
+	switch {
+	case !ok:
+		// RFC 5321 §4.2.4: 500 for a command not recognized.
+		c.reply(replyErr(500, 5, 5, 2, "Command unrecognized"))
+	case cmd.greeted && c.helo == "":
+		// RFC 5321 §4.1.4 (and RFC 3207 §4.2 after STARTTLS).
+		c.reply(replyErr(503, 5, 5, 1, "Send EHLO first (RFC 5321 §4.1.4)"))
+	default:
+		cmd.run(c, arg)
 	}
-	st := tc.ConnectionState()
-	c.mu.Lock()
-	c.tr, c.tlsState = tc, &st
-	c.epoch++
-	c.mu.Unlock()
-	c.log.Debug("TLS established", "version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite))
-	return nil
 }
 
-// Read hands go-smtp the next classified bytes.
-func (c *guardConn) Read(p []byte) (int, error) {
-	if err := c.ensureInit(); err != nil {
+// commandFailed ends the connection after a command could not be read.
+func (c *conn) commandFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errLineTooLong):
+		lineTooLong.Inc()
+		c.reply(replyErr(500, 5, 5, 2, "Line too long (RFC 5321 §4.5.3.1.4), closing connection"))
+	case errors.Is(err, errBareNewline):
+		// RFC 5321 §2.3.8 allows CR and LF only together as CRLF; a server
+		// that guesses where such a line ends is open to SMTP smuggling
+		// (CVE-2023-51764 class).
+		bareNewline.WithLabelValues("command").Inc()
+		c.log.Info("bare CR or LF in a command line; closing")
+		c.reply(replyErr(500, 5, 5, 2, "Bare CR or LF in command line (RFC 5321 §2.3.8), closing connection"))
+	case errors.As(err, &ne) && ne.Timeout():
+		// RFC 5321 §4.5.3.2.7: the server's timeout.
+		c.reply(replyErr(421, 4, 4, 2, c.cfg.Hostname+" Timeout waiting for a command, closing connection"))
+	}
+}
+
+// readCommand reads the next command line.
+func (c *conn) readCommand() ([]byte, error) {
+	return c.readLine(maxCommandLine, true)
+}
+
+// readLine returns the next line without its CRLF, valid until the next
+// read. The line must end in CRLF and hold no other CR or LF (RFC 5321
+// §2.3.8); it may be at most limit octets with its CRLF (maxCommandLine
+// for a command, RFC 5321 §4.5.3.1.4, raised to maxAuthLine for AUTH and
+// SASL responses, RFC 4954 §4). A command waits at most CommandTimeout;
+// between commands the connection is idle, and Shutdown answers 421.
+func (c *conn) readLine(limit int, command bool) ([]byte, error) {
+	for {
+		pending := c.buf[c.r:c.w]
+		if command && hasPrefixFold(pending, "AUTH ") {
+			limit = maxAuthLine
+		}
+		if i := bytes.IndexByte(pending, '\n'); i >= 0 {
+			if i+1 > limit {
+				return nil, errLineTooLong
+			}
+			line := pending[:i+1]
+			c.r += i + 1
+			if !validLine(line) {
+				return nil, errBareNewline
+			}
+			return line[:i-1], nil
+		}
+		// A CR not followed by LF is refused without waiting for the end
+		// of the line.
+		if j := bytes.IndexByte(pending, '\r'); j >= 0 && j+1 < len(pending) {
+			return nil, errBareNewline
+		}
+		if len(pending) >= limit {
+			return nil, errLineTooLong
+		}
+		idle := command && len(pending) == 0
+		if idle && !c.setIdle(true) {
+			c.shutdownReply()
+			return nil, errConnClosed
+		}
+		_, err := c.fill(time.Now().Add(c.cfg.CommandTimeout))
+		if idle {
+			c.setIdle(false)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// validLine reports whether line ends in CRLF and has no other CR or LF.
+func validLine(line []byte) bool {
+	n := len(line)
+	if n < 2 || line[n-2] != '\r' || line[n-1] != '\n' {
+		return false
+	}
+	return bytes.IndexByte(line[:n-2], '\r') < 0 && bytes.IndexByte(line[:n-2], '\n') < 0
+}
+
+// fill reads more input; before it waits for the client it sends the
+// buffered replies (RFC 2920 §3.1: a pipelined group's replies go out
+// together, when the server would otherwise wait).
+func (c *conn) fill(deadline time.Time) (int, error) {
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+	} else if c.w == len(c.buf) {
+		c.w = copy(c.buf, c.buf[c.r:c.w])
+		c.r = 0
+	}
+	if err := c.flush(); err != nil {
 		return 0, err
 	}
-	if c.deadReplied {
-		// The reply to a timed-out transfer is out: end the session.
-		c.closeTransport()
+	nc := c.transport()
+	_ = nc.SetReadDeadline(deadline)
+	n, err := nc.Read(c.buf[c.w:])
+	c.w += n
+	if c.isClosed() {
 		return 0, errConnClosed
 	}
-	for {
-		if len(c.inject) > 0 {
-			n := copy(p, c.inject)
-			c.inject = c.inject[n:]
-			return n, nil
-		}
-		if len(c.out) > 0 {
-			n := copy(p, c.out)
-			c.out = c.out[n:]
-			return n, nil
-		}
-		if c.afterDATA {
-			// go-smtp reads message content only after it replied 354.
-			c.afterDATA = false
-			if c.takeLastReply() == 354 {
-				c.mode, c.dstate, c.msgStart, c.msgBytes = modeData, dsBeginLine, time.Now(), 0
-				c.verb = "MESSAGE"
-				c.setRawErr(nil)
-				c.rawScan = rawScan{}
-			}
-		}
-		switch c.mode {
-		case modeData:
-			if c.r == c.w {
-				if err := c.fillData(); err != nil {
-					return 0, err
-				}
-				continue
-			}
-			n, end := scanDataEnd(&c.dstate, c.buf[c.r:c.w])
-			if err := c.rawScan.scan(c.buf[c.r : c.r+n]); err != nil && c.rawErr() == nil {
-				// Seen before go-smtp's dot-unstuffing, which can hide a
-				// bare CR (".\r\r\n" comes out as "\r\n"); see session.Data.
-				c.setRawErr(err)
-			}
-			c.out = c.buf[c.r : c.r+n]
-			c.r += n
-			if end {
-				c.mode = modeCommand
-			}
-		case modeChunk:
-			if c.chunkLeft == 0 {
-				c.mode = modeCommand
-				continue
-			}
-			if c.r == c.w {
-				if err := c.fillData(); err != nil {
-					return 0, err
-				}
-				continue
-			}
-			n := min(int64(c.w-c.r), c.chunkLeft)
-			c.out = c.buf[c.r : c.r+int(n)]
-			c.r += int(n)
-			c.chunkLeft -= n
-		default:
-			if err := c.nextCommand(); err != nil {
-				return 0, err
-			}
-		}
+	if n > 0 {
+		return n, nil
 	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return 0, err
 }
 
-// fillData reads message content; a timeout ends the session once the
-// reply to the transfer has been written. Nothing of the message is
-// stored: go-smtp's reader fails, so the session never delivers it.
-func (c *guardConn) fillData() error {
-	deadline, slow := c.dataDeadline()
-	n, err := c.fillN(deadline)
-	c.msgBytes += int64(n)
-	if errors.Is(err, io.EOF) {
-		// The client closed the connection (or half-closed it) before the
-		// end of the DATA content or of the BDAT chunk it announced. A
-		// plain io.EOF here would end go-smtp's BDAT io.Copy as if the
-		// chunk were complete, and BDAT LAST would be delivered and
-		// acknowledged (RFC 3030 §2: a chunk is exactly its size). This
-		// error fails the transfer on every path; nothing is stored.
-		c.log.Info("connection closed during message transfer")
-		c.dead = errTransferCut
+// beginTransfer starts the clock of a DATA or BDAT transfer.
+func (c *conn) beginTransfer() {
+	c.msgStart, c.msgBytes = time.Now(), 0
+}
+
+// fillData reads message content. A timeout or a connection cut short
+// fails the transfer (c.dead): nothing is stored, and the connection
+// closes after the reply.
+func (c *conn) fillData() error {
+	if c.dead != nil {
 		return c.dead
+	}
+	deadline, slow := c.dataDeadline()
+	n, err := c.fill(deadline)
+	c.msgBytes += int64(n)
+	if err == nil {
+		return nil
 	}
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		// An *smtp.SMTPError, so that go-smtp's BDAT path replies with
-		// it instead of "554 ... read tcp ...: i/o timeout".
-		if slow {
-			c.log.Info("message transfer below the minimum rate", "octets", c.msgBytes,
-				"elapsed", time.Since(c.msgStart).Round(time.Millisecond), "min_rate", c.srv.cfg.MinDataRate)
-			c.dead = errTransferTooSlow
-		} else {
-			c.log.Info("timeout during message transfer")
-			c.dead = errTransferTimeout
-		}
-		return c.dead
+	switch {
+	case errors.As(err, &ne) && ne.Timeout() && slow:
+		c.log.Info("message transfer below the minimum rate", "octets", c.msgBytes,
+			"elapsed", time.Since(c.msgStart).Round(time.Millisecond), "min_rate", c.cfg.MinDataRate)
+		c.dead = errTransferTooSlow
+	case errors.As(err, &ne) && ne.Timeout():
+		c.log.Info("timeout during message transfer")
+		c.dead = errTransferTimeout
+	default:
+		// EOF (a close or half-close), a reset, or the server closing: the
+		// transfer is cut short (RFC 3030 §2: a chunk is exactly its size;
+		// DATA ends only with its end marker).
+		c.log.Info("connection closed during message transfer", "err", err)
+		c.dead = errTransferCut
 	}
-	return err
+	return c.dead
 }
-
-var (
-	errTransferTimeout = replyErr(421, 4, 4, 2, "Timeout while receiving the message, closing connection")
-	errTransferTooSlow = replyErr(421, 4, 4, 2, "Message transfer too slow, closing connection")
-)
-
-// errTransferCut: the connection ended in the middle of a message transfer.
-// An *smtp.SMTPError like errTransferTimeout, for the same reason; nobody
-// is left to read the reply.
-var errTransferCut = replyErr(451, 4, 4, 2, "Connection closed during the message transfer")
 
 // dataDeadline is when the next read of message content must have
 // returned: the earliest of DataTimeout of inactivity, MessageTimeout
@@ -319,8 +270,8 @@ var errTransferCut = replyErr(451, 4, 4, 2, "Connection closed during the messag
 // the transfer DataTimeout of credit plus one second for every MinDataRate
 // octets received (as Postfix's smtpd_min_data_rate extends its per-request
 // deadline); slow reports that it is the one that applies.
-func (c *guardConn) dataDeadline() (deadline time.Time, slow bool) {
-	cfg := &c.srv.cfg
+func (c *conn) dataDeadline() (deadline time.Time, slow bool) {
+	cfg := c.cfg
 	deadline = time.Now().Add(cfg.DataTimeout)
 	if end := c.msgStart.Add(cfg.MessageTimeout); end.Before(deadline) {
 		deadline = end
@@ -334,238 +285,101 @@ func (c *guardConn) dataDeadline() (deadline time.Time, slow bool) {
 	return deadline, false
 }
 
-// fill reads more input into buf.
-func (c *guardConn) fill(deadline time.Time) error {
-	_, err := c.fillN(deadline)
+// reply writes a reply (buffered until the server waits for input).
+func (c *conn) reply(r *reply) {
+	c.send(r.code, r.String()[4:])
+}
+
+// sendf writes a one-line reply with a formatted text.
+func (c *conn) sendf(code int, format string, args ...any) {
+	c.send(code, fmt.Sprintf(format, args...))
+}
+
+// send writes a reply of one or more lines (RFC 5321 §4.2.1: "code-" on
+// all but the last). It counts the command's result and the client's
+// errors: after MaxErrors it closes the connection with 421.
+func (c *conn) send(code int, lines ...string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	cs := strconv.Itoa(code)
+	for i, l := range lines {
+		sep := " "
+		if i < len(lines)-1 {
+			sep = "-"
+		}
+		c.out = append(c.out, cs+sep+l+"\r\n"...)
+		c.trace("S: " + cs + sep + l)
+	}
+	c.fc.Metrics().Command(c.verb, strconv.Itoa(code/100)+"xx", time.Since(c.start))
+	// 452 (too many recipients, RFC 5321 §4.5.3.1.10) is ordinary
+	// pipelining behaviour, not a client error.
+	if code >= 400 && code != 452 {
+		c.errCount++
+		if c.errCount == c.cfg.MaxErrors {
+			tooManyErrors.Inc()
+			c.log.Info("too many errors; closing")
+			c.out = append(c.out, "421 4.7.0 "+c.cfg.Hostname+" Too many errors, closing connection\r\n"...)
+			c.trace("S: 421 4.7.0 " + c.cfg.Hostname + " Too many errors, closing connection")
+			c.closeLocked()
+			return
+		}
+	}
+	if len(c.out) >= writeFlushSize {
+		_ = c.flushLocked()
+	}
+}
+
+// writeFlushSize is the buffered reply size that forces a write.
+const writeFlushSize = 4096
+
+func (c *conn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.flushLocked()
+}
+
+func (c *conn) flushLocked() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	nc := c.transport()
+	_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := nc.Write(c.out)
+	c.out = c.out[:0]
+	if err != nil {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		_ = c.fc.Raw.Close()
+	}
 	return err
 }
 
-// fillN is fill that also returns how many octets it read.
-func (c *guardConn) fillN(deadline time.Time) (int, error) {
-	if c.dead != nil {
-		return 0, c.dead
-	}
-	if c.r == c.w {
-		c.r, c.w = 0, 0
-	} else if c.w == len(c.buf) {
-		c.w = copy(c.buf, c.buf[c.r:c.w])
-		c.r = 0
-	}
-	// About to wait for the client: send what is buffered (RFC 2920 §3.1).
-	if err := c.flush(); err != nil {
-		return 0, err
-	}
-	tr := c.transport()
-	_ = tr.SetReadDeadline(deadline)
-	n, err := tr.Read(c.buf[c.w:])
-	c.w += n
-	if c.isClosed() {
-		return n, errConnClosed
-	}
-	if n > 0 {
-		return n, nil
-	}
-	if err == nil {
-		err = errors.New("smtpd: empty read")
-	}
-	return 0, err
-}
-
-// nextCommand classifies the next command line, reading until it is
-// complete.
-func (c *guardConn) nextCommand() error {
-	for {
-		pending := c.buf[c.r:c.w]
-		limit := maxCommandLine
-		if c.saslPending || hasPrefixFold(pending, "AUTH ") {
-			limit = maxAuthLine
-		}
-		if i := bytes.IndexByte(pending, '\n'); i >= 0 {
-			if i+1 > limit {
-				return c.refuseLongLine()
-			}
-			line := pending[:i+1]
-			c.r += i + 1
-			return c.command(line)
-		}
-		// A CR not followed by LF can be refused without waiting for the
-		// line to end.
-		if j := bytes.IndexByte(pending, '\r'); j >= 0 && j+1 < len(pending) {
-			return c.refuseBareNewline()
-		}
-		if len(pending) >= limit {
-			return c.refuseLongLine()
-		}
-		idle := len(pending) == 0
-		if idle && !c.setIdle(true) {
-			// Shutdown is under way: tell the client (RFC 5321 §3.8).
-			c.writeReply("421 4.3.2 " + c.srv.cfg.Hostname + " Service shutting down, try again later")
-			c.closeTransport()
-			return errConnClosed
-		}
-		err := c.fill(time.Now().Add(c.srv.cfg.CommandTimeout))
-		if idle {
-			c.setIdle(false)
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// command checks one command line (with its CRLF) and decides what go-smtp
-// will do with the bytes that follow it.
-func (c *guardConn) command(line []byte) error {
-	if !validLine(line) {
-		return c.refuseBareNewline()
-	}
-	text := line[:len(line)-2]
-	prev := c.takeLastReply()
-	if c.saslPending && prev == 334 {
-		// A SASL response (RFC 4954 §4), never a command.
-		c.trace("C: <SASL response>")
-		c.out = line
-		return nil
-	}
-	c.saslPending = false
-	verb := commandVerb(text)
-	c.verb = verb
-	c.trace("C: " + maskCommand(verb, text))
-	if c.srv.cfg.TLS != nil && hasPrefixFold(text, "STARTTLS") {
-		c.verb = "STARTTLS"
-		return c.startTLS(text)
-	}
-	if verb != "BDAT" {
-		c.inBDAT = false
-	}
-	switch verb {
-	case "DATA":
-		c.afterDATA = true
-	case "BDAT":
-		if size, last, ok := bdatChunkSize(string(text)); ok {
-			c.mode, c.chunkLeft = modeChunk, size
-			if !c.inBDAT {
-				c.msgStart, c.msgBytes = time.Now(), 0
-				c.setRawErr(nil) // only DATA uses the raw check
-			}
-			c.inBDAT = !last
-		}
-	case "RCPT":
-		line = rewriteBarePostmaster(line)
-	case "AUTH":
-		c.saslPending = true
-	case "EHLO":
-		c.setGreetPending(1)
-	case "HELO":
-		c.setGreetPending(2)
-	}
-	c.out = line
-	return nil
-}
-
-// refuseLongLine ends the connection on an over-long command line (the
-// rest of the line cannot be told from the next command).
-func (c *guardConn) refuseLongLine() error {
-	lineTooLong.Inc()
-	c.writeReply("500 5.5.2 Line too long (RFC 5321 §4.5.3.1.4), closing connection")
-	c.closeTransport()
-	return errConnClosed
-}
-
-// refuseBareNewline ends the connection on a bare CR or LF in a command
-// line: RFC 5321 §2.3.8 allows CR and LF only together as CRLF, and a
-// server that guesses where such a line ends is open to SMTP smuggling
-// (CVE-2023-51764 class).
-func (c *guardConn) refuseBareNewline() error {
-	bareNewline.WithLabelValues("command").Inc()
-	c.log.Info("bare CR or LF in a command line; closing")
-	c.writeReply("500 5.5.2 Bare CR or LF in command line (RFC 5321 §2.3.8), closing connection")
-	c.closeTransport()
-	return errConnClosed
-}
-
-// startTLS answers STARTTLS (RFC 3207 §4) and switches to TLS.
-func (c *guardConn) startTLS(text []byte) error {
-	switch {
-	case len(text) != len("STARTTLS"):
-		c.writeReply("501 5.5.4 Syntax error: STARTTLS takes no parameters (RFC 3207 §4)")
-		return nil
-	case c.TLS() != nil:
-		c.writeReply("503 5.5.1 TLS already active")
-		return nil
-	case c.isAuthenticated():
-		c.writeReply("503 5.5.1 STARTTLS not permitted after AUTH")
-		return nil
-	}
-	c.writeReply("220 2.0.0 Ready to start TLS")
-	if err := c.flush(); err != nil {
-		c.closeTransport()
-		return errConnClosed
-	}
-	// RFC 3207 §4.2: nothing the client sent before TLS is in place may
-	// be acted on afterwards (CVE-2011-0411).
-	if n := c.w - c.r; n > 0 {
-		discardedPlaintext.Add(float64(n))
-		c.log.Info("discarded plaintext pipelined after STARTTLS", "bytes", n)
-	}
-	c.r, c.w = 0, 0
-	if err := c.handshake(); err != nil {
-		return err
-	}
-	// "discard any knowledge obtained from the client" (RFC 3207 §4.2):
-	// reset go-smtp's transaction as if by RSET, and swallow its reply.
-	// EHLO is required again (see session.Mail).
-	c.inject = []byte("RSET\r\n")
-	c.wmu.Lock()
-	c.swallow++
-	c.wmu.Unlock()
-	return nil
-}
-
-func (c *guardConn) transport() net.Conn {
+// onShutdown is the first stage of the kit's Shutdown: a client waiting
+// for a command gets 421 now (RFC 5321 §3.8); one in the middle of a
+// command (a transfer, a delivery) gets it before its next command.
+func (c *conn) onShutdown() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.tr
-}
-
-func (c *guardConn) takeLastReply() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.lastReply
-	c.lastReply = 0
-	return r
-}
-
-func (c *guardConn) setRawErr(err error) {
-	c.mu.Lock()
-	c.rawDataErr = err
+	c.closing = true
+	idle := c.idle && !c.closed
 	c.mu.Unlock()
+	if idle {
+		c.shutdownReply()
+	}
 }
 
-func (c *guardConn) rawErr() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.rawDataErr
-}
-
-// takeRawErr returns and clears the raw DATA check's result.
-func (c *guardConn) takeRawErr() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	err := c.rawDataErr
-	c.rawDataErr = nil
-	return err
-}
-
-func (c *guardConn) setGreetPending(v int) {
+func (c *conn) shutdownReply() {
 	c.wmu.Lock()
-	c.greetPending = v
-	c.wmu.Unlock()
+	defer c.wmu.Unlock()
+	line := "421 4.3.2 " + c.cfg.Hostname + " Service shutting down, try again later"
+	c.out = append(c.out, line+"\r\n"...)
+	c.trace("S: " + line)
+	c.closeLocked()
 }
 
 // setIdle marks the connection as waiting for a command; false if
 // Shutdown asked it to close.
-func (c *guardConn) setIdle(v bool) bool {
+func (c *conn) setIdle(v bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if v && c.closing {
@@ -575,63 +389,76 @@ func (c *guardConn) setIdle(v bool) bool {
 	return true
 }
 
-func (c *guardConn) isClosed() bool {
+// close sends what is buffered and closes the connection (with a TLS
+// close_notify).
+func (c *conn) close() {
+	if c.wmu.TryLock() {
+		defer c.wmu.Unlock()
+		c.closeLocked()
+		return
+	}
+	// A write is blocked: just close.
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	_ = c.fc.Raw.Close()
+}
+
+func (c *conn) closeLocked() {
+	c.mu.Lock()
+	already := c.closed
+	c.closed = true
+	nc := c.nc
+	c.mu.Unlock()
+	if already {
+		return
+	}
+	_ = nc.SetWriteDeadline(time.Now().Add(shutdownWriteTimeout))
+	_ = c.flushLocked()
+	if tc, ok := nc.(*tls.Conn); ok {
+		_ = tc.Close()
+	}
+	_ = c.fc.Raw.Close()
+}
+
+func (c *conn) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closed
 }
 
-// TLS returns the TLS state, nil without TLS.
-func (c *guardConn) TLS() *tls.ConnectionState {
+func (c *conn) transport() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nc
+}
+
+// tls returns the TLS state, nil without TLS.
+func (c *conn) tls() *tls.ConnectionState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.tlsState
 }
 
-// greetedSinceTLS reports whether EHLO/HELO succeeded since the last TLS
-// change (RFC 3207 §4.2).
-func (c *guardConn) greetedSinceTLS() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.greetedEpoch == c.epoch
+// trace logs a protocol line at LevelTrace.
+func (c *conn) trace(msg string) {
+	if c.log.Enabled(context.Background(), LevelTrace) {
+		c.log.Log(context.Background(), LevelTrace, msg)
+	}
 }
 
-// lastGreetEHLO reports whether the last successful greeting was EHLO.
-func (c *guardConn) lastGreetEHLO() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.greetEHLO
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
 }
 
-func (c *guardConn) setAuthenticated() {
-	c.mu.Lock()
-	c.authenticated = true
-	c.mu.Unlock()
-}
-
-func (c *guardConn) isAuthenticated() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.authenticated
-}
-
-// Close is called by go-smtp when the session ends.
-func (c *guardConn) Close() error {
-	c.closeOnce.Do(func() {
-		c.closeTransport()
-		if c.limited {
-			c.srv.limiter.Release(c.remote)
+// maskCommand renders a command line for the protocol trace without
+// secrets: an AUTH initial response is masked.
+func maskCommand(verb, line string) string {
+	if verb == "AUTH" {
+		f := strings.Fields(line)
+		if len(f) > 2 {
+			return f[0] + " " + f[1] + " <initial response>"
 		}
-		c.srv.removeConn(c)
-		c.log.Debug("connection closed", "duration", time.Since(c.start).Round(time.Millisecond))
-	})
-	return nil
+	}
+	return line
 }
-
-func (c *guardConn) LocalAddr() net.Addr  { return c.raw.LocalAddr() }
-func (c *guardConn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
-
-// Deadlines are managed by guardConn itself; go-smtp's are ignored.
-func (c *guardConn) SetDeadline(time.Time) error      { return nil }
-func (c *guardConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *guardConn) SetWriteDeadline(time.Time) error { return nil }

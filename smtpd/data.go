@@ -2,58 +2,58 @@ package smtpd
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"time"
-
-	smtp "github.com/emersion/go-smtp"
 
 	"github.com/postrider/postrider/mailstore"
 )
 
-// Data receives a message (DATA, RFC 5321 §4.1.1.4, or the BDAT chunks of
-// RFC 3030 joined by go-smtp), checks it while spooling it (bounded memory,
-// then an unlinked temporary file), and delivers it to every recipient in
-// one store transaction. The 250 reply is returned only after that
-// transaction committed; nothing is stored for a refused message.
-func (s *session) Data(r io.Reader) error {
-	s.mu.Lock()
-	tx, acct, log := s.tx, s.account, s.log
-	s.mu.Unlock()
-	roleL := s.gc.roleLabel()
-	if tx == nil || len(tx.accounts) == 0 {
-		return replyErr(503, 5, 5, 1, "No valid recipients (RFC 5321 §4.1.1.4)")
+// beginMessage prepares to receive the transaction's message (DATA, or
+// the first BDAT chunk): its content goes through s.msg.
+func (s *session) beginMessage() {
+	cfg := &s.srv.cfg
+	s.spool.reset(cfg.SpoolDir, cfg.SpoolMemory)
+	s.msg = msgWriter{
+		sc: newDataScanner(cfg.MaxHeaderBytes, s.c.role == roleSubmission),
+		sp: &s.spool, max: cfg.MaxMessageSize, tmp: s.msg.tmp[:0],
 	}
+}
+
+// failMessage ends a transaction whose message was refused or cut short,
+// counts it and returns the reply.
+func (s *session) failMessage(err error) *reply {
+	r, reason := readReply(err)
+	messagesRejected.WithLabelValues(s.c.roleLabel, reason).Inc()
+	s.c.log.Info("message refused", "reason", reason, "err", err)
+	s.spool.release()
+	s.tx = nil
+	return r
+}
+
+// endMessage checks a completely received message and delivers it to
+// every recipient in one store transaction. The 250 reply is returned
+// only after that transaction committed; nothing is stored for a refused
+// message. The transaction ends either way (RFC 5321 §4.1.1.4).
+func (s *session) endMessage() *reply {
+	tx, acct, log := s.tx, s.account, s.c.log
+	roleL := s.c.roleLabel
+	if err := s.msg.finish(); err != nil {
+		return s.failMessage(err)
+	}
+	defer s.spool.release()
+	s.tx = nil
 	id := newID()
 	log = log.With("msgid", id)
-	cfg := &s.srv.cfg
-
-	sp := &s.spool
-	sp.reset(cfg.SpoolDir, cfg.SpoolMemory)
-	defer sp.release()
-	sc := newDataScanner(cfg.MaxHeaderBytes, s.gc.role == roleSubmission)
-	size, err := copyScanned(sp, r, &sc, cfg.MaxMessageSize)
-	if err == nil {
-		err = sc.finish()
+	if s.msg.bareLF > 0 {
+		bareNewline.WithLabelValues("data_lf").Inc()
+		log.Info("bare LF line endings stored as CRLF", "lines", s.msg.bareLF)
 	}
-	if rerr := s.gc.takeRawErr(); rerr != nil && (err == nil || errors.Is(err, smtp.ErrDataTooLarge)) {
-		// What guardConn saw before go-smtp's dot-unstuffing (DATA only).
-		err = rerr
-	}
-	if err != nil {
-		reply, reason := readReply(err)
-		messagesRejected.WithLabelValues(roleL, reason).Inc()
-		log.Info("message refused", "reason", reason, "err", err)
-		return reply
-	}
-	if s.gc.role == roleSubmission {
-		if reply := s.checkFrom(sc.header); reply != nil {
+	if s.c.role == roleSubmission {
+		if reply := s.checkFrom(s.msg.sc.header); reply != nil {
 			messagesRejected.WithLabelValues(roleL, "from_not_owned").Inc()
 			log.Info("message refused", "reason", "from_not_owned")
 			return reply
@@ -62,7 +62,7 @@ func (s *session) Data(r io.Reader) error {
 
 	now := time.Now()
 	trace := s.traceHeaders(tx, id, acct, now)
-	body, err := sp.reader()
+	body, err := s.spool.reader()
 	if err != nil {
 		log.Error("spool failure", "err", err)
 		messagesRejected.WithLabelValues(roleL, "spool_error").Inc()
@@ -78,7 +78,7 @@ func (s *session) Data(r io.Reader) error {
 	for i, a := range tx.accounts {
 		d.Recipients[i] = mailstore.Recipient{AccountID: a}
 	}
-	ctx, cancel := context.WithTimeout(s.srv.ctx, cfg.DeliverTimeout)
+	ctx, cancel := s.ctx()
 	defer cancel()
 	t0 := time.Now()
 	res, err := s.srv.store.Deliver(ctx, d)
@@ -94,44 +94,95 @@ func (s *session) Data(r io.Reader) error {
 		return reply
 	}
 	messagesAccepted.WithLabelValues(roleL).Inc()
-	bytesReceived.WithLabelValues(roleL).Add(float64(size))
+	bytesReceived.WithLabelValues(roleL).Add(float64(s.msg.n))
 	log.Info("delivered", "from", tx.from, "rcpts", len(tx.rcpts), "copies", len(res.Delivered),
 		"size", res.Size, "latency", time.Since(t0).Round(time.Microsecond))
-	// go-smtp writes an *SMTPError returned by Data as the reply, whatever
-	// its code; this is how the 250 carries the message id.
 	return replyErr(250, 2, 0, 0, "OK: message delivered, id="+id)
 }
 
-var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// msgWriter takes a message's content as it arrives (DATA after
+// dot-unstuffing, or BDAT chunks): it stores line endings as CRLF,
+// checks the content (dataScanner), counts it against MaxMessageSize and
+// spools it. A refusal is recorded in err, not returned: the rest of the
+// transfer is still read, and dropped, so that the session stays in step
+// with the client.
+type msgWriter struct {
+	sc     dataScanner
+	sp     *spool
+	max    int64
+	n      int64 // octets stored
+	bareLF int64 // bare LFs stored as CRLF
+	prevCR bool  // the last octet written was CR
+	err    error
+	tmp    []byte
+}
 
-// copyScanned copies r into w through the scanner, refusing more than max
-// octets; it returns the number of octets copied.
-func copyScanned(w io.Writer, r io.Reader, sc *dataScanner, max int64) (int64, error) {
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	buf := *bp
-	var total int64
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if serr := sc.scan(buf[:n]); serr != nil {
-				return total, serr
-			}
-			total += int64(n)
-			if total > max {
-				return total, errSize
-			}
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return total, werr
-			}
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
+func (w *msgWriter) Write(p []byte) (int, error) {
+	if w.err != nil || len(p) == 0 {
+		return len(p), nil
 	}
+	q := w.normalize(p)
+	if err := w.sc.scan(q); err != nil {
+		w.err = err
+		return len(p), nil
+	}
+	w.n += int64(len(q))
+	if w.n > w.max {
+		w.err = errSize
+		return len(p), nil
+	}
+	if _, err := w.sp.Write(q); err != nil {
+		w.err = err
+	}
+	return len(p), nil
+}
+
+// finish checks the end of the message and returns the first refusal.
+func (w *msgWriter) finish() error {
+	if w.err == nil {
+		w.err = w.sc.finish()
+	}
+	return w.err
+}
+
+// normalize turns every LF not preceded by CR into CRLF. RFC 5321 §2.3.8
+// allows CR and LF only together; like Postfix ≥ 3.9 with
+// smtpd_forbid_bare_newline = normalize, a line ending in a bare LF (a
+// Unix text file sent as is, e.g. by curl --upload-file) is taken as
+// ending in CRLF, so that no stored message has a bare LF for a later
+// reader to split at (CVE-2023-51764). What ends DATA is decided before,
+// on the raw input (dataReader): a bare LF never helps to end it. Bare CR
+// and NUL are left for the scanner to refuse.
+func (w *msgWriter) normalize(p []byte) []byte {
+	out, copied, from := p, false, 0
+	for off := 0; ; {
+		k := bytes.IndexByte(p[off:], '\n')
+		if k < 0 {
+			break
+		}
+		j := off + k
+		cr := w.prevCR
+		if j > 0 {
+			cr = p[j-1] == '\r'
+		}
+		if !cr {
+			if !copied {
+				out, copied = w.tmp[:0], true
+			}
+			out = append(out, p[from:j]...)
+			out = append(out, '\r')
+			from = j // the LF goes with the next piece
+			w.bareLF++
+		}
+		off = j + 1
+	}
+	w.prevCR = p[len(p)-1] == '\r'
+	if !copied {
+		return p
+	}
+	out = append(out, p[from:]...)
+	w.tmp = out
+	return out
 }
 
 // spool holds one message: up to memMax octets in memory, the rest in an
@@ -201,9 +252,9 @@ func (sp *spool) release() {
 // its delivery: RET, ENVID, and one line per recipient in RCPTS
 // ("<addr> NOTIFY=... ORCPT=type;addr"). nil when the client gave none.
 func dsnParams(tx *transaction) map[string]string {
-	any := tx.ret != "" || tx.envID != ""
+	any := tx.params.ret != "" || tx.params.envID != ""
 	for _, r := range tx.rcpts {
-		if len(r.notify) > 0 || r.orcpt != "" {
+		if len(r.params.notify) > 0 || r.params.orcpt != "" {
 			any = true
 		}
 	}
@@ -211,24 +262,20 @@ func dsnParams(tx *transaction) map[string]string {
 		return nil
 	}
 	p := make(map[string]string, 3)
-	if tx.ret != "" {
-		p["RET"] = string(tx.ret)
+	if tx.params.ret != "" {
+		p["RET"] = tx.params.ret
 	}
-	if tx.envID != "" {
-		p["ENVID"] = tx.envID
+	if tx.params.envID != "" {
+		p["ENVID"] = tx.params.envID
 	}
 	lines := make([]string, len(tx.rcpts))
 	for i, r := range tx.rcpts {
 		l := "<" + r.addr + ">"
-		if len(r.notify) > 0 {
-			ns := make([]string, len(r.notify))
-			for j, n := range r.notify {
-				ns[j] = string(n)
-			}
-			l += " NOTIFY=" + strings.Join(ns, ",")
+		if len(r.params.notify) > 0 {
+			l += " NOTIFY=" + strings.Join(r.params.notify, ",")
 		}
-		if r.orcpt != "" {
-			l += " ORCPT=" + string(r.orcptTy) + ";" + r.orcpt
+		if r.params.orcpt != "" {
+			l += " ORCPT=" + r.params.orcptType + ";" + r.params.orcpt
 		}
 		lines[i] = l
 	}
@@ -248,12 +295,12 @@ func (s *session) traceHeaders(tx *transaction, id string, acct *mailstore.Accou
 	}
 	b.WriteString(">\r\n")
 
-	ip := s.gc.remote
+	ip := s.c.fc.Peer.IP
 	lit := "[" + ip.String() + "]"
 	if ip.Is6() {
 		lit = "[IPv6:" + ip.String() + "]"
 	}
-	helo, ehlo := s.conn.Hostname(), s.gc.lastGreetEHLO()
+	helo, ehlo := s.c.helo, s.c.ehlo
 	h := sanitizeHelo(helo)
 	switch {
 	case !ip.IsValid() && h != "":
@@ -267,11 +314,11 @@ func (s *session) traceHeaders(tx *transaction, id string, acct *mailstore.Accou
 	default:
 		fmt.Fprintf(&b, "Received: from %s (helo=%s)", lit, heloComment(helo))
 	}
-	st := s.gc.TLS()
+	st := s.c.tls()
 	proto := "SMTP"
 	if ehlo {
 		proto = "ESMTP"
-		if tx.utf8 {
+		if tx.params.utf8 {
 			proto = "UTF8SMTP"
 		}
 	}

@@ -12,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/mailstore"
 )
 
-// Fuzz targets for the SMTP input handling that is ours: address parsing,
-// the data scanner, the From: header check, the end-of-data mirror, and the
-// whole guard + go-smtp + session stack on arbitrary client bytes.
+// Fuzz targets for every parser of network input: addresses, the data
+// scanner, the From: header check, and the whole server on arbitrary
+// client bytes; the command line, MAIL/RCPT parameter, DATA and BDAT
+// readers have theirs in wire_fuzz_test.go.
 
 func FuzzParseAddress(f *testing.F) {
 	for _, s := range []string{
@@ -168,30 +170,6 @@ func FuzzHeaderOriginators(f *testing.F) {
 	})
 }
 
-func FuzzScanDataEnd(f *testing.F) {
-	for _, s := range []string{".\r\n", "a\r\n.\r\n", "a\n.\n\r\n.\r\n", "a\r\r\n.\r\n", "..\r\n.\r\n", "\r\n\x00.\r\n"} {
-		f.Add([]byte(s), uint8(2))
-	}
-	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
-		st := dsBeginLine
-		whole, end := scanDataEnd(&st, data)
-		st = dsBeginLine
-		k := min(int(split), len(data))
-		n1, end1 := scanDataEnd(&st, data[:k])
-		total, endAll := n1, end1
-		if !end1 {
-			n2, end2 := scanDataEnd(&st, data[k:])
-			total, endAll = n1+n2, end2
-		}
-		if total != whole || endAll != end {
-			t.Fatalf("split at %d: (%d,%v), whole (%d,%v)", k, total, endAll, whole, end)
-		}
-		if end && !bytes.HasSuffix(data[:whole], []byte(".\r\n")) {
-			t.Fatalf("data ended without .CRLF: %q", data[:whole])
-		}
-	})
-}
-
 // fuzzStore is an in-memory store for FuzzSession: example.org has one
 // user; everything else is not local.
 type fuzzStore struct {
@@ -247,8 +225,8 @@ func (l *pipeListener) Accept() (net.Conn, error) {
 func (l *pipeListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
 func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25} }
 
-// FuzzSession feeds arbitrary client bytes to the whole stack (guardConn,
-// go-smtp, session) and checks that whatever is delivered has CR and LF
+// FuzzSession feeds arbitrary client bytes to the whole server (command
+// loop, readers, session) and checks that whatever is delivered has CR and LF
 // only as CRLF and no NUL, and that the server neither panics nor hangs.
 func FuzzSession(f *testing.F) {
 	seeds := []string{
@@ -266,9 +244,9 @@ func FuzzSession(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input []byte) {
 		st := &fuzzStore{}
 		srv, err := New(Config{
-			Hostname: "mx.example.org", MaxMessageSize: 4096, MaxHeaderBytes: 1024, MaxErrors: 50,
+			Config:         frontend.Config{Hostname: "mx.example.org", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+			MaxMessageSize: 4096, MaxHeaderBytes: 1024, MaxErrors: 50,
 			CommandTimeout: 30 * time.Millisecond, DataTimeout: 30 * time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}, st, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/postrider/postrider/auth"
+	"github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/internal/pgtest"
 	"github.com/postrider/postrider/internal/testkit"
 	"github.com/postrider/postrider/mailstore"
@@ -111,11 +112,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 
 	e.authn = auth.New(st, auth.Options{Argon2: testArgon2, Throttle: o.throttle, Logger: testLogger(t)})
 	e.cfg = smtpd.Config{
-		Hostname:       "mx.example.org",
-		TLS:            serverTLS(t),
+		Config:         frontend.Config{Hostname: "mx.example.org", TLS: serverTLS(t), Logger: testLogger(t)},
 		MaxMessageSize: 1 << 20,
 		MaxRecipients:  10,
-		Logger:         testLogger(t),
 		SpoolDir:       t.TempDir(),
 	}
 	if o.cfg != nil {

@@ -9,9 +9,12 @@ import (
 )
 
 // TestSmugglingSequences: the sequences of SMTP smuggling (CVE-2023-51764
-// class) never end the data: the message runs to the real CRLF.CRLF, is
-// refused for its bare CR/LF or NUL, the "smuggled" commands inside it are
-// never executed, and the connection stays in step.
+// class) never end the data: the message runs to the real CRLF.CRLF and the
+// "smuggled" commands inside it are never executed; the connection stays
+// in step. A message with a bare CR or NUL is refused (554 5.6.0); one
+// with bare LF line endings is stored with CRLF (Postfix's
+// smtpd_forbid_bare_newline = normalize), the smuggled text in it as
+// content, its "." line too.
 func TestSmugglingSequences(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -19,18 +22,22 @@ func TestSmugglingSequences(t *testing.T) {
 	cases := []struct {
 		name, end string
 		want      int
+		stored    string // with 250: the stored body's end, after "body"
 	}{
-		{`\n.\n`, "\n.\n", 554},
-		{`\n.\r\n`, "\n.\r\n", 554},
-		{`\r.\r\n`, "\r.\r\n", 554},
-		{`\r\n\x00.\r\n`, "\r\n\x00.\r\n", 554},
-		{`\r\n.\n`, "\r\n.\n", 554},
-		{`\r\n.\r\r\n`, "\r\n.\r\r\n", 554},
-		{`\r\r\n.\r\n`, "\r\r\n.\r\n", 554},
-		{`bare CR in line`, "\r\nab\rcd\r\n", 554},
-		{`bare LF in header`, "", 554}, // see below
-		{`clean`, "\r\n", 250},
+		{`\n.\n`, "\n.\n", 250, "\r\n.\r\n" + smuggled},
+		{`\n.\r\n`, "\n.\r\n", 250, "\r\n.\r\n" + smuggled},
+		{`\r.\r\n`, "\r.\r\n", 554, ""},
+		{`\r\n\x00.\r\n`, "\r\n\x00.\r\n", 554, ""},
+		{`\r\n.\n`, "\r\n.\n", 250, "\r\n.\r\n" + smuggled},
+		{`\r\n.\r\r\n`, "\r\n.\r\r\n", 554, ""},
+		{`\r\r\n.\r\n`, "\r\r\n.\r\n", 554, ""},
+		{`\n..\n`, "\n..\n", 250, "\r\n..\r\n" + smuggled}, // no unstuffing after a bare LF
+		{`\n.\n\n.\n`, "\n.\n\n.\n", 250, "\r\n.\r\n\r\n.\r\n" + smuggled},
+		{`bare CR in line`, "\r\nab\rcd\r\n", 554, ""},
+		{`bare LF in header`, "", 250, ""}, // see below: stored with CRLF
+		{`clean`, "\r\n", 250, "\r\n"},
 	}
+	var want []string // alice's messages
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, e.inbound)
@@ -38,18 +45,22 @@ func TestSmugglingSequences(t *testing.T) {
 			c.cmd("MAIL FROM:<sender@remote.example>", 250)
 			c.cmd("RCPT TO:<alice@example.org>", 250)
 			c.cmd("DATA", 354)
-			msg := "From: <sender@remote.example>\r\nSubject: test\r\n\r\nbody"
+			hdr := "From: <sender@remote.example>\r\nSubject: test\r\n\r\n"
+			msg := hdr + "body"
 			if tc.name == "bare LF in header" {
 				msg = "From: <sender@remote.example>\nSubject: test\r\n\r\nbody"
 			}
 			msg += tc.end
-			if tc.want != 250 {
+			if tc.name != "clean" && tc.name != "bare LF in header" {
 				msg += smuggled
 			}
 			c.send(msg + "\r\n.\r\n")
 			r := c.expect(tc.want)
 			if tc.want == 554 && !strings.HasPrefix(r.Lines[0], "5.6.0") {
 				t.Errorf("reply %v", r)
+			}
+			if tc.want == 250 {
+				want = append(want, hdr+"body"+tc.stored+"\r\n") // the line before the end marker
 			}
 			// In step: the next reply is the QUIT's.
 			c.cmd("QUIT", 221)
@@ -58,8 +69,14 @@ func TestSmugglingSequences(t *testing.T) {
 	if n := len(e.inbox(e.bob)); n != 0 {
 		t.Errorf("bob received %d smuggled messages", n)
 	}
-	if n := len(e.inbox(e.alice)); n != 1 {
-		t.Errorf("alice has %d messages, want only the clean one", n)
+	got := e.inbox(e.alice)
+	if len(got) != len(want) {
+		t.Fatalf("alice has %d messages, want %d", len(got), len(want))
+	}
+	for i, m := range got {
+		if _, rest := body(t, m); string(rest) != want[i] {
+			t.Errorf("message %d stored as\n%q\nwant\n%q", i, rest, want[i])
+		}
 	}
 }
 
@@ -120,7 +137,7 @@ func TestSTARTTLSPipelining(t *testing.T) {
 		c.startTLS()
 		// The first reply inside TLS is the one to our command.
 		c.cmd("NOOP", 250)
-		c.cmd("RCPT TO:<bob@example.org>", 502) // no MAIL was executed
+		c.cmd("RCPT TO:<bob@example.org>", 503) // no greeting, no MAIL was executed
 		c.cmd("MAIL FROM:<sender@remote.example>", 503, "5.5.1 Send EHLO first")
 		ext := c.ehlo("client.example")
 		if _, ok := ext["STARTTLS"]; ok {
@@ -137,7 +154,7 @@ func TestSTARTTLSPipelining(t *testing.T) {
 	c.cmd("STARTTLS", 220)
 	c.startTLS()
 	c.ehlo("client.example")
-	c.cmd("DATA", 502)
+	c.cmd("DATA", 503)
 	c.cmd("STARTTLS x", 501)
 	if n := len(e.inbox(e.bob)) + len(e.inbox(e.alice)); n != 0 {
 		t.Errorf("%d messages delivered", n)

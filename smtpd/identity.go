@@ -8,8 +8,6 @@ import (
 	"net/mail"
 	"strings"
 	"unicode"
-
-	smtp "github.com/emersion/go-smtp"
 )
 
 // Submission identity. RFC 6409 §6.1 leaves the sender policy to the
@@ -95,7 +93,7 @@ func headerOriginators(hdr []byte) ([]originator, error) {
 
 // checkFrom applies the submission identity rule to a message's header
 // section; nil means the message may go.
-func (s *session) checkFrom(hdr []byte) *smtp.SMTPError {
+func (s *session) checkFrom(hdr []byte) *reply {
 	fields, err := headerOriginators(hdr)
 	if err != nil {
 		return replyErr(553, 5, 7, 1, "Originator header fields must name only addresses you own ("+err.Error()+")")

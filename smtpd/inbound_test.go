@@ -203,7 +203,7 @@ func TestMultipleRecipients(t *testing.T) {
 	// DATA with no accepted recipient.
 	c.cmd("MAIL FROM:<sender@remote.example>", 250)
 	c.cmd("RCPT TO:<nobody@example.org>", 550)
-	c.cmd("DATA", 502)
+	c.cmd("DATA", 554, "5.5.1 No valid recipients") // RFC 5321 §4.1.1.4
 	c.cmd("QUIT", 221)
 }
 

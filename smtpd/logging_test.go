@@ -62,7 +62,9 @@ func TestTraceLogMasksSecrets(t *testing.T) {
 			t.Errorf("log contains %q", secret)
 		}
 	}
-	for _, want := range []string{"C: AUTH PLAIN <initial response>", "C: <SASL response>", "C: MAIL FROM:<bob@example.org>", "S: 250 2.0.0 OK: message delivered", "conn=", "user=bob@example.org"} {
+	for _, want := range []string{"C: AUTH PLAIN <initial response>", "C: <SASL response>", "C: MAIL FROM:<bob@example.org>", "S: 250 2.0.0 OK: message delivered", "conn=", "user=bob@example.org",
+		"S: 220 mx.example.org ESMTP", "S: 250-mx.example.org Hello client.example", "S: 250-LIMITS RCPTMAX=10", "S: 250 AUTH PLAIN LOGIN", "S: 334 ", "S: 354 ",
+		"S: 235 2.7.0", "C: QUIT", "S: 221 2.0.0"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q", want)
 		}
@@ -137,18 +139,18 @@ func TestMetrics(t *testing.T) {
 	// Not parallel: it reads global counters.
 	e := newEnv(t)
 	acc := counter(t, "postrider_smtp_messages_accepted_total", map[string]string{"role": "inbound"})
-	rej := counter(t, "postrider_smtp_messages_rejected_total", map[string]string{"role": "inbound", "reason": "bare_lf"})
+	rej := counter(t, "postrider_smtp_messages_rejected_total", map[string]string{"role": "inbound", "reason": "bare_cr"})
 	relay := counter(t, "postrider_smtp_recipients_rejected_total", map[string]string{"reason": "relay_denied"})
 	lat := counter(t, "postrider_smtp_delivery_duration_seconds", nil)
 	sendMail(t, e.inbound, "s@remote.example", []string{"alice@example.org"}, simpleMsg, 250)
-	sendMail(t, e.inbound, "s@remote.example", []string{"alice@example.org"}, "Subject: x\r\n\r\nbare\nlf\r\n", 554)
+	sendMail(t, e.inbound, "s@remote.example", []string{"alice@example.org"}, "Subject: x\r\n\r\nbare\rcr\r\n", 554)
 	c := dial(t, e.inbound)
 	c.ehlo("x.example")
 	c.cmd("MAIL FROM:<s@remote.example>", 250)
 	c.cmd("RCPT TO:<x@elsewhere.example>", 554)
 	for name, d := range map[string]float64{
 		"accepted": counter(t, "postrider_smtp_messages_accepted_total", map[string]string{"role": "inbound"}) - acc,
-		"rejected": counter(t, "postrider_smtp_messages_rejected_total", map[string]string{"role": "inbound", "reason": "bare_lf"}) - rej,
+		"rejected": counter(t, "postrider_smtp_messages_rejected_total", map[string]string{"role": "inbound", "reason": "bare_cr"}) - rej,
 		"relay":    counter(t, "postrider_smtp_recipients_rejected_total", map[string]string{"reason": "relay_denied"}) - relay,
 		"latency":  counter(t, "postrider_smtp_delivery_duration_seconds", nil) - lat,
 	} {

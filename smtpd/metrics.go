@@ -5,24 +5,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-// Prometheus metrics (default registry). Label values are bounded sets.
+// SMTP's own Prometheus metrics (default registry); connections, commands
+// and logins are the frontend kit's common metrics (proto="smtp"). Label
+// values are bounded sets.
 var (
-	connsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "postrider_smtp_connections_total",
-		Help: "SMTP connections accepted, by role (inbound, submission, submissions).",
-	}, []string{"role"})
-	connsActive = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "postrider_smtp_connections_active",
-		Help: "SMTP connections open, by role.",
-	}, []string{"role"})
-	connRejected = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "postrider_smtp_connections_rejected_total",
-		Help: "SMTP connections refused before the greeting, by reason (per_ip_limit, proxy_header, tls_handshake).",
-	}, []string{"reason"})
-	commands = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "postrider_smtp_commands_total",
-		Help: "SMTP command replies, by command and reply class (2xx..5xx); MESSAGE is the reply to the end of DATA.",
-	}, []string{"command", "result"})
 	messagesAccepted = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "postrider_smtp_messages_accepted_total",
 		Help: "Messages delivered to the store and acknowledged with 250, by role.",
@@ -44,13 +30,9 @@ var (
 		Help:    "Time of the store delivery (commit included) of one accepted message.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
-	authAttempts = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "postrider_smtp_auth_total",
-		Help: "AUTH exchanges on submission, by result (ok, invalid, throttled, malformed, error).",
-	}, []string{"result"})
 	bareNewline = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "postrider_smtp_bare_newline_total",
-		Help: "Bare CR or LF seen, by where (command, data).",
+		Help: "Bare line endings seen, by where: command (connection closed), data (bare CR, message refused), data_lf (message with bare LFs stored with CRLF).",
 	}, []string{"where"})
 	discardedPlaintext = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "postrider_smtp_starttls_discarded_bytes_total",
@@ -66,11 +48,13 @@ var (
 	})
 )
 
-// metricVerb bounds the command label.
+// metricVerb bounds the command label ("unknown" for anything else).
 func metricVerb(v string) string {
 	switch v {
-	case "EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "AUTH", "STARTTLS", "MESSAGE":
+	case "EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN", "HELP", "AUTH", "STARTTLS",
+		"MESSAGE", // the reply at the end of DATA
+		"CONNECT": // the greeting
 		return v
 	}
-	return "OTHER"
+	return "unknown"
 }

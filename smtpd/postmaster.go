@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -10,26 +9,10 @@ import (
 )
 
 // barePostmasterDomain stands in for the missing domain of "RCPT
-// TO:<Postmaster>". The .invalid TLD (RFC 2606) can name no real domain.
+// TO:<Postmaster>" (parseRcptArg): RFC 5321 §4.5.1, every SMTP server MUST
+// accept Postmaster without a domain. The .invalid TLD (RFC 2606) can name
+// no real domain.
 const barePostmasterDomain = "postmaster.invalid"
-
-// rewriteBarePostmaster turns "RCPT TO:<Postmaster>" (any case, optional
-// space, optional parameters) into a path go-smtp can parse. RFC 5321
-// §4.5.1: every SMTP server MUST accept Postmaster without a domain.
-func rewriteBarePostmaster(line []byte) []byte {
-	text := line[:len(line)-2]
-	if !hasPrefixFold(text, "RCPT TO:") {
-		return line
-	}
-	rest := bytes.TrimLeft(text[len("RCPT TO:"):], " ")
-	if !hasPrefixFold(rest, "<postmaster>") {
-		return line
-	}
-	out := make([]byte, 0, len(line)+len(barePostmasterDomain)+1)
-	out = append(out, "RCPT TO:<postmaster@"+barePostmasterDomain+">"...)
-	out = append(out, rest[len("<postmaster>"):]...)
-	return append(out, '\r', '\n')
-}
 
 // resolvePostmaster finds the accounts behind the server's postmaster:
 // postmaster@ the server's host name or one of its parent domains

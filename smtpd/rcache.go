@@ -31,7 +31,7 @@ const (
 	resolveMaxKeys = 10000
 )
 
-func (c *resolveCache) resolve(ctx context.Context, st mailstore.Store, addr string) ([]mailstore.Account, error) {
+func (c *resolveCache) resolve(ctx context.Context, st Store, addr string) ([]mailstore.Account, error) {
 	key := strings.ToLower(addr)
 	now := time.Now()
 	c.mu.Lock()

@@ -3,26 +3,39 @@ package smtpd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
-
-	smtp "github.com/emersion/go-smtp"
+	"strconv"
 
 	"github.com/postrider/postrider/mailstore"
 )
 
-// go-smtp turns a session error into a reply only if the error IS a
-// *smtp.SMTPError (a type assertion, not errors.As: a wrapped one becomes
-// "554 5.0.0 Error: transaction failed: ..." or "451 4.0.0 <text>", leaking
-// internals). So every error a session method returns is a *smtp.SMTPError
-// built here, and the mapping from internal errors to replies is in this
-// file only. Enhanced status codes: RFC 3463 and RFC 2034.
+// reply is an SMTP reply (RFC 5321 §4.2) with its enhanced status code
+// (RFC 3463, announced by ENHANCEDSTATUSCODES, RFC 2034). Every error a
+// session method returns is a *reply built here; the mapping from internal
+// errors to replies is in this file only, and the conn writes them.
+type reply struct {
+	code int
+	enh  [3]int // class.subject.detail; class 0 = none (greeting, EHLO, 334, 354)
+	text string
+}
 
-func replyErr(code, class, subject, detail int, msg string) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{class, subject, detail}, Message: msg}
+func (r *reply) Error() string { return r.String() }
+
+// String is the reply line without its CRLF.
+func (r *reply) String() string {
+	if r.enh[0] == 0 {
+		return strconv.Itoa(r.code) + " " + r.text
+	}
+	return fmt.Sprintf("%d %d.%d.%d %s", r.code, r.enh[0], r.enh[1], r.enh[2], r.text)
+}
+
+func replyErr(code, class, subject, detail int, msg string) *reply {
+	return &reply{code: code, enh: [3]int{class, subject, detail}, text: msg}
 }
 
 // senderSyntaxReply maps a MAIL FROM address error.
-func senderSyntaxReply(err error) *smtp.SMTPError {
+func senderSyntaxReply(err error) *reply {
 	rcptRejected.WithLabelValues("syntax").Inc()
 	if errors.Is(err, errAddrNonASCII) {
 		// RFC 6531 §3.5: X.6.7 non-ASCII address without SMTPUTF8.
@@ -32,50 +45,56 @@ func senderSyntaxReply(err error) *smtp.SMTPError {
 }
 
 // recipientSyntaxReply maps a RCPT TO address error.
-func recipientSyntaxReply(err error) *smtp.SMTPError {
+func recipientSyntaxReply(err error) *reply {
 	if errors.Is(err, errAddrNonASCII) {
 		return replyErr(553, 5, 6, 7, "Non-ASCII address requires SMTPUTF8 (RFC 6531 §3.4)")
 	}
 	return replyErr(501, 5, 1, 3, "Bad recipient address syntax")
 }
 
-// readReply maps an error that ended reading a message, and returns the
-// metrics reason.
-func readReply(err error) (*smtp.SMTPError, string) {
+// readReply maps an error that ended receiving a message (a content
+// refusal, or a transfer that failed), and returns the metrics reason.
+func readReply(err error) (*reply, string) {
 	var de *dataError
 	var ne net.Error
-	var se *smtp.SMTPError
 	switch {
 	case errors.Is(err, errTransferCut):
 		return errTransferCut, "cut_short"
-	case errors.As(err, &se):
-		return se, "timeout"
+	case errors.Is(err, errTransferTimeout), errors.Is(err, errTransferTooSlow):
+		return err.(*reply), "timeout"
 	case errors.As(err, &de):
 		switch de {
-		case errBareCR, errBareLF:
+		case errBareCR:
 			bareNewline.WithLabelValues("data").Inc()
-			return replyErr(554, 5, 6, 0, "Message refused: bare CR or LF in message data (RFC 5321 §2.3.8)"), de.reason
+			return replyErr(554, 5, 6, 0, "Message refused: bare CR in message data (RFC 5321 §2.3.8)"), de.reason
+		case errBareLF: // not after normalization; kept for the scanner's sake
+			return replyErr(554, 5, 6, 0, "Message refused: bare LF in message data (RFC 5321 §2.3.8)"), de.reason
 		case errNUL:
 			return replyErr(554, 5, 6, 0, "Message refused: NUL octet in message data (RFC 5322 §2.3)"), de.reason
 		case errHeader:
 			return replyErr(552, 5, 3, 4, "Message header section too large"), de.reason
 		}
 		return replyErr(552, 5, 3, 4, "Message size exceeds fixed maximum message size (RFC 1870 §6.3)"), de.reason
-	case errors.Is(err, smtp.ErrDataTooLarge):
-		return replyErr(552, 5, 3, 4, "Message size exceeds fixed maximum message size (RFC 1870 §6.3)"), "too_large"
-	case errors.Is(err, smtp.ErrDataReset):
-		return replyErr(503, 5, 5, 1, "Message transfer aborted"), "aborted"
 	case errors.As(err, &ne) && ne.Timeout():
-		return replyErr(421, 4, 4, 2, "Timeout while receiving the message"), "timeout"
+		return errTransferTimeout, "timeout"
 	case errors.Is(err, net.ErrClosed):
 		return replyErr(421, 4, 3, 2, "Service shutting down"), "aborted"
 	}
-	// The client went away (unexpected EOF) or the spool failed.
+	// The spool failed.
 	return replyErr(451, 4, 3, 0, "Temporary local problem, please try again later"), "read_error"
 }
 
+// Replies that end a message transfer and the connection.
+var (
+	errTransferTimeout = replyErr(421, 4, 4, 2, "Timeout while receiving the message, closing connection")
+	errTransferTooSlow = replyErr(421, 4, 4, 2, "Message transfer too slow, closing connection")
+	// errTransferCut: the connection ended in the middle of a transfer
+	// (EOF or reset); nobody is left to read it.
+	errTransferCut = replyErr(451, 4, 4, 2, "Connection closed during the message transfer")
+)
+
 // deliverReply maps an error of the store delivery.
-func deliverReply(err error) (*smtp.SMTPError, string) {
+func deliverReply(err error) (*reply, string) {
 	switch {
 	case errors.Is(err, mailstore.ErrUnavailable):
 		// Checked first: an outage is never a permanent (5xx) failure.

@@ -20,10 +20,10 @@ var (
 	errSize   = &dataError{"too_large", "message too large"}
 )
 
-// dataScanner checks message content as it streams: CR and LF only as
-// CRLF (RFC 5321 §2.3.8; go-smtp passes bare ones through, and a
-// downstream reader that takes a bare LF as a line end is open to SMTP
-// smuggling, CVE-2023-51764), no NUL (RFC 5322 §2.3 / RFC 6152 §2), and a
+// dataScanner checks message content as it streams (after msgWriter
+// turned bare LFs into CRLF): CR and LF only as CRLF (RFC 5321 §2.3.8; a
+// downstream reader that takes a bare CR or LF as a line end is open to
+// SMTP smuggling, CVE-2023-51764), no NUL (RFC 5322 §2.3 / RFC 6152 §2), and a
 // bounded header section. It optionally keeps a copy of the header
 // section (bounded by maxHeader) for the submission From: check.
 type dataScanner struct {

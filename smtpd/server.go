@@ -4,11 +4,15 @@
 // the mail store, in one transaction per message, and is acknowledged only
 // after that transaction committed.
 //
-// The protocol engine is github.com/emersion/go-smtp. What it gets wrong
-// or leaves out for a hostile Internet is handled here: the line discipline
-// and STARTTLS (conn.go), message data checks and spooling (data.go,
-// scan.go), address and relay rules (address.go), and reply codes that
-// survive error wrapping (replies.go).
+// The package owns its wire layer, on the shared frontend kit
+// (internal/frontend: accept loop, PROXY protocol, connection limits,
+// implicit TLS, shutdown): the command loop with its line discipline,
+// replies and pipelining (conn.go), the command table (commands.go), MAIL
+// and RCPT parameters (params.go), AUTH (authcmd.go), STARTTLS, and the
+// DATA and BDAT readers with the rules against SMTP smuggling
+// (transfer.go). The session logic is in session.go (MAIL/RCPT policy),
+// address.go, data.go and scan.go (checks, spool, delivery), identity.go
+// (submission header checks) and replies.go (errors turned into replies).
 package smtpd
 
 import (
@@ -16,27 +20,20 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
-	"fmt"
-	"log"
-	"log/slog"
 	"net"
-	"strings"
-	"sync"
-
-	smtp "github.com/emersion/go-smtp"
 
 	"github.com/postrider/postrider/auth"
-	"github.com/postrider/postrider/internal/netutil"
+	"github.com/postrider/postrider/internal/frontend"
 	"github.com/postrider/postrider/mailstore"
 )
 
-// LevelTrace is the slog level of the protocol trace (commands and replies,
-// with AUTH data masked; message content is never logged).
-const LevelTrace = slog.Level(-8)
+// LevelTrace is the slog level of the protocol trace: every command and
+// reply line, with AUTH data masked; message content is never logged.
+const LevelTrace = frontend.LevelTrace
 
 // ErrServerClosed is returned by the Serve methods after Shutdown. It wraps
 // net.ErrClosed.
-var ErrServerClosed = fmt.Errorf("smtpd: server closed: %w", net.ErrClosed)
+var ErrServerClosed = frontend.ErrServerClosed
 
 type role int
 
@@ -45,31 +42,38 @@ const (
 	roleSubmission
 )
 
-// Server serves SMTP on any number of listeners.
+// Listener roles, as logs and metrics name them.
+const (
+	labelInbound     = "inbound"
+	labelSubmission  = "submission"
+	labelSubmissions = "submissions" // implicit TLS (RFC 8314 §3.3)
+)
+
+// Store is what SMTP needs of the mail store: recipient resolution and
+// the sender's addresses (the directory), quota usage, and delivery.
+type Store interface {
+	ResolveRecipient(ctx context.Context, address string) ([]mailstore.Account, error)
+	IsLocalDomain(ctx context.Context, name string) (bool, error)
+	ListDomains(ctx context.Context) ([]string, error)
+	AccountAddresses(ctx context.Context, accountID int64) ([]string, error)
+	QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error)
+	Deliver(ctx context.Context, d *mailstore.Delivery) (mailstore.DeliveryResult, error)
+}
+
+// Server serves SMTP on any number of listeners. All of them share one
+// frontend.Server, so MaxConns and MaxConnsPerIP count the connections of
+// every role together.
 type Server struct {
-	cfg     Config
-	store   mailstore.Store
-	authn   *auth.Authenticator
-	log     *slog.Logger
-	limiter *netutil.ConnLimiter
-	engine  *smtp.Server
-	rcache  resolveCache
-
-	// ctx is the parent of every store call; cancelled when Shutdown's
-	// context ends.
-	ctx    context.Context
-	cancel context.CancelFunc
-
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*guardConn]struct{}
-	shutdown  bool
-	connWG    sync.WaitGroup
+	cfg    Config
+	store  Store
+	authn  *auth.Authenticator
+	fe     *frontend.Server
+	rcache resolveCache
 }
 
 // New builds a server. authn may be nil only if no submission listener is
 // served (AUTH is then never offered).
-func New(cfg Config, store mailstore.Store, authn *auth.Authenticator) (*Server, error) {
+func New(cfg Config, store Store, authn *auth.Authenticator) (*Server, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -77,69 +81,36 @@ func New(cfg Config, store mailstore.Store, authn *auth.Authenticator) (*Server,
 	if store == nil {
 		return nil, errors.New("smtpd: nil store")
 	}
-	s := &Server{
-		cfg: cfg, store: store, authn: authn, log: cfg.Logger,
-		limiter:   netutil.NewConnLimiter(cfg.MaxConnsPerIP, cfg.MaxConns),
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[*guardConn]struct{}),
+	s := &Server{cfg: cfg, store: store, authn: authn}
+	s.fe, err = frontend.NewServer("smtp", cfg.Config, handler{s})
+	if err != nil {
+		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-
-	e := smtp.NewServer(smtp.BackendFunc(s.newSession))
-	e.Domain = cfg.Hostname
-	e.MaxMessageBytes = cfg.MaxMessageSize
-	e.MaxRecipients = cfg.MaxRecipients
-	// Line length, timeouts and TLS are guardConn's business: go-smtp's
-	// line limit would also apply inside DATA, and its single read deadline
-	// would cut off slow uploads. TLSConfig stays nil: go-smtp must never
-	// see TLS, or it would read past guardConn's line discipline.
-	e.MaxLineLength = 0
-	e.ReadTimeout, e.WriteTimeout = 0, 0
-	// Whether AUTH is offered is decided per session (session.AuthMechanisms
-	// and session.Auth) since go-smtp cannot see TLS.
-	e.AllowInsecureAuth = true
-	e.EnableSMTPUTF8 = true // RFC 6531
-	e.EnableDSN = true      // RFC 3461: parameters are kept with the delivery
-	e.ErrorLog = log.New(slogWriter{cfg.Logger}, "", 0)
-	s.engine = e
 	return s, nil
 }
 
 // ServeInbound serves the mail exchanger role (port 25): no AUTH, RCPT only
 // for local recipients. It returns ErrServerClosed after Shutdown.
 func (s *Server) ServeInbound(ln net.Listener) error {
-	return s.serve(ln, roleInbound, false)
+	return s.serve(ln, false, labelInbound)
 }
 
 // ServeSubmission serves message submission: STARTTLS on 587
 // (implicitTLS false) or TLS from the first byte on 465 (RFC 8314 §3.3).
 // It returns ErrServerClosed after Shutdown.
 func (s *Server) ServeSubmission(ln net.Listener, implicitTLS bool) error {
-	if implicitTLS && s.cfg.TLS == nil {
-		return errors.New("smtpd: implicit TLS needs a TLS configuration")
-	}
 	if s.authn == nil {
 		return errors.New("smtpd: submission needs an authenticator")
 	}
-	return s.serve(ln, roleSubmission, implicitTLS)
+	if implicitTLS {
+		return s.serve(ln, true, labelSubmissions)
+	}
+	return s.serve(ln, false, labelSubmission)
 }
 
-func (s *Server) serve(ln net.Listener, r role, implicitTLS bool) error {
-	gl := &guardListener{Listener: netutil.ProxyListener(ln, s.cfg.TrustedProxies), srv: s, role: r, implicitTLS: implicitTLS}
-	s.mu.Lock()
-	if s.shutdown {
-		s.mu.Unlock()
-		ln.Close()
-		return ErrServerClosed
-	}
-	s.listeners[gl] = struct{}{}
-	s.mu.Unlock()
-	err := s.engine.Serve(gl)
-	s.mu.Lock()
-	delete(s.listeners, gl)
-	down := s.shutdown
-	s.mu.Unlock()
-	if down {
+func (s *Server) serve(ln net.Listener, implicitTLS bool, role string) error {
+	err := s.fe.ServeRole(ln, implicitTLS, role)
+	if errors.Is(err, frontend.ErrServerClosed) {
 		return ErrServerClosed
 	}
 	return err
@@ -147,112 +118,35 @@ func (s *Server) serve(ln net.Listener, r role, implicitTLS bool) error {
 
 // Shutdown stops accepting connections, sends 421 to clients waiting for a
 // command (RFC 5321 §3.8) and lets transfers and deliveries in progress
-// finish (their connections close at the next command) until ctx is done;
-// then it closes every connection and cancels store calls.
+// finish (their connections close before the next command) until ctx is
+// done; then it closes every connection and cancels store calls.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutdown = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	conns := make([]*guardConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		go c.beginShutdown()
-	}
-	done := make(chan struct{})
-	go func() {
-		s.connWG.Wait()
-		close(done)
-	}()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.closeTransport()
-		}
-		s.mu.Unlock()
-	}
-	s.cancel()
-	if cerr := s.engine.Close(); cerr != nil && !errors.Is(cerr, smtp.ErrServerClosed) && !errors.Is(cerr, net.ErrClosed) && err == nil {
-		err = cerr
-	}
-	return err
+	return s.fe.Shutdown(ctx)
 }
 
-func (s *Server) addConn(c *guardConn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.shutdown {
-		return false
+// handler is the frontend kit's view of the server.
+type handler struct{ s *Server }
+
+func (h handler) ServeConn(fc *frontend.Conn) {
+	newConn(h.s, fc).serve()
+}
+
+// RefusalLine is the reply instead of the greeting when the server cannot
+// take the connection (RFC 5321 §3.1: 421, then close).
+func (h handler) RefusalLine(why frontend.Refusal) string {
+	host := h.s.cfg.Hostname
+	switch why {
+	case frontend.RefusePerIP:
+		return "421 4.7.0 " + host + " Too many connections from your address, try again later\r\n"
+	case frontend.RefuseTotal:
+		return "421 4.7.0 " + host + " Too many connections, try again later\r\n"
 	}
-	s.conns[c] = struct{}{}
-	s.connWG.Add(1)
-	return true
-}
-
-func (s *Server) removeConn(c *guardConn) {
-	s.mu.Lock()
-	_, ok := s.conns[c]
-	delete(s.conns, c)
-	s.mu.Unlock()
-	if ok {
-		connsActive.WithLabelValues(c.roleLabel()).Dec()
-		s.connWG.Done()
-	}
-}
-
-// newSession is go-smtp's backend: called at the first EHLO/HELO.
-func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
-	gc, ok := c.Conn().(*guardConn)
-	if !ok {
-		return nil, errors.New("smtpd: unexpected connection type")
-	}
-	return &session{srv: s, gc: gc, conn: c, log: gc.log}, nil
-}
-
-// guardListener wraps accepted connections in guardConns.
-type guardListener struct {
-	net.Listener
-	srv         *Server
-	role        role
-	implicitTLS bool
-}
-
-func (l *guardListener) Accept() (net.Conn, error) {
-	for {
-		raw, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		c := newGuardConn(l.srv, raw, l.role, l.implicitTLS)
-		if !l.srv.addConn(c) {
-			raw.Close()
-			continue
-		}
-		connsTotal.WithLabelValues(c.roleLabel()).Inc()
-		connsActive.WithLabelValues(c.roleLabel()).Inc()
-		return c, nil
-	}
-}
-
-// slogWriter adapts go-smtp's error log to slog.
-type slogWriter struct{ l *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn("smtp engine", "detail", strings.TrimSpace(string(p)))
-	return len(p), nil
+	return "421 4.3.2 " + host + " Service shutting down, try again later\r\n"
 }
 
 var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
 
-// newID returns a random 16-character identifier (connections, messages).
+// newID returns a random 16-character identifier (messages).
 func newID() string {
 	var b [10]byte
 	_, _ = rand.Read(b[:])

@@ -44,10 +44,8 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 		Logger: log, Metrics: prometheus.DefaultRegisterer,
 	}
 	smtpSrv, err := smtpd.New(smtpd.Config{
-		Hostname: cfg.Hostname, TLS: tlsConf, TrustedProxies: proxies, AllowInsecureAuth: cfg.AllowInsecureAuth,
-		MaxMessageSize: maxMsg, MaxRecipients: cfg.MaxRecipients, MaxConnsPerIP: cfg.MaxConnsPerIP,
-		MaxConns: cfg.MaxConns, MinDataRate: minRate,
-		Logger: log.With("proto", "smtp"),
+		Config:         common,
+		MaxMessageSize: maxMsg, MaxRecipients: cfg.MaxRecipients, MinDataRate: minRate,
 	}, st, authn)
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)

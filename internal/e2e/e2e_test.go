@@ -70,7 +70,7 @@ func TestSMTPToPOP3ToIMAPIdle(t *testing.T) {
 	authOpts := auth.Options{Argon2: testkit.CheapArgon, Logger: quiet()}
 
 	smtpStore := pgtest.OpenStore(t, url)
-	smtpSrv, err := smtpd.New(smtpd.Config{Hostname: "mx.example.org", Logger: quiet()}, smtpStore, auth.New(smtpStore, authOpts))
+	smtpSrv, err := smtpd.New(smtpd.Config{Config: frontend.Config{Hostname: "mx.example.org", Logger: quiet()}}, smtpStore, auth.New(smtpStore, authOpts))
 	if err != nil {
 		t.Fatal(err)
 	}

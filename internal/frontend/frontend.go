@@ -104,6 +104,10 @@ type Conn struct {
 	Peer netutil.Peer
 	// ImplicitTLS: the listener's connections start with TLS.
 	ImplicitTLS bool
+	// Role is the listener's role as given to ServeRole ("" from Serve):
+	// one Server, and so one set of limits, can serve a protocol's
+	// listeners of different roles (SMTP inbound and submission).
+	Role string
 	// Ctx ends when the connection ends and when the server's shutdown
 	// runs out of time: every store call of the connection uses it.
 	Ctx context.Context
@@ -214,6 +218,12 @@ func (s *Server) Context() context.Context { return s.ctx }
 // ErrServerClosed. With implicitTLS every connection starts with a TLS
 // handshake (RFC 8314).
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
+	return s.ServeRole(ln, implicitTLS, "")
+}
+
+// ServeRole is Serve for a listener with a role: every connection accepted
+// on ln carries it in Conn.Role and in its logs ("role").
+func (s *Server) ServeRole(ln net.Listener, implicitTLS bool, role string) error {
 	if implicitTLS && s.cfg.TLS == nil {
 		return fmt.Errorf("%s: an implicit-TLS listener needs a TLS configuration", s.proto)
 	}
@@ -257,17 +267,20 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 		}
 		s.wg.Add(1) // under mu: never after Shutdown started waiting
 		s.mu.Unlock()
-		go s.handle(nc, implicitTLS)
+		go s.handle(nc, implicitTLS, role)
 	}
 }
 
 // handle runs on the connection's own goroutine, so that a slow PROXY
 // header or TLS handshake never holds up the accept loop.
-func (s *Server) handle(nc net.Conn, implicitTLS bool) {
+func (s *Server) handle(nc net.Conn, implicitTLS bool, role string) {
 	defer s.wg.Done()
 	id := fmt.Sprintf("%s-%d", s.idBase, s.nextID.Add(1))
 	peer := netutil.PeerOf(nc) // reads a trusted proxy's header (bounded)
 	log := s.log.With("conn", id).With(peer.LogAttrs()...)
+	if role != "" {
+		log = log.With("role", role)
+	}
 	tlsLabel := "no"
 	if implicitTLS {
 		tlsLabel = "yes"
@@ -300,7 +313,7 @@ func (s *Server) handle(nc net.Conn, implicitTLS bool) {
 		}
 		conn = tc
 	}
-	c := &Conn{ID: id, Net: conn, Raw: nc, Peer: peer, ImplicitTLS: implicitTLS, Log: log, srv: s}
+	c := &Conn{ID: id, Net: conn, Raw: nc, Peer: peer, ImplicitTLS: implicitTLS, Role: role, Log: log, srv: s}
 	c.Ctx, c.cancel = context.WithCancel(s.ctx)
 	defer c.cancel()
 	s.mu.Lock()

@@ -223,3 +223,49 @@ func gather(t *testing.T, reg *prometheus.Registry) string {
 	}
 	return b.String()
 }
+
+// roles records the role of each connection it serves.
+type roles struct{ got chan string }
+
+func (r *roles) RefusalLine(why frontend.Refusal) string { return "BUSY " + why.String() + "\r\n" }
+func (r *roles) ServeConn(c *frontend.Conn) {
+	r.got <- c.Role
+	c.Net.Write([]byte("HELLO " + c.Role + "\r\n"))
+	bufio.NewReader(c.Net).ReadString('\n')
+}
+
+// TestServeRole: one Server serves listeners of different roles, each
+// connection knows its listener's role, and the limits span all of them.
+func TestServeRole(t *testing.T) {
+	h := &roles{got: make(chan string, 4)}
+	s, err := frontend.NewServer("multi", frontend.Config{MaxConns: 2}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, role := range []string{"inbound", "submission"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.ServeRole(ln, false, role)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	_, g1 := greet(t, addrs[0])
+	_, g2 := greet(t, addrs[1])
+	if g1 != "HELLO inbound" || g2 != "HELLO submission" {
+		t.Fatalf("greetings %q, %q", g1, g2)
+	}
+	if r1, r2 := <-h.got, <-h.got; r1 == r2 {
+		t.Fatalf("roles %q, %q", r1, r2)
+	}
+	// The third connection is over MaxConns, whichever listener it uses.
+	if _, g := greet(t, addrs[0]); g != "BUSY limit" {
+		t.Fatalf("over the shared limit: %q", g)
+	}
+}
