@@ -165,17 +165,13 @@ func newServer(cfg Config, store Store, authn authenticator) (*Server, error) {
 
 // ErrServerClosed is returned by Serve after Shutdown; it wraps net.ErrClosed
 // like the other frontends' (the serve loop treats it as a normal end).
-var ErrServerClosed = fmt.Errorf("imapd: server closed: %w", net.ErrClosed)
+var ErrServerClosed = frontend.ErrServerClosed
 
 // Serve accepts connections on ln until Shutdown, then returns
 // ErrServerClosed. With implicitTLS every connection starts with a TLS
 // handshake (port 993, RFC 8314).
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
-	err := s.fe.Serve(ln, implicitTLS)
-	if errors.Is(err, frontend.ErrServerClosed) {
-		return ErrServerClosed
-	}
-	return err
+	return s.fe.Serve(ln, implicitTLS)
 }
 
 // RefusalLine is the kit's refusal instead of the greeting: BYE (RFC 9051

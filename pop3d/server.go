@@ -39,7 +39,7 @@ const (
 
 // ErrServerClosed is returned by Serve after Shutdown; it wraps
 // net.ErrClosed like the other frontends' (a normal end for the caller).
-var ErrServerClosed = fmt.Errorf("pop3d: server closed: %w", net.ErrClosed)
+var ErrServerClosed = frontend.ErrServerClosed
 
 // Config configures a Server. Zero values select the defaults above.
 type Config struct {
@@ -147,11 +147,7 @@ func New(cfg Config, store Store, authn *auth.Authenticator) (*Server, error) {
 // handshake (port 995, RFC 8314 §3.3). Connections from
 // Config.TrustedProxies must start with a PROXY header.
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
-	err := s.fe.Serve(ln, implicitTLS)
-	if errors.Is(err, frontend.ErrServerClosed) {
-		return ErrServerClosed
-	}
-	return err
+	return s.fe.Serve(ln, implicitTLS)
 }
 
 // RefusalLine is the kit's refusal before the greeting: a temporary

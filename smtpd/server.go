@@ -109,11 +109,7 @@ func (s *Server) ServeSubmission(ln net.Listener, implicitTLS bool) error {
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool, role string) error {
-	err := s.fe.ServeRole(ln, implicitTLS, role)
-	if errors.Is(err, frontend.ErrServerClosed) {
-		return ErrServerClosed
-	}
-	return err
+	return s.fe.ServeRole(ln, implicitTLS, role)
 }
 
 // Shutdown stops accepting connections, sends 421 to clients waiting for a

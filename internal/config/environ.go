@@ -78,13 +78,9 @@ type Effective struct {
 	Set   bool   // given in the environment (else the default applies)
 }
 
-// secretVars are shown masked by Effect.
-var secretVars = map[string]bool{}
-
 // Effect lists every variable with the value c holds for it, as the server
 // would use it: the environment's value or the default, and derived values
-// (e.g. the host name) filled in. Passwords in URLs and secret variables
-// are masked.
+// (e.g. the host name) filled in. Passwords in URLs are masked.
 func (c *Config) Effect() []Effective {
 	v := reflect.ValueOf(c).Elem()
 	t := v.Type()
@@ -101,10 +97,7 @@ func (c *Config) Effect() []Effective {
 		if f, ok := byName[vr.Name]; ok {
 			e.Value = render(f)
 		}
-		switch {
-		case secretVars[vr.Name] && e.Value != "":
-			e.Value = "********"
-		case strings.HasSuffix(vr.Name, "_URL"):
+		if strings.HasSuffix(vr.Name, "_URL") {
 			e.Value = maskURL(e.Value)
 		}
 		out = append(out, e)

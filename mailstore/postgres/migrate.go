@@ -188,7 +188,7 @@ func functionFiles() ([]function, error) {
 // and created again; a pr_* function no file defines is dropped. Dropping
 // first lets a file change a signature or a result type, which CREATE OR
 // REPLACE refuses. Nothing is done when every file is as recorded, so
-// starting a node costs one query.
+// starting a node costs two catalog queries.
 func applyFunctions(ctx context.Context, conn *pgx.Conn) error {
 	fns, err := functionFiles()
 	if err != nil {
