@@ -34,6 +34,12 @@ var (
 	// (IMAP NO [UNAVAILABLE], POP3 [SYS/TEMP], SMTP 451 4.3.0), never a
 	// permanent failure.
 	ErrUnavailable = errors.New("mail store temporarily unavailable")
+	// ErrNoSuchQueueItem: the outbound queue has no item with that ID
+	// (delivered, bounced or removed).
+	ErrNoSuchQueueItem = errors.New("no such queue item")
+	// ErrLeaseLost: the caller no longer holds the lease of a queue item
+	// (it expired and another node claimed it); nothing was recorded.
+	ErrLeaseLost = errors.New("queue lease lost")
 )
 
 // QuotaError names the accounts a delivery would push over quota.

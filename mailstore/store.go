@@ -376,6 +376,12 @@ type Delivery struct {
 	// Params holds protocol parameters to keep with the delivery (e.g. SMTP
 	// DSN ENVID/RET/NOTIFY/ORCPT), stored for later use.
 	Params map[string]string
+	// Remote recipients are queued for outbound delivery (see Queue) in
+	// the same transaction as the local copies; a delivery may have only
+	// remote recipients. SenderAccount is the submitting account (0 for
+	// forwarded mail and DSNs), to which DSNs about them go.
+	Remote        []RemoteRecipient
+	SenderAccount int64
 }
 
 // Delivered says where one recipient's copy went.
@@ -389,6 +395,8 @@ type Delivered struct {
 type DeliveryResult struct {
 	Size      int64
 	Delivered []Delivered
+	// QueueID is the queue item of the remote recipients (0: none).
+	QueueID int64
 }
 
 // AppendResult describes a committed append.
