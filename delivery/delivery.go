@@ -124,6 +124,7 @@ type Engine struct {
 	sem       chan struct{}
 	stopping  chan struct{}
 	stopOnce  sync.Once
+	startOnce sync.Once
 	loopDone  chan struct{}
 	runCtx    context.Context
 	cancelRun context.CancelFunc
@@ -174,8 +175,10 @@ func (e *Engine) Kick() {
 
 // Start runs the workers until Shutdown.
 func (e *Engine) Start() {
-	go e.loop()
-	go e.renewLeases()
+	e.startOnce.Do(func() {
+		go e.loop()
+		go e.renewLeases()
+	})
 }
 
 // Shutdown stops claiming, lets in-flight attempts finish until ctx ends,
@@ -183,6 +186,7 @@ func (e *Engine) Start() {
 // and another node (or this one, restarted) tries them again.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.stopOnce.Do(func() { close(e.stopping) })
+	e.startOnce.Do(func() { close(e.loopDone) }) // never started
 	<-e.loopDone
 	done := make(chan struct{})
 	go func() { e.jobs.Wait(); close(done) }()

@@ -104,10 +104,12 @@ func (e *Engine) runJob(ctx context.Context, j *job) {
 	}
 	next := 0 // the first item not yet done
 	last := tempResult("4.4.1", "no mail host of "+j.domain+" could be reached")
+	lastHost := ""
 	for _, t := range targets {
 		if next == len(j.items) || ctx.Err() != nil {
 			break
 		}
+		lastHost = t.host
 		s, r, err := dial(ctx, t, e.cfg.Hostname, e.cfg.RootCAs)
 		if errors.Is(err, errOpportunisticTLS) {
 			// RFC 7435 §3: opportunistic TLS that fails falls back to
@@ -160,7 +162,7 @@ func (e *Engine) runJob(ctx context.Context, j *job) {
 	}
 	for i := next; i < len(j.items); i++ {
 		j.items[i].set(allRcpts(j.rcpts[i], last))
-		e.logAttempt(j.items[i], j.domain, last.remote, "", last, len(j.rcpts[i]), start)
+		e.logAttempt(j.items[i], j.domain, lastHost, "", last, len(j.rcpts[i]), start)
 	}
 	e.checkAbort(ctx, j)
 }
