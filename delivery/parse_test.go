@@ -26,11 +26,11 @@ func TestParseSTSPolicy(t *testing.T) {
 	}
 	bad := []string{
 		"",
-		"mode: enforce\nmx: a.b\nmax_age: 1\n",                        // no version
-		"version: STSv2\nmode: enforce\nmx: a.b\nmax_age: 1\n",        // wrong version
-		"version: STSv1\nmode: strict\nmx: a.b\nmax_age: 1\n",         // bad mode
-		"version: STSv1\nmode: enforce\nmax_age: 1\n",                 // no mx
-		"version: STSv1\nmode: enforce\nmx: a.b\nmax_age: -1\n",       // bad max_age
+		"mode: enforce\nmx: a.b\nmax_age: 1\n", // no version
+		"version: STSv2\nmode: enforce\nmx: a.b\nmax_age: 1\n",  // wrong version
+		"version: STSv1\nmode: strict\nmx: a.b\nmax_age: 1\n",   // bad mode
+		"version: STSv1\nmode: enforce\nmax_age: 1\n",           // no mx
+		"version: STSv1\nmode: enforce\nmx: a.b\nmax_age: -1\n", // bad max_age
 		"version: STSv1\nmode: enforce\nmx: a.b\nmax_age: 12345678901\n",
 		"version: STSv1\nmode: enforce\nmx: a b\nmax_age: 1\n",
 		"version: STSv1\nmode enforce\n",

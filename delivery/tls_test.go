@@ -59,8 +59,8 @@ func TestMTASTSEnforceNeverInClear(t *testing.T) {
 	w := newWorld(t)
 	other := newCA(t) // a CA the sender does not trust
 	ip1, ip2, ip3 := w.net.addr(), w.net.addr(), w.net.addr()
-	bad := startReceiver(t, w.net, ip1, other.issue(t, "mx1.sts.test"), false)    // untrusted certificate
-	plain := startReceiver(t, w.net, ip2, nil, false)                             // no STARTTLS
+	bad := startReceiver(t, w.net, ip1, other.issue(t, "mx1.sts.test"), false)   // untrusted certificate
+	plain := startReceiver(t, w.net, ip2, nil, false)                            // no STARTTLS
 	rogue := startReceiver(t, w.net, ip3, w.ca.issue(t, "mx.rogue.test"), false) // valid, but not in the policy
 	w.zone.add(t,
 		"sts.test. MX 10 mx1.sts.test.", "sts.test. MX 20 mx2.sts.test.", "sts.test. MX 30 mx.rogue.test.",
