@@ -241,7 +241,7 @@ func TestSMTPUTF8NeededButNotOffered(t *testing.T) {
 
 func TestDNSFailureDefers(t *testing.T) {
 	w := newWorld(t)
-	w.zone.fail("broken.test")
+	w.zone.Fail("broken.test", true)
 	id := w.enqueue("alice@sender.test", nil, "bob@broken.test")
 	w.engine(w.config()).RunOnce(bg)
 	it, ok := w.item(id)

@@ -25,95 +25,37 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postrider/postrider/internal/dnsr"
+	"github.com/postrider/postrider/internal/testdns"
 	"github.com/postrider/postrider/mailstore"
 )
 
-// ---- DNS: a zone served on loopback, UDP and TCP ----
+// ---- DNS: internal/testdns on loopback ----
 
-type zone struct {
-	mu       sync.Mutex
-	rrs      map[string][]dns.RR // by lower-case FQDN
-	servfail map[string]bool
-	queries  atomic.Int64
-}
+// zone wraps the test DNS server with the calls the tests use.
+type zone struct{ *testdns.Server }
 
-func (z *zone) add(t *testing.T, records ...string) {
+func (z zone) add(t *testing.T, records ...string) {
 	t.Helper()
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	for _, s := range records {
-		rr, err := dns.NewRR(s)
-		if err != nil {
-			t.Fatalf("dns record %q: %v", s, err)
-		}
-		name := strings.ToLower(rr.Header().Name)
-		z.rrs[name] = append(z.rrs[name], rr)
-	}
-}
-
-func (z *zone) fail(name string) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	z.servfail[dns.Fqdn(strings.ToLower(name))] = true
-}
-
-func (z *zone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	z.queries.Add(1)
-	m := new(dns.Msg)
-	m.SetReply(req)
-	m.Authoritative = true
-	if len(req.Question) == 1 {
-		q := req.Question[0]
-		name := strings.ToLower(q.Name)
-		z.mu.Lock()
-		rrs, known := z.rrs[name]
-		fail := z.servfail[name]
-		z.mu.Unlock()
-		switch {
-		case fail:
-			m.Rcode = dns.RcodeServerFailure
-		case !known:
-			m.Rcode = dns.RcodeNameError
-		default:
-			for _, rr := range rrs {
-				if rr.Header().Rrtype == q.Qtype {
-					m.Answer = append(m.Answer, rr)
-				}
-			}
+	for _, r := range records {
+		if err := z.Add(r); err != nil {
+			t.Fatal(err)
 		}
 	}
-	_ = w.WriteMsg(m)
 }
 
 // startDNS serves a zone on 127.0.0.1 and returns it with a resolver that
 // asks only it.
-func startDNS(t *testing.T) (*zone, *net.Resolver) {
+func startDNS(t *testing.T) (zone, *net.Resolver) {
 	t.Helper()
-	z := &zone{rrs: map[string][]dns.RR{}, servfail: map[string]bool{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	s := testdns.Start(t)
+	r, err := dnsr.New(s.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		pc.Close()
-		t.Fatal(err)
-	}
-	udp := &dns.Server{PacketConn: pc, Handler: z}
-	tcp := &dns.Server{Listener: ln, Handler: z}
-	go func() { _ = udp.ActivateAndServe() }()
-	go func() { _ = tcp.ActivateAndServe() }()
-	t.Cleanup(func() { _ = udp.Shutdown(); _ = tcp.Shutdown() })
-	r, err := dnsr.New(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return z, r
+	return zone{s}, r
 }
 
 // ---- addresses: one port on several loopback addresses ----
@@ -531,7 +473,7 @@ func (c *clock) advance(d time.Duration) {
 
 type world struct {
 	t     *testing.T
-	zone  *zone
+	zone  zone
 	res   *net.Resolver
 	net   *testNet
 	ca    *testCA

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/postrider/postrider/mailstore"
@@ -156,18 +157,14 @@ func TestSTSCacheKeepsEnforcingWhenFetchFails(t *testing.T) {
 	}
 	// A new id with a broken policy server: the cached policy stays.
 	ps.policy.Store("garbage")
-	w.zone.mu.Lock()
-	w.zone.rrs["_mta-sts.keep.test."] = nil
-	w.zone.mu.Unlock()
+	w.zone.Remove("_mta-sts.keep.test", dns.TypeTXT)
 	w.zone.add(t, `_mta-sts.keep.test. TXT "v=STSv1; id=2"`)
 	if p := e.sts.Policy(bg, "keep.test"); p == nil || p.Mode != STSEnforce || ps.fetches.Load() != 2 {
 		t.Fatalf("after a failed re-fetch: %+v, fetches %d", p, ps.fetches.Load())
 	}
 	// A new id with a good policy: it replaces the old one.
 	ps.policy.Store("version: STSv1\nmode: testing\nmx: mx.keep.test\nmax_age: 86400\n")
-	w.zone.mu.Lock()
-	w.zone.rrs["_mta-sts.keep.test."] = nil
-	w.zone.mu.Unlock()
+	w.zone.Remove("_mta-sts.keep.test", dns.TypeTXT)
 	w.zone.add(t, `_mta-sts.keep.test. TXT "v=STSv1; id=3"`)
 	if p := e.sts.Policy(bg, "keep.test"); p == nil || p.Mode != STSTesting {
 		t.Fatalf("new id: %+v", p)
@@ -175,9 +172,7 @@ func TestSTSCacheKeepsEnforcingWhenFetchFails(t *testing.T) {
 	// Expired (max_age passed) and unreachable: no policy.
 	ps.srv.Close()
 	w.clock.advance(86401 * time.Second)
-	w.zone.mu.Lock()
-	w.zone.rrs["_mta-sts.keep.test."] = nil
-	w.zone.mu.Unlock()
+	w.zone.Remove("_mta-sts.keep.test", dns.TypeTXT)
 	w.zone.add(t, `_mta-sts.keep.test. TXT "v=STSv1; id=4"`)
 	if p := e.sts.Policy(bg, "keep.test"); p != nil {
 		t.Fatalf("expired policy still used: %+v", p)
