@@ -1,10 +1,15 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -411,4 +416,79 @@ func TestShutdownWaitsForInflight(t *testing.T) {
 	if err := e.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
+}
+
+func TestReply421AppliesToAllRecipients(t *testing.T) {
+	w := newWorld(t)
+	ip := w.net.addr()
+	rcv := startReceiver(t, w.net, ip, nil, false)
+	rcv.rcptHook = func(to string, _ int) error {
+		if to == "b@closing.test" {
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "shutting down"}
+		}
+		return nil
+	}
+	w.zone.add(t, "closing.test. A "+ip)
+	id := w.enqueue("alice@sender.test", nil, "a@closing.test", "b@closing.test", "c@closing.test")
+	w.engine(w.config()).RunOnce(bg)
+	it, ok := w.item(id)
+	if !ok {
+		t.Fatal("gone")
+	}
+	for _, r := range it.Recipients {
+		if r.State != mailstore.RcptPending || !strings.HasPrefix(r.LastReply, "421 4.3.2") {
+			t.Errorf("%s: %+v", r.Address, r)
+		}
+	}
+	if len(rcv.messages()) != 0 || len(w.dsns()) != 0 {
+		t.Error("delivered or bounced after 421")
+	}
+}
+
+func TestQueueMetricsAndAttemptLog(t *testing.T) {
+	w := newWorld(t)
+	w.zone.add(t, "m.test. A "+w.net.addr())
+	var logs bytes.Buffer
+	cfg := w.config()
+	cfg.Logger = slog.New(slog.NewJSONHandler(&syncWriter{w: &logs}, nil))
+	e := w.engine(cfg)
+	w.enqueue("alice@sender.test", nil, "a@m.test", "b@m.test")
+	w.enqueue("alice@sender.test", nil, "c@m.test")
+	w.clock.advance(90 * time.Second)
+	e.sampleStats()
+	if testutil.ToFloat64(e.metrics.items) != 2 || testutil.ToFloat64(e.metrics.recipients) != 3 || testutil.ToFloat64(e.metrics.oldest) != 90 {
+		t.Errorf("queue gauges %v %v %v", testutil.ToFloat64(e.metrics.items), testutil.ToFloat64(e.metrics.recipients), testutil.ToFloat64(e.metrics.oldest))
+	}
+	e.RunOnce(bg)
+	if got := testutil.ToFloat64(e.metrics.results.WithLabelValues("deferred")); got != 3 {
+		t.Errorf("deferred %v", got)
+	}
+	var line map[string]any
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, `"msg":"delivery attempt"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	for _, k := range []string{"queue", "domain", "mx", "tls", "code", "reply", "duration"} {
+		if _, ok := line[k]; !ok {
+			t.Errorf("attempt log line lacks %q: %v", k, line)
+		}
+	}
+	if line["domain"] != "m.test" || line["mx"] != "m.test" || line["tls"] != "none" {
+		t.Errorf("attempt log line %v", line)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
 }

@@ -106,6 +106,12 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return err
 	}
+	if eng, err := startDelivery(cfg, st, log); err != nil {
+		shutdownAll(fronts, time.Second)
+		return err
+	} else if eng != nil {
+		fronts = append(fronts, eng) // stopped with the frontends
+	}
 
 	var httpSrv *http.Server
 	if cfg.HTTPAddr != "" {
