@@ -55,6 +55,7 @@ type session struct {
 	tlsFailed  error  // reportOnly: why verification failed
 	stop       func() bool
 	smtputf8   bool
+	dsn        bool  // the receiver offers DSN (RFC 3461)
 	size       int64 // the receiver's SIZE limit; 0: none given
 }
 
@@ -131,6 +132,9 @@ func dial(ctx context.Context, t target, hostname string, roots *x509.CertPool) 
 	s.c.CommandTimeout = commandTimeout
 	if ok, _ := s.c.Extension("SMTPUTF8"); ok {
 		s.smtputf8 = true
+	}
+	if ok, _ := s.c.Extension("DSN"); ok {
+		s.dsn = true
 	}
 	if n, ok := s.c.MaxMessageSize(); ok {
 		s.size = int64(n)

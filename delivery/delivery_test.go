@@ -492,3 +492,35 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(b)
 }
+
+func TestNotifySuccess(t *testing.T) {
+	w := newWorld(t)
+	ipDSN, ipPlain := w.net.addr(), w.net.addr()
+	withDSN := startReceiver(t, w.net, ipDSN, nil, false)
+	noDSN := startReceiver(t, w.net, ipPlain, nil, false)
+	noDSN.srv.EnableDSN = false
+	w.zone.add(t, "dsn.test. A "+ipDSN, "nodsn.test. A "+ipPlain)
+	for _, rcpt := range []string{"a@dsn.test", "b@nodsn.test"} {
+		if _, err := w.store.Deliver(bg, &mailstore.Delivery{MailFrom: "alice@sender.test", Body: strings.NewReader("Subject: s\r\n\r\nx\r\n"),
+			Remote: []mailstore.RemoteRecipient{{Address: rcpt, Notify: "SUCCESS,FAILURE"}}, SenderAccount: 7}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.engine(w.config()).RunOnce(bg)
+	// A DSN receiver is told NOTIFY and reports itself (RFC 3461 §5.2).
+	withDSN.mu.Lock()
+	got := withDSN.notify["a@dsn.test"]
+	withDSN.mu.Unlock()
+	if got != "SUCCESS,FAILURE" {
+		t.Errorf("NOTIFY passed on as %q", got)
+	}
+	// One without DSN: we report "relayed" (RFC 3461 §6.2.1).
+	ds := w.dsns()
+	if len(ds) != 1 {
+		t.Fatalf("%d DSNs, want 1 (relayed)", len(ds))
+	}
+	p := parseDSN(t, ds[0])
+	if len(p.Recipients) != 1 || p.Recipients[0].Get("Action") != "relayed" || p.Recipients[0].Get("Final-Recipient") != "rfc822; b@nodsn.test" {
+		t.Errorf("relayed DSN %v", p.Recipients)
+	}
+}

@@ -61,6 +61,12 @@ func (e *Engine) finish(ir *itemRun) {
 		switch r.state {
 		case mailstore.RcptDelivered:
 			e.metrics.results.WithLabelValues("delivered").Inc()
+			// RFC 3461 §6.2.1: NOTIFY=SUCCESS and a receiver that will not
+			// report: we say "relayed".
+			if r.relayed && notifies(rc.Notify, ActionRelayed) {
+				note.Action = ActionRelayed
+				notes = append(notes, note)
+			}
 		case mailstore.RcptFailed:
 			e.metrics.results.WithLabelValues("failed").Inc()
 			if notifies(rc.Notify, ActionFailed) {

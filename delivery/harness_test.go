@@ -122,7 +122,8 @@ type receiver struct {
 	msgs     []received
 	rcptHook func(to string, n int) error // n: this recipient's RCPT count so far
 	rcptSeen map[string]int
-	block    chan struct{} // when set, the first RCPT waits on it
+	notify   map[string]string // NOTIFY= as received, by recipient
+	block    chan struct{}     // when set, the first RCPT waits on it
 	blocked  atomic.Bool
 	mechs    []string // AUTH mechanisms offered (needs TLS unless insecure)
 }
@@ -143,7 +144,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 // startReceiver runs a server on ip; tlsCert nil: no STARTTLS.
 func startReceiver(t *testing.T, n *testNet, ip string, tlsCert *tls.Certificate, utf8 bool) *receiver {
 	t.Helper()
-	r := &receiver{ip: ip, rcptSeen: map[string]int{}}
+	r := &receiver{ip: ip, rcptSeen: map[string]int{}, notify: map[string]string{}}
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		_, tlsOn := c.TLSConnectionState()
 		return &rsession{r: r, tls: tlsOn, helo: c.Hostname()}, nil
@@ -185,13 +186,20 @@ func (s *rsession) Mail(from string, _ *smtp.MailOptions) error {
 	s.from = from
 	return nil
 }
-func (s *rsession) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *rsession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.r.block != nil && s.r.blocked.CompareAndSwap(false, true) {
 		<-s.r.block
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "blocked"}
 	}
 	s.r.mu.Lock()
 	s.r.rcptSeen[to]++
+	if opts != nil && len(opts.Notify) > 0 {
+		var n []string
+		for _, x := range opts.Notify {
+			n = append(n, string(x))
+		}
+		s.r.notify[to] = strings.Join(n, ",")
+	}
 	n := s.r.rcptSeen[to]
 	hook := s.r.rcptHook
 	s.r.mu.Unlock()
@@ -337,6 +345,7 @@ func (m *memStore) ClaimQueue(ctx context.Context, holder string, now time.Time,
 			continue
 		}
 		it.LeaseHolder, it.LeaseUntil = holder, now.Add(lease)
+		it.NextAttempt = it.LeaseUntil
 		out = append(out, copyItem(it, true))
 	}
 	return out, nil
@@ -349,6 +358,7 @@ func (m *memStore) RenewQueueLease(ctx context.Context, holder string, ids []int
 	for _, id := range ids {
 		if it := m.items[id]; it != nil && it.LeaseHolder == holder {
 			it.LeaseUntil = now.Add(lease)
+			it.NextAttempt = it.LeaseUntil
 			out = append(out, id)
 		}
 	}
@@ -372,6 +382,17 @@ func (m *memStore) FinishAttempt(ctx context.Context, holder string, a mailstore
 	if it == nil || it.LeaseHolder != holder {
 		return mailstore.ErrLeaseLost
 	}
+	seen := map[int64]bool{}
+	for _, res := range a.Results {
+		ok := false
+		for _, r := range it.Recipients {
+			ok = ok || (r.ID == res.RecipientID && r.State == mailstore.RcptPending)
+		}
+		if !ok || seen[res.RecipientID] {
+			return fmt.Errorf("%w: result for recipient %d", mailstore.ErrInvalidArgument, res.RecipientID)
+		}
+		seen[res.RecipientID] = true
+	}
 	for _, res := range a.Results {
 		for i := range it.Recipients {
 			r := &it.Recipients[i]
@@ -394,6 +415,9 @@ func (m *memStore) FinishAttempt(ctx context.Context, holder string, a mailstore
 		delete(m.items, it.ID)
 		delete(m.bodies, it.ID)
 		return nil
+	}
+	if a.Next.IsZero() {
+		return fmt.Errorf("%w: no next attempt", mailstore.ErrInvalidArgument)
 	}
 	it.NextAttempt = a.Next
 	return nil

@@ -19,6 +19,9 @@ type result struct {
 	code   string // enhanced status code
 	reply  string // the server's reply ("550 5.1.1 ...") or our diagnostic
 	remote string // the host that replied; "" for our own diagnostic
+	// relayed: delivered to a server without DSN, which will send no
+	// success notice of its own (RFC 3461 §6.2.1).
+	relayed bool
 }
 
 func tempResult(code, text string) *result {
@@ -227,7 +230,7 @@ func (s *session) transact(ctx context.Context, st opener, it *mailstore.QueueIt
 		return out, nil
 	}
 	ok := &result{state: mailstore.RcptDelivered, code: enhanced(250, resp.StatusText), remote: s.host,
-		reply: "250 " + oneLine(resp.StatusText)}
+		reply: "250 " + oneLine(resp.StatusText), relayed: !s.dsn}
 	for _, rc := range accepted {
 		out[rc.ID] = ok
 	}
