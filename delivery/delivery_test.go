@@ -524,3 +524,34 @@ func TestNotifySuccess(t *testing.T) {
 		t.Errorf("relayed DSN %v", p.Recipients)
 	}
 }
+
+func TestDSNQueuedWhenNoLocalSender(t *testing.T) {
+	w := newWorld(t)
+	w.zone.add(t, "nullmx3.test. MX 0 .")
+	// Forwarded mail (SenderAccount 0): the DSN goes back by SMTP.
+	_, err := w.store.Deliver(bg, &mailstore.Delivery{MailFrom: "someone@far.test", Body: strings.NewReader("Subject: fwd\r\n\r\nx\r\n"),
+		Remote: []mailstore.RemoteRecipient{{Address: "x@nullmx3.test"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.engine(w.config()).RunOnce(bg)
+	its, _ := w.store.ListQueue(bg, 0)
+	if len(its) != 1 {
+		t.Fatalf("queue %+v", its)
+	}
+	d := its[0]
+	if d.MailFrom != "" || len(d.Recipients) != 1 || d.Recipients[0].Address != "someone@far.test" || d.SenderAccount != 0 {
+		t.Fatalf("queued DSN %+v", d)
+	}
+	body, err := w.store.OpenQueued(bg, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(body)
+	if p := parseDSN(t, b); p.Recipients[0].Get("Final-Recipient") != "rfc822; x@nullmx3.test" {
+		t.Errorf("DSN %v", p.Recipients)
+	}
+	if len(w.mem.inboxOf(0)) != 0 {
+		t.Error("stored locally")
+	}
+}
