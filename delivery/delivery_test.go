@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -405,15 +404,38 @@ func TestKilledWorkerLeaseTakenOver(t *testing.T) {
 
 func TestShutdownWaitsForInflight(t *testing.T) {
 	w := newWorld(t)
+	ip := w.net.addr()
+	rcv := startReceiver(t, w.net, ip, nil, false)
+	rcv.block = make(chan struct{})
+	w.zone.add(t, "inflight.test. A "+ip)
+	id := w.enqueue("alice@sender.test", nil, "x@inflight.test")
 	e := w.engine(w.config())
 	e.Start()
-	ctx, cancel := context.WithTimeout(bg, 5*time.Second)
-	defer cancel()
-	if err := e.Shutdown(ctx); err != nil {
+	waitFor(t, "the attempt in flight", func() bool { return rcv.blocked.Load() })
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(bg, 30*time.Second)
+		defer cancel()
+		done <- e.Shutdown(ctx)
+	}()
+	waitFor(t, "the worker loop to stop", func() bool {
+		select {
+		case <-e.loopDone:
+			return true
+		default:
+			return false
+		}
+	})
+	close(rcv.block) // the receiver answers 451 now: the attempt ends
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	it, ok := w.item(id)
+	if !ok || it.Recipients[0].Attempts != 1 || !strings.HasPrefix(it.Recipients[0].LastReply, "451") {
+		t.Fatalf("the in-flight attempt was not recorded: %+v", it)
+	}
 	// A second Shutdown is harmless.
-	if err := e.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if err := e.Shutdown(bg); err != nil {
 		t.Fatal(err)
 	}
 }
