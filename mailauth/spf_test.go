@@ -134,9 +134,13 @@ func TestSPFOutage(t *testing.T) {
 	d := mailauthtest.NewDNS(t)
 	d.TXT("pass.test", "v=spf1 ip4:127.0.0.10 -all")
 	c := newChecker(d)
-	d.Stop()
+	d.Down(true)
 	if r := c.SPF(context.Background(), client, "h.example", "a@pass.test"); r.Result != "temperror" {
-		t.Errorf("server down: %+v, want temperror", r)
+		t.Errorf("server failing: %+v, want temperror", r)
+	}
+	c = &mailauth.Checker{Resolver: mailauthtest.GoneResolver(t)}
+	if r := c.SPF(context.Background(), client, "h.example", "a@pass.test"); r.Result != "temperror" {
+		t.Errorf("server gone: %+v, want temperror", r)
 	}
 
 	// A server that reads queries and never answers.

@@ -234,8 +234,9 @@ func TestInboundAuthStripsForged(t *testing.T) {
 	}
 }
 
-// TestInboundAuthDNSDown: with the DNS server gone, a message gets 451
-// 4.4.3 and nothing is stored; mail from submission is not checked.
+// TestInboundAuthDNSDown: with the DNS server failing, or gone, a message
+// gets 451 4.4.3 and nothing is stored; mail from submission is not
+// checked.
 func TestInboundAuthDNSDown(t *testing.T) {
 	t.Parallel()
 	d, key := authDNS(t)
@@ -244,9 +245,16 @@ func TestInboundAuthDNSDown(t *testing.T) {
 		c.InboundAuth = &mailauth.Checker{Resolver: d.Resolver()}
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	}))
-	d.Stop()
+	d.Down(true)
 	signed := key.Sign(t, authMsg("news@sender.example", "down"), "sender.example", "k")
 	sendMail(t, e.inbound, "bounce@sender.example", []string{"alice@example.org"}, signed, 451)
+	gone := newEnv(t, withConfig(func(c *smtpdConfig) {
+		c.InboundAuth = &mailauth.Checker{Resolver: mailauthtest.GoneResolver(t)}
+	}))
+	sendMail(t, gone.inbound, "bounce@sender.example", []string{"alice@example.org"}, signed, 451)
+	if n := len(gone.inbox(gone.alice)) + len(gone.mailbox(gone.alice, "Junk")); n != 0 {
+		t.Errorf("DNS gone: alice has %d messages", n)
+	}
 	c := dial(t, e.inbound)
 	c.ehlo("client.example")
 	c.cmd("MAIL FROM:<x@attacker.example>", 250)
