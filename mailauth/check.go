@@ -185,13 +185,17 @@ func (c *Checker) Message(ctx context.Context, spfRes SPFResult, msg io.Reader) 
 		return nil, err
 	}
 	from, why := fromDomain(fs)
-	if from == "" {
+	switch {
+	case why == errNoFrom:
+		// No author domain is claimed: DMARC has nothing to protect.
+		res.DMARC = DMARCResult{Result: DMARCNone, Reason: why}
+	case from == "":
 		// RFC 7489 §6.6.1: no single author domain to evaluate.
 		// Such a message breaks RFC 5322 §3.6 and is refused where the
 		// policy is enforced, as RFC 7489 §6.6.1 says receivers typically
 		// do: else a forger could hide the domain it claims.
 		res.DMARC = DMARCResult{Result: DMARCPermError, Applied: PolicyReject, Reason: why}
-	} else {
+	default:
 		res.DMARC = c.evalDMARC(ctx, from, spfRes, res.DKIM)
 	}
 	res.Action = c.action(res.DMARC)

@@ -1,7 +1,9 @@
 package mailauth
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strings"
 
@@ -28,20 +30,39 @@ type DKIMResult struct {
 	Reason string
 }
 
+// maxBlankRun bounds a run of white space (spaces, tabs and line breaks)
+// in a body being verified: go-msgauth's body canonicalizations hold such
+// a run in memory until the next other character (RFC 6376 §3.4.3 and
+// §3.4.4 drop trailing empty lines), and its simple one copies the run
+// again for every write, so a body of megabytes of empty lines would cost
+// memory and quadratic time per signature. No real message has 128 KiB
+// of white space in a row; one that does is not verified.
+const maxBlankRun = 128 << 10
+
+var errBlankRun = errors.New("body has a run of over 128 KiB of white space; not verified")
+
 // verifyDKIM verifies the first MaxSignatures DKIM signatures of the
-// message hdr+body (RFC 6376 §6). It reads body to its end. The error is
-// a failure to read the message, not a verdict.
+// message hdr+body (RFC 6376 §6); an unsigned message's body is not read.
+// The error is a failure to read the message, not a verdict.
 func (c *Checker) verifyDKIM(ctx context.Context, hdr []byte, fs []field, body io.Reader) ([]DKIMResult, error) {
 	sigs := fieldsNamed(fs, "DKIM-Signature")
 	if len(sigs) == 0 {
-		_, err := io.Copy(io.Discard, body)
-		return nil, err
+		return nil, nil
 	}
 	max := c.maxSignatures()
-	vs, err := dkim.VerifyWithOptions(io.MultiReader(strings.NewReader(string(hdr)), body), &dkim.VerifyOptions{
+	vs, err := dkim.VerifyWithOptions(io.MultiReader(bytes.NewReader(hdr), &blankRunGuard{r: body}), &dkim.VerifyOptions{
 		LookupTXT:        strictResolver{c.Resolver}.txtFunc(ctx),
 		MaxVerifications: max,
 	})
+	if errors.Is(err, errBlankRun) {
+		// RFC 6376 §6.1: a signature the verifier will not process.
+		out := make([]DKIMResult, min(len(sigs), max))
+		for i := range out {
+			tags := tagList(sigs[i])
+			out[i] = DKIMResult{Result: DKIMPermError, Domain: strings.ToLower(tags["d"]), Reason: errBlankRun.Error()}
+		}
+		return out, nil
+	}
 	if err != nil && err != dkim.ErrTooManySignatures {
 		return nil, err
 	}
@@ -102,4 +123,26 @@ func tagList(v string) map[string]string {
 		}, val)
 	}
 	return out
+}
+
+// blankRunGuard passes a body through and fails with errBlankRun at a run
+// of white space longer than maxBlankRun.
+type blankRunGuard struct {
+	r   io.Reader
+	run int
+}
+
+func (g *blankRunGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	for _, c := range p[:n] {
+		if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
+			g.run++
+			if g.run > maxBlankRun {
+				return 0, errBlankRun
+			}
+		} else {
+			g.run = 0
+		}
+	}
+	return n, err
 }

@@ -46,19 +46,24 @@ type DMARCResult struct {
 	Reason                  string
 }
 
+// errNoFrom is fromDomain's reason for a message without a From: field.
+const errNoFrom = "no From: field"
+
 // maxFromDomains bounds the From: addresses looked at.
 const maxFromDomains = 32
 
-// fromDomain returns the one RFC5322.From domain of a header section.
-// RFC 7489 §6.6.1: a message with no From: field, several From: fields,
-// or a From: field with addresses in different domains has no single
-// domain to evaluate; such a message breaks RFC 5322 §3.6 and is refused
-// where the policy is enforced (ok false, with the reason).
+// fromDomain returns the one RFC5322.From domain of a header section, or
+// "" and why there is none. RFC 7489 §6.6.1: a message with several From:
+// fields, or a From: field with addresses in different domains, or one
+// that cannot be read, has no single domain to evaluate; such a message
+// breaks RFC 5322 §3.6 (and could hide the domain a reader sees) and is
+// refused where the policy is enforced. A message without any From: field
+// claims no author domain; errNoFrom tells it apart.
 func fromDomain(fs []field) (domain string, reason string) {
 	froms := fieldsNamed(fs, "From")
 	switch {
 	case len(froms) == 0:
-		return "", "no From: field"
+		return "", errNoFrom
 	case len(froms) > 1:
 		return "", "more than one From: field"
 	}

@@ -190,7 +190,7 @@ func TestDMARCFrom(t *testing.T) {
 		{"two addresses, one domain", "From: a@example.com, b@EXAMPLE.com\r\n", "example.com", "fail", mailauth.Deliver},
 		{"folded", "From: Someone\r\n <a@example.com>\r\n", "example.com", "fail", mailauth.Deliver},
 		{"encoded name", "From: =?x-unknown?q?Jos=E9?= <a@example.com>\r\n", "example.com", "fail", mailauth.Deliver},
-		{"none", "", "", "permerror", mailauth.Reject},
+		{"none", "", "", "none", mailauth.Deliver},
 		{"two fields", "From: a@example.com\r\nFrom: b@example.com\r\n", "", "permerror", mailauth.Reject},
 		{"two domains", "From: a@example.com, b@example.net\r\n", "", "permerror", mailauth.Reject},
 		{"unreadable", "From: <a@example.com\r\n", "", "permerror", mailauth.Reject},
@@ -237,5 +237,24 @@ func TestModes(t *testing.T) {
 	}
 	if _, err := mailauth.ParseMode("strict"); err == nil {
 		t.Error("ParseMode accepted an unknown mode")
+	}
+}
+
+// TestDKIMBlankRun: a signed body with a huge run of empty lines is not
+// verified (permerror), at bounded cost; a long but bounded run verifies.
+func TestDKIMBlankRun(t *testing.T) {
+	t.Parallel()
+	d := mailauthtest.NewDNS(t)
+	key := mailauthtest.Ed25519(t)
+	key.Publish(t, d, "example.com", "k")
+	c := newChecker(d)
+	ok := key.Sign(t, msg("a@example.com")+strings.Repeat("\r\n", 1000)+"end\r\n", "example.com", "k")
+	if r := check(t, c, noSPF, ok); len(r.DKIM) != 1 || r.DKIM[0].Result != "pass" {
+		t.Errorf("1000 empty lines: %+v", r.DKIM)
+	}
+	huge := key.Sign(t, msg("a@example.com"), "example.com", "k") + strings.Repeat("\r\n", 8<<20)
+	r := check(t, c, noSPF, huge)
+	if len(r.DKIM) != 1 || r.DKIM[0].Result != "permerror" || r.DKIM[0].Domain != "example.com" {
+		t.Errorf("8 Mi empty lines: %+v", r.DKIM)
 	}
 }
