@@ -78,7 +78,11 @@ type Queue interface {
 // so that every node signs with the same keys.
 type DKIMKeys interface {
 	// AddDKIMKey stores a key. ErrExists if the domain already has that
-	// selector; ErrNoSuchDomain if the domain is not local.
+	// selector; ErrNoSuchDomain if the domain is not local;
+	// ErrInvalidArgument unless the selector is a domain name's labels
+	// (RFC 6376 §3.1; stored in lower case) and PrivateKey a PKCS #8 key
+	// of Algorithm. A zero CreatedAt means now. The key goes with its
+	// domain (DeleteDomain).
 	AddDKIMKey(ctx context.Context, k DKIMKey) error
 	// ListDKIMKeys lists the keys of one domain, or of all when domain is
 	// "", active and retired, newest first within a domain.
@@ -86,13 +90,14 @@ type DKIMKeys interface {
 	// RetireDKIMKeys marks the active keys of domain other than those in
 	// keep (by selector) retired at time at: they no longer sign, and stay
 	// listed so that their DNS records can be kept until mail signed with
-	// them has been verified.
+	// them has been verified. ErrNoSuchDomain if the domain is not local.
 	RetireDKIMKeys(ctx context.Context, domain string, keep []string, at time.Time) error
-	// DeleteDKIMKey removes one key.
+	// DeleteDKIMKey removes one key; ErrNoSuchKey if there is none.
 	DeleteDKIMKey(ctx context.Context, domain, selector string) error
 	// ClusterSecret returns the secret stored under name, first storing
 	// gen() if there is none, atomically: every node gets the same secret
-	// (e.g. the SRS key). gen is called at most once per call.
+	// (e.g. the SRS key). gen is called at most once per call, and not at
+	// all when the secret exists; its error is returned as it is.
 	ClusterSecret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error)
 }
 

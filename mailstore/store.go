@@ -201,6 +201,7 @@ type Store interface {
 	Leases
 	Maintenance
 	Queue
+	DKIMKeys
 }
 
 // AuthReservation is the result of ReserveAuthFailure.
