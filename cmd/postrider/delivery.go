@@ -12,14 +12,8 @@ import (
 )
 
 // startDelivery starts this node's outbound delivery workers; shutdown
-// stops them with the frontends. A store without an outbound queue gets
-// none (nothing can be queued on it either).
-func startDelivery(cfg *config.Config, st any, log *slog.Logger) (*delivery.Engine, error) {
-	qs, ok := st.(delivery.Store)
-	if !ok {
-		log.Warn("outbound delivery not started: the store has no outbound queue")
-		return nil, nil
-	}
+// stops them with the frontends.
+func startDelivery(cfg *config.Config, st delivery.Store, log *slog.Logger) (*delivery.Engine, error) {
 	res, err := dnsr.New(cfg.DNSResolver)
 	if err != nil {
 		return nil, fmt.Errorf("POSTRIDER_DNS_RESOLVER: %w", err)
@@ -29,7 +23,7 @@ func startDelivery(cfg *config.Config, st any, log *slog.Logger) (*delivery.Engi
 		RelayHost: cfg.RelayHost, RelayUsername: cfg.RelayUsername, RelayPassword: cfg.RelayPassword,
 		Workers: cfg.DeliveryWorkers, QueueLifetime: cfg.QueueLifetime,
 		Logger: log, Metrics: prometheus.DefaultRegisterer,
-	}, qs)
+	}, st)
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}

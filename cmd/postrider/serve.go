@@ -106,12 +106,12 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	if eng, err := startDelivery(cfg, st, log); err != nil {
+	eng, err := startDelivery(cfg, st, log)
+	if err != nil {
 		shutdownAll(fronts, time.Second)
 		return err
-	} else if eng != nil {
-		fronts = append(fronts, eng) // stopped with the frontends
 	}
+	fronts = append(fronts, eng) // stopped with the frontends
 
 	var httpSrv *http.Server
 	if cfg.HTTPAddr != "" {
