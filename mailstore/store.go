@@ -200,6 +200,8 @@ type Store interface {
 	AuthFailures
 	Leases
 	Maintenance
+	Queue
+	DKIMKeys
 }
 
 // AuthReservation is the result of ReserveAuthFailure.
@@ -378,8 +380,11 @@ type Delivery struct {
 	Params map[string]string
 	// Remote recipients are queued for outbound delivery (see Queue) in
 	// the same transaction as the local copies; a delivery may have only
-	// remote recipients. SenderAccount is the submitting account (0 for
-	// forwarded mail and DSNs), to which DSNs about them go.
+	// remote recipients (Recipients empty). Their addresses are stored as
+	// NormalizeRemoteAddress returns them (ErrInvalidAddress for one it
+	// refuses), a repeated address once; quota does not apply to them.
+	// SenderAccount is the submitting account (0 for forwarded mail and
+	// DSNs), to which DSNs about them go.
 	Remote        []RemoteRecipient
 	SenderAccount int64
 }
