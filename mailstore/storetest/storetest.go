@@ -55,6 +55,7 @@ var groups = []struct {
 	{"Aliases", []suiteTest{
 		{"Resolve", testAliases},
 		{"AccountDelete", testAliasesOnAccountDelete},
+		{"Forward", testAliasesForward},
 	}},
 	{"Mailboxes", []suiteTest{
 		{"CreateAndList", testMailboxCreate},
