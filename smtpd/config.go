@@ -109,6 +109,14 @@ type Config struct {
 	// SpoolMemory is how many octets of a message are kept in memory
 	// before spooling to disk; 0 = DefaultSpoolMemory.
 	SpoolMemory int64
+
+	// OnQueued, when set, is called after a commit that queued mail for
+	// remote recipients (e.g. to wake the delivery workers); it must not
+	// block.
+	OnQueued func()
+	// SRSMaxAge is how long an address rewritten for forwarding is
+	// honoured when a bounce comes back to it; 0 = srs.DefaultMaxAge.
+	SRSMaxAge time.Duration
 }
 
 // withDefaults validates cfg and fills in defaults.
