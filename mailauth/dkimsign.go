@@ -181,7 +181,7 @@ func (s *DKIMSigner) Sign(ctx context.Context, domains []string, r io.Reader) ([
 		signers = append(signers, sg)
 		ws = append(ws, sg)
 	}
-	g := &blankRunGuard{w: io.MultiWriter(ws...)}
+	g := &signBlankRunGuard{w: io.MultiWriter(ws...)}
 	buf := make([]byte, 32<<10)
 	if _, err := io.CopyBuffer(g, r, buf); err != nil {
 		closeAll()
@@ -289,16 +289,16 @@ func (s *DKIMSigner) warn(msg, domain string, args ...any) {
 	}
 }
 
-// blankRunGuard passes a message on and fails it when a run of CR and LF
+// signBlankRunGuard passes a message on and fails it when a run of CR and LF
 // octets grows over MaxDKIMBlankRun (see there). Spaces and tabs neither
 // end a run nor count: the canonicalizer keeps holding the line breaks
 // across them.
-type blankRunGuard struct {
+type signBlankRunGuard struct {
 	w   io.Writer
 	run int
 }
 
-func (g *blankRunGuard) Write(p []byte) (int, error) {
+func (g *signBlankRunGuard) Write(p []byte) (int, error) {
 	for _, c := range p {
 		switch c {
 		case '\r', '\n':

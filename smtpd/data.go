@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postrider/postrider/mailauth"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -30,6 +31,9 @@ func (s *session) failMessage(err error) *reply {
 	messagesRejected.WithLabelValues(s.c.roleLabel, reason).Inc()
 	s.c.log.Info("message refused", "reason", reason, "err", err)
 	s.spool.release()
+	if s.tx != nil {
+		s.tx.spf.stop()
+	}
 	s.tx = nil
 	return r
 }
@@ -45,6 +49,7 @@ func (s *session) endMessage() *reply {
 		return s.failMessage(err)
 	}
 	defer s.spool.release()
+	defer tx.spf.stop()
 	s.tx = nil
 	id := newID()
 	log = log.With("msgid", id)
@@ -59,11 +64,17 @@ func (s *session) endMessage() *reply {
 			return reply
 		}
 	}
-
 	if reply, reason := s.checkLoops(tx); reply != nil {
 		messagesRejected.WithLabelValues(roleL, reason).Inc()
 		log.Info("message refused", "reason", reason)
 		return reply
+	}
+	var verdict *mailauth.Result // inbound authentication (inboundauth.go)
+	if s.c.role == roleInbound {
+		var r *reply
+		if verdict, r = s.authenticate(tx, log); r != nil {
+			return r
+		}
 	}
 
 	ctx, cancel := s.ctx()
@@ -81,9 +92,15 @@ func (s *session) endMessage() *reply {
 	}
 	for _, o := range plan {
 		o.d.InternalDate = now
+		if verdict != nil && verdict.Action == mailauth.Quarantine && len(o.d.Recipients) > 0 {
+			// Local copies only: forwarded ones are the receiver's to judge.
+			if r := s.quarantine(ctx, o.d); r != nil {
+				return r
+			}
+		}
 	}
 	t0 := time.Now()
-	results, err := s.deliverAll(ctx, plan)
+	results, err := s.deliverAll(ctx, plan, verdict)
 	deliveryLatency.Observe(time.Since(t0).Seconds())
 	queued := s.countQueued(results)
 	if err != nil {
@@ -105,8 +122,9 @@ func (s *session) endMessage() *reply {
 		remote += len(plan[i].d.Remote)
 		size = max(size, res.Size)
 	}
-	log.Info("delivered", "from", tx.from, "rcpts", len(tx.rcpts), "copies", copies, "remote", remote,
-		"queued", queued, "signed", len(sig) > 0, "size", size, "latency", time.Since(t0).Round(time.Microsecond))
+	log.Info("delivered", append([]any{"from", tx.from, "rcpts", len(tx.rcpts), "copies", copies, "remote", remote,
+		"queued", queued, "signed", len(sig) > 0, "size", size, "latency", time.Since(t0).Round(time.Microsecond)},
+		verdictAttrs(verdict)...)...)
 	if queued > 0 {
 		return replyErr(250, 2, 0, 0, "OK: message queued, id="+id)
 	}

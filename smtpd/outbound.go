@@ -401,17 +401,24 @@ func transportParams(p map[string]string, tx *transaction) map[string]string {
 }
 
 // deliverAll commits the planned deliveries in order and returns their
-// results. A failure stops at the delivery that failed: those before it
+// results; verdict is the inbound authentication's (nil on submission). A failure stops at the delivery that failed: those before it
 // are committed (so a client that retries after the 4xx sends them
 // again; a duplicate, never a loss).
-func (s *session) deliverAll(ctx context.Context, plan []outDelivery) ([]mailstore.DeliveryResult, error) {
+func (s *session) deliverAll(ctx context.Context, plan []outDelivery, verdict *mailauth.Result) ([]mailstore.DeliveryResult, error) {
 	results := make([]mailstore.DeliveryResult, 0, len(plan))
 	for _, o := range plan {
 		body, err := s.spool.reader()
 		if err != nil {
 			return results, errSpool{err}
 		}
-		o.d.Body = io.MultiReader(bytes.NewReader(o.prefix), body)
+		prefix := o.prefix
+		if s.c.role == roleInbound {
+			// Our Authentication-Results: after the trace fields, forged
+			// ones removed (inboundauth.go); forwarded copies keep them
+			// too, for the receiver to read.
+			prefix, body = s.inboundMessage(prefix, body, verdict)
+		}
+		o.d.Body = io.MultiReader(bytes.NewReader(prefix), body)
 		res, err := s.srv.store.Deliver(ctx, o.d)
 		if err != nil {
 			return results, err

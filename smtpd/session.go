@@ -35,7 +35,8 @@ type transaction struct {
 	// bounces to our SRS addresses (outbound.go).
 	remote   []mailstore.RemoteRecipient
 	forwards []forward
-	bdat     bool // BDAT chunks are being received (RFC 3030 §2)
+	bdat     bool    // BDAT chunks are being received (RFC 3030 §2)
+	spf      *spfJob // inbound SPF check, from the first recipient on
 }
 
 // empty reports whether the transaction has no recipient yet.
@@ -53,6 +54,9 @@ type txRcpt struct {
 func (s *session) Reset() {
 	if s.tx != nil && s.tx.bdat {
 		s.spool.release()
+	}
+	if s.tx != nil {
+		s.tx.spf.stop()
 	}
 	s.tx = nil
 }
@@ -155,6 +159,7 @@ func (s *session) Rcpt(to string, p rcptParams) *reply {
 			tx.accounts = append(tx.accounts, a)
 		}
 	}
+	s.startSPF(tx)
 	return nil
 }
 
