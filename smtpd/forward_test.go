@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/postrider/postrider/internal/srs"
+	"github.com/postrider/postrider/mailauth"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -227,5 +228,39 @@ func TestLoops(t *testing.T) {
 	}
 	if n := len(e.queued()); n != 2 {
 		t.Errorf("%d queue items, want 2 (fwd2)", n)
+	}
+}
+
+// TestForwardInboundAuth: with the inbound checks on, a forwarded copy
+// carries our Authentication-Results: (after the trace fields), a forged
+// one is removed, the sender's signature still covers the message as
+// sent; a quarantined message goes to the local target's Junk and is
+// still forwarded (the receiver judges it itself).
+func TestForwardInboundAuth(t *testing.T) {
+	t.Parallel()
+	d, key := authDNS(t)
+	e := newEnv(t, withAuth(d, mailauth.Enforce))
+	withForwards(t, e)
+	forged := "Authentication-Results: mx.example.org; dkim=pass header.d=bank.example\r\n"
+	signed := key.Sign(t, authMsg("news@sender.example", "fwd-pass"), "sender.example", "k")
+	sendMail(t, e.inbound, "bounce@sender.example", []string{"fwd@example.org"}, forged+signed, 250)
+	items := e.queued()
+	if len(items) != 1 {
+		t.Fatalf("%d items", len(items))
+	}
+	q := string(e.queuedBody(items[0].ID))
+	if !strings.HasPrefix(q, "Delivered-To: fwd@example.org\r\nReceived: ") || strings.Contains(q, "bank.example") || !strings.HasSuffix(q, signed) {
+		t.Fatalf("forwarded copy:\n%s", q)
+	}
+	if i := strings.Index(q, "Authentication-Results: mx.example.org;\r\n"); i < 0 || !strings.Contains(q[i:], "\tdkim=pass header.d=sender.example") {
+		t.Errorf("forwarded copy lacks our Authentication-Results:\n%s", q)
+	}
+
+	sendMail(t, e.inbound, "x@attacker.example", []string{"fwd@example.org"}, authMsg("billing@quar.example", "fwd-quar"), 250)
+	if n := len(e.mailbox(e.bob, "Junk")); n != 1 {
+		t.Errorf("bob's Junk has %d messages", n)
+	}
+	if n := len(e.queued()); n != 2 {
+		t.Errorf("%d items: the quarantined message was not forwarded", n)
 	}
 }

@@ -156,8 +156,9 @@ func TestSubmitLocalAndRemote(t *testing.T) {
 	if !bytes.Equal(q, bob[0]) {
 		t.Errorf("queued body differs from the local copy:\n%q\n%q", q, bob[0])
 	}
-	if n := e.contentRows(); n != 1 {
-		t.Errorf("%d message contents stored, want 1 (shared)", n)
+	// refcount: bob's message and the queue item.
+	if n, refs := e.contentRows(); n != 1 || refs != 2 {
+		t.Errorf("%d message contents stored (refcount %d), want 1 shared by 2", n, refs)
 	}
 	trace, rest := body(t, q)
 	if !strings.Contains(trace, "(authenticated user alice@example.org)") {
@@ -178,16 +179,16 @@ func TestSubmitLocalAndRemote(t *testing.T) {
 	}
 }
 
-// contentRows counts the message contents stored (bodies are shared).
-func (e *env) contentRows() int {
+// contentRows counts the message contents stored (bodies are shared) and
+// returns the largest reference count.
+func (e *env) contentRows() (n int, refs int64) {
 	e.t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, e.dbURL)
 	must(e.t, err)
 	defer conn.Close(ctx)
-	var n int
-	must(e.t, conn.QueryRow(ctx, "SELECT count(*) FROM contents").Scan(&n))
-	return n
+	must(e.t, conn.QueryRow(ctx, "SELECT count(*), coalesce(max(refcount), 0) FROM contents").Scan(&n, &refs))
+	return n, refs
 }
 
 // TestSubmitRemoteOnly: remote recipients only: one queue item, no
