@@ -213,7 +213,7 @@ func (s *session) transact(ctx context.Context, st opener, it *mailstore.QueueIt
 		// connection so that the receiver discards what it has.
 		return nil, &errConnection{tempResult("4.3.0", "local error opening the queued message: "+errText(err))}
 	}
-	_, err = io.Copy(w, body)
+	_, err = io.Copy(w, stripReturnPath(body)) // RFC 5321 §4.4
 	body.Close()
 	if err != nil {
 		return nil, &errConnection{tempResult("4.3.0", "sending the message to "+s.host+": "+errText(err))}

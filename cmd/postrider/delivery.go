@@ -11,9 +11,9 @@ import (
 	"github.com/postrider/postrider/internal/dnsr"
 )
 
-// startDelivery starts this node's outbound delivery workers; shutdown
-// stops them with the frontends.
-func startDelivery(cfg *config.Config, st delivery.Store, log *slog.Logger) (*delivery.Engine, error) {
+// newDelivery builds this node's outbound delivery engine; Start runs its
+// workers.
+func newDelivery(cfg *config.Config, st delivery.Store, log *slog.Logger) (*delivery.Engine, error) {
 	res, err := dnsr.New(cfg.DNSResolver)
 	if err != nil {
 		return nil, fmt.Errorf("POSTRIDER_DNS_RESOLVER: %w", err)
@@ -27,7 +27,5 @@ func startDelivery(cfg *config.Config, st delivery.Store, log *slog.Logger) (*de
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
-	eng.Start()
-	log.Info("outbound delivery started", "proto", "delivery", "workers", cfg.DeliveryWorkers, "relay", cfg.RelayHost)
 	return eng, nil
 }

@@ -31,7 +31,7 @@ type listenSpec struct {
 // startFrontends builds the three protocol servers and starts a goroutine
 // per configured listener. Every listener is opened before any is served.
 func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenticator, tlsConf *tls.Config,
-	log *slog.Logger, wg *sync.WaitGroup, errs chan<- error) ([]frontend, error) {
+	onQueued func(), log *slog.Logger, wg *sync.WaitGroup, errs chan<- error) ([]frontend, error) {
 	proxies, _ := cfg.TrustedProxyPrefixes()
 	maxMsg := int64(cfg.MaxMessageSize)
 	minRate := int64(cfg.SMTPMinDataRate)
@@ -52,7 +52,7 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 	smtpSrv, err := smtpd.New(smtpd.Config{
 		Config:         common,
 		MaxMessageSize: maxMsg, MaxRecipients: cfg.MaxRecipients, MinDataRate: minRate,
-		InboundAuth: inAuth,
+		InboundAuth: inAuth, OnQueued: onQueued,
 	}, st, authn)
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)

@@ -102,16 +102,20 @@ func cmdServe(args []string) error {
 		serveErrs = make(chan error, 16)
 		shutdown  atomic.Bool
 	)
-	fronts, err := startFrontends(cfg, st, authn, tlsConf, log, &wg, serveErrs)
+	// The delivery engine exists before smtpd, which wakes its workers
+	// after every commit that queued mail; it starts once the listeners
+	// are open and is stopped with the frontends.
+	eng, err := newDelivery(cfg, st, log)
 	if err != nil {
 		return err
 	}
-	eng, err := startDelivery(cfg, st, log)
+	fronts, err := startFrontends(cfg, st, authn, tlsConf, eng.Kick, log, &wg, serveErrs)
 	if err != nil {
-		shutdownAll(fronts, time.Second)
 		return err
 	}
-	fronts = append(fronts, eng) // stopped with the frontends
+	eng.Start()
+	log.Info("outbound delivery started", "proto", "delivery", "workers", cfg.DeliveryWorkers, "relay", cfg.RelayHost)
+	fronts = append(fronts, eng)
 
 	var httpSrv *http.Server
 	if cfg.HTTPAddr != "" {
