@@ -40,6 +40,7 @@ type Config struct {
 
 	MaxMessageSize Size   `env:"MAX_MESSAGE_SIZE" envDefault:"52428800" desc:"largest message in bytes (suffixes K, M, G allowed); SMTP SIZE, IMAP APPENDLIMIT"`
 	RelayHost      string `env:"RELAY_HOST" desc:"host:port of a smarthost for outbound mail; outbound delivery is not enabled yet, so this is only validated"`
+	MTASTSMode     string `env:"MTA_STS_MODE" envDefault:"testing" desc:"MTA-STS policy mode (enforce, testing or none; RFC 8461 §5) served for every local domain at /.well-known/mta-sts.txt on HTTP_ADDR, to be published over HTTPS by your TLS proxy; start with testing and switch to enforce once TLS reports show that senders reach you over TLS with a valid certificate"`
 
 	MaxConnsPerIP   int           `env:"MAX_CONNS_PER_IP" envDefault:"50" desc:"open connections allowed per client IP (IPv6 per /64) on each protocol; 0 = unlimited"`
 	MaxConns        int           `env:"MAX_CONNS" envDefault:"2000" desc:"open connections allowed per node for each protocol: SMTP (all three SMTP listeners together), IMAP (both listeners) and POP3 (both listeners) each get this many; beyond it a client gets a temporary refusal (SMTP 421, IMAP BYE [UNAVAILABLE], POP3 -ERR [SYS/TEMP]) and is disconnected. An idle connection measured 9-11 KB of memory in plaintext and up to 70 KB with TLS, so 3 × 2000 idle TLS connections take about 420 MB; 0 = unlimited"`
@@ -142,6 +143,11 @@ func (c *Config) validate() error {
 		if err := checkHostPort(c.RelayHost); err != nil {
 			return bad("RELAY_HOST", "%q: %v", c.RelayHost, err)
 		}
+	}
+	switch c.MTASTSMode {
+	case "enforce", "testing", "none":
+	default:
+		return bad("MTA_STS_MODE", "%q: want enforce, testing or none", c.MTASTSMode)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return bad("TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE must be set together")

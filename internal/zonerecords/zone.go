@@ -247,3 +247,14 @@ func ClientServices(addrs map[string]string) []Service {
 	}
 	return out
 }
+
+// KeyRecord is the zone-file line that publishes a DKIM key.
+func KeyRecord(k mailstore.DKIMKey) (string, error) {
+	rec, err := dkimkeys.Record(k)
+	if err != nil {
+		return "", err
+	}
+	z := &zone{}
+	z.txt(fqdn(dkimkeys.RecordName(k.Selector, k.Domain)), rec)
+	return z.b.String(), nil
+}

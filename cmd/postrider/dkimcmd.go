@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/postrider/postrider/internal/dkimkeys"
+	"github.com/postrider/postrider/internal/zonerecords"
+	"github.com/postrider/postrider/mailstore"
+)
+
+const dkimUsage = "usage: postrider dkim generate|rotate|retire DOMAIN | dkim list [DOMAIN] | dkim remove DOMAIN SELECTOR"
+
+// dkimStore is what the dkim and dns commands use.
+type dkimStore interface {
+	mailstore.DKIMKeys
+	IsLocalDomain(ctx context.Context, name string) (bool, error)
+	ResolveRecipient(ctx context.Context, address string) ([]mailstore.Account, error)
+}
+
+func cmdDKIM(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageErr(dkimUsage)
+	}
+	sub, rest := args[0], args[1:]
+	rest, err := aLabelArgs(rest)
+	if err != nil {
+		return err
+	}
+	switch {
+	case (sub == "generate" || sub == "rotate" || sub == "retire") && len(rest) == 1,
+		sub == "list" && len(rest) <= 1, sub == "remove" && len(rest) == 2:
+	case sub != "generate" && sub != "rotate" && sub != "retire" && sub != "list" && sub != "remove":
+		return usageErr("unknown dkim command %q (generate, rotate, retire, list, remove)", sub)
+	default:
+		return usageErr(dkimUsage)
+	}
+	domain := ""
+	if len(rest) > 0 {
+		domain = strings.TrimSuffix(strings.ToLower(rest[0]), ".")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	st, closeStore, err := openOpsStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	if domain != "" {
+		if err := checkLocal(ctx, st, domain); err != nil {
+			return err
+		}
+	}
+	now := time.Now().UTC()
+	switch sub {
+	case "generate":
+		return dkimGenerate(ctx, st, domain, now, stdout)
+	case "rotate":
+		return dkimRotate(ctx, st, domain, now, stdout)
+	case "retire":
+		return dkimRetire(ctx, st, domain, now, stdout)
+	case "list":
+		return dkimList(ctx, st, domain, stdout)
+	case "remove":
+		return dkimRemove(ctx, st, domain, strings.ToLower(rest[1]), stdout)
+	}
+	return nil
+}
+
+// checkLocal refuses a domain that is not one of ours: we sign, and
+// publish records, only for local domains.
+func checkLocal(ctx context.Context, st dkimStore, domain string) error {
+	ok, err := st.IsLocalDomain(ctx, domain)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s is not a local domain (see `postrider domain list`; add it with `postrider domain add %s`)", domain, domain)
+	}
+	return nil
+}
+
+func dkimGenerate(ctx context.Context, st dkimStore, domain string, now time.Time, stdout io.Writer) error {
+	keys, err := st.ListDKIMKeys(ctx, domain)
+	if err != nil {
+		return err
+	}
+	if active := dkimkeys.Active(keys); len(active) > 0 {
+		return fmt.Errorf("%s already signs with %s: use `postrider dkim rotate %s` for new keys", domain, selectors(active), domain)
+	}
+	pair, err := addPair(ctx, st, domain, now, keys)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "DKIM keys for %s created: %s. Mail from %s is signed with both from now on (RFC 8463 §3).\n", domain, describe(pair), domain)
+	fmt.Fprintf(stdout, "Publish these records in the zone of %s (until they are, receivers treat the mail as unsigned);\n`postrider dns %s` prints them with every other record the domain needs:\n\n", domain, domain)
+	return printRecords(pair, stdout)
+}
+
+// dkimRotate is the first step of a rotation: a new pair signs beside the
+// current keys, so that every message keeps a signature that verifies
+// while the new records reach the DNS; `dkim retire` is the second.
+func dkimRotate(ctx context.Context, st dkimStore, domain string, now time.Time, stdout io.Writer) error {
+	keys, err := st.ListDKIMKeys(ctx, domain)
+	if err != nil {
+		return err
+	}
+	active := dkimkeys.Active(keys)
+	pair, err := addPair(ctx, st, domain, now, keys)
+	if err != nil {
+		return err
+	}
+	if len(active) == 0 {
+		fmt.Fprintf(stdout, "%s had no active DKIM key. New keys %s sign its mail from now on.\nPublish these records:\n\n", domain, describe(pair))
+		return printRecords(pair, stdout)
+	}
+	fmt.Fprintf(stdout, "New DKIM keys for %s: %s. They sign from now on beside %s, which keep signing,\nso every message still carries a signature that verifies.\n\n", domain, describe(pair), selectors(active))
+	fmt.Fprintf(stdout, "1. Publish these records now:\n\n")
+	if err := printRecords(pair, stdout); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\n2. Once they resolve (check with `dig +short TXT %s`), run\n   postrider dkim retire %s\n   to stop signing with %s.\n", fqdnOf(dkimkeys.RecordName(pair[0].Selector, domain)), domain, selectors(active))
+	return nil
+}
+
+// dkimRetire ends a rotation: every active key but the newest of each
+// algorithm stops signing.
+func dkimRetire(ctx context.Context, st dkimStore, domain string, now time.Time, stdout io.Writer) error {
+	keys, err := st.ListDKIMKeys(ctx, domain)
+	if err != nil {
+		return err
+	}
+	var keep []string
+	var retire []mailstore.DKIMKey
+	seen := map[string]bool{}
+	for _, k := range newestFirst(dkimkeys.Active(keys)) {
+		if !seen[k.Algorithm] {
+			seen[k.Algorithm] = true
+			keep = append(keep, k.Selector)
+			continue
+		}
+		retire = append(retire, k)
+	}
+	if len(retire) == 0 {
+		return fmt.Errorf("%s has no older active DKIM key to retire (start a rotation with `postrider dkim rotate %s`)", domain, domain)
+	}
+	if err := st.RetireDKIMKeys(ctx, domain, keep, now); err != nil {
+		return fmt.Errorf("dkim retire %s: %w", domain, err)
+	}
+	until := now.Add(dkimkeys.KeepRetired).Format("2006-01-02")
+	fmt.Fprintf(stdout, "Retired %s: %s signs with %s only from now on.\n", selectors(retire), domain, strings.Join(keep, " and "))
+	fmt.Fprintf(stdout, "Keep the DNS records of the retired keys until %s: mail signed with them may still be\nqueued or in transit and is checked against them. Then delete the records and run\n", until)
+	for _, k := range retire {
+		fmt.Fprintf(stdout, "  postrider dkim remove %s %s\n", domain, k.Selector)
+	}
+	return nil
+}
+
+func dkimList(ctx context.Context, st dkimStore, domain string, stdout io.Writer) error {
+	keys, err := st.ListDKIMKeys(ctx, domain)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		if domain == "" {
+			fmt.Fprintln(stdout, "no DKIM keys (create them with `postrider dkim generate DOMAIN`)")
+		} else {
+			fmt.Fprintf(stdout, "%s has no DKIM keys (create them with `postrider dkim generate %s`)\n", domain, domain)
+		}
+		return nil
+	}
+	for i, k := range keys {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		state := "active"
+		if !k.RetiredAt.IsZero() {
+			state = fmt.Sprintf("retired %s, keep its record until %s", k.RetiredAt.UTC().Format("2006-01-02"),
+				k.RetiredAt.Add(dkimkeys.KeepRetired).UTC().Format("2006-01-02"))
+		}
+		fmt.Fprintf(stdout, "%s\t%s\t%s\tcreated %s\t%s\n", k.Domain, k.Selector, k.Algorithm, k.CreatedAt.UTC().Format("2006-01-02"), state)
+		rec, err := zonerecords.KeyRecord(k)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, rec)
+	}
+	return nil
+}
+
+func dkimRemove(ctx context.Context, st dkimStore, domain, selector string, stdout io.Writer) error {
+	keys, err := st.ListDKIMKeys(ctx, domain)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k.Selector != selector {
+			continue
+		}
+		if k.RetiredAt.IsZero() {
+			return fmt.Errorf("DKIM key %s of %s still signs: rotate (`postrider dkim rotate %s`, then `dkim retire %s`) before removing it", selector, domain, domain, domain)
+		}
+		if err := st.DeleteDKIMKey(ctx, domain, selector); err != nil {
+			return fmt.Errorf("dkim remove %s %s: %w", domain, selector, err)
+		}
+		fmt.Fprintf(stdout, "DKIM key %s of %s removed; delete its DNS record %s too\n", selector, domain, fqdnOf(dkimkeys.RecordName(selector, domain)))
+		return nil
+	}
+	return fmt.Errorf("%s has no DKIM key %s (see `postrider dkim list %s`)", domain, selector, domain)
+}
+
+// addPair stores a new Ed25519 and RSA key for domain. Selectors are
+// picked unused; should a concurrent command take one first, new ones are
+// picked again.
+func addPair(ctx context.Context, st dkimStore, domain string, now time.Time, keys []mailstore.DKIMKey) ([]mailstore.DKIMKey, error) {
+	for attempt := 0; ; attempt++ {
+		taken := make([]string, len(keys))
+		for i, k := range keys {
+			taken[i] = k.Selector
+		}
+		pair, err := dkimkeys.NewPair(domain, now, taken)
+		if err != nil {
+			return nil, err
+		}
+		var added []mailstore.DKIMKey
+		for _, k := range pair {
+			if err = st.AddDKIMKey(ctx, k); err != nil {
+				break
+			}
+			added = append(added, k)
+		}
+		if err == nil {
+			return pair, nil
+		}
+		for _, k := range added {
+			_ = st.DeleteDKIMKey(ctx, domain, k.Selector)
+		}
+		if !errors.Is(err, mailstore.ErrExists) || attempt == 2 {
+			return nil, fmt.Errorf("dkim: store key of %s: %w", domain, err)
+		}
+		if keys, err = st.ListDKIMKeys(ctx, domain); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func printRecords(keys []mailstore.DKIMKey, stdout io.Writer) error {
+	for _, k := range keys {
+		rec, err := zonerecords.KeyRecord(k)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, rec)
+	}
+	return nil
+}
+
+func describe(keys []mailstore.DKIMKey) string {
+	s := make([]string, len(keys))
+	for i, k := range keys {
+		s[i] = k.Selector + " (" + k.Algorithm + ")"
+	}
+	return strings.Join(s, " and ")
+}
+
+func selectors(keys []mailstore.DKIMKey) string {
+	s := make([]string, len(keys))
+	for i, k := range keys {
+		s[i] = k.Selector
+	}
+	return strings.Join(s, ", ")
+}
+
+// newestFirst orders keys by creation, newest first (the store lists them
+// so; this does not rely on it).
+func newestFirst(keys []mailstore.DKIMKey) []mailstore.DKIMKey {
+	out := append([]mailstore.DKIMKey(nil), keys...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out
+}
+
+func fqdnOf(s string) string { return strings.TrimSuffix(s, ".") + "." }
