@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 	"github.com/postrider/postrider/mailstore"
 )
 
-const dkimUsage = "usage: postrider dkim generate|rotate|retire DOMAIN | dkim list [DOMAIN] | dkim remove DOMAIN SELECTOR"
+const dkimUsage = "usage: postrider dkim generate|rotate DOMAIN | dkim list [DOMAIN] | dkim remove DOMAIN SELECTOR"
 
 // dkimStore is what the dkim and dns commands use.
 type dkimStore interface {
@@ -33,10 +32,10 @@ func cmdDKIM(args []string, stdout io.Writer) error {
 		return err
 	}
 	switch {
-	case (sub == "generate" || sub == "rotate" || sub == "retire") && len(rest) == 1,
+	case (sub == "generate" || sub == "rotate") && len(rest) == 1,
 		sub == "list" && len(rest) <= 1, sub == "remove" && len(rest) == 2:
-	case sub != "generate" && sub != "rotate" && sub != "retire" && sub != "list" && sub != "remove":
-		return usageErr("unknown dkim command %q (generate, rotate, retire, list, remove)", sub)
+	case sub != "generate" && sub != "rotate" && sub != "list" && sub != "remove":
+		return usageErr("unknown dkim command %q (generate, rotate, list, remove)", sub)
 	default:
 		return usageErr(dkimUsage)
 	}
@@ -62,8 +61,6 @@ func cmdDKIM(args []string, stdout io.Writer) error {
 		return dkimGenerate(ctx, st, domain, now, stdout)
 	case "rotate":
 		return dkimRotate(ctx, st, domain, now, stdout)
-	case "retire":
-		return dkimRetire(ctx, st, domain, now, stdout)
 	case "list":
 		return dkimList(ctx, st, domain, stdout)
 	case "remove":
@@ -102,9 +99,12 @@ func dkimGenerate(ctx context.Context, st dkimStore, domain string, now time.Tim
 	return printRecords(pair, stdout)
 }
 
-// dkimRotate is the first step of a rotation: a new pair signs beside the
-// current keys, so that every message keeps a signature that verifies
-// while the new records reach the DNS; `dkim retire` is the second.
+// dkimRotate replaces the domain's signing keys: a new pair signs from
+// now on and the active keys are retired, listed still so that their
+// records stay published while mail signed with them may be verified.
+// The signer uses the newest active key of each algorithm, so a new key
+// that did not replace the old ones would sign alone all the same: the
+// switch is made at once, and the admin told to publish first thing.
 func dkimRotate(ctx context.Context, st dkimStore, domain string, now time.Time, stdout io.Writer) error {
 	keys, err := st.ListDKIMKeys(ctx, domain)
 	if err != nil {
@@ -115,47 +115,21 @@ func dkimRotate(ctx context.Context, st dkimStore, domain string, now time.Time,
 	if err != nil {
 		return err
 	}
-	if len(active) == 0 {
-		fmt.Fprintf(stdout, "%s had no active DKIM key. New keys %s sign its mail from now on.\nPublish these records:\n\n", domain, describe(pair))
-		return printRecords(pair, stdout)
+	keep := []string{pair[0].Selector, pair[1].Selector}
+	if err := st.RetireDKIMKeys(ctx, domain, keep, now); err != nil {
+		return fmt.Errorf("dkim rotate %s: new keys %s stored, but the old ones could not be retired (run the command again): %w", domain, strings.Join(keep, ", "), err)
 	}
-	fmt.Fprintf(stdout, "New DKIM keys for %s: %s. They sign from now on beside %s, which keep signing,\nso every message still carries a signature that verifies.\n\n", domain, describe(pair), selectors(active))
-	fmt.Fprintf(stdout, "1. Publish these records now:\n\n")
+	fmt.Fprintf(stdout, "New DKIM keys for %s: %s. They sign its mail from now on (every node within a minute).\n", domain, describe(pair))
+	fmt.Fprintf(stdout, "Publish these records now; until they resolve, receivers cannot check the new signatures\nand DMARC rests on SPF alone:\n\n")
 	if err := printRecords(pair, stdout); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\n2. Once they resolve (check with `dig +short TXT %s`), run\n   postrider dkim retire %s\n   to stop signing with %s.\n", fqdnOf(dkimkeys.RecordName(pair[0].Selector, domain)), domain, selectors(active))
-	return nil
-}
-
-// dkimRetire ends a rotation: every active key but the newest of each
-// algorithm stops signing.
-func dkimRetire(ctx context.Context, st dkimStore, domain string, now time.Time, stdout io.Writer) error {
-	keys, err := st.ListDKIMKeys(ctx, domain)
-	if err != nil {
-		return err
-	}
-	var keep []string
-	var retire []mailstore.DKIMKey
-	seen := map[string]bool{}
-	for _, k := range newestFirst(dkimkeys.Active(keys)) {
-		if !seen[k.Algorithm] {
-			seen[k.Algorithm] = true
-			keep = append(keep, k.Selector)
-			continue
-		}
-		retire = append(retire, k)
-	}
-	if len(retire) == 0 {
-		return fmt.Errorf("%s has no older active DKIM key to retire (start a rotation with `postrider dkim rotate %s`)", domain, domain)
-	}
-	if err := st.RetireDKIMKeys(ctx, domain, keep, now); err != nil {
-		return fmt.Errorf("dkim retire %s: %w", domain, err)
+	if len(active) == 0 {
+		return nil
 	}
 	until := now.Add(dkimkeys.KeepRetired).Format("2006-01-02")
-	fmt.Fprintf(stdout, "Retired %s: %s signs with %s only from now on.\n", selectors(retire), domain, strings.Join(keep, " and "))
-	fmt.Fprintf(stdout, "Keep the DNS records of the retired keys until %s: mail signed with them may still be\nqueued or in transit and is checked against them. Then delete the records and run\n", until)
-	for _, k := range retire {
+	fmt.Fprintf(stdout, "\nRetired %s: they no longer sign. Keep their DNS records until %s (mail signed\nwith them may still be queued or in transit and is checked against them); then delete\nthe records and run\n", selectors(active), until)
+	for _, k := range active {
 		fmt.Fprintf(stdout, "  postrider dkim remove %s %s\n", domain, k.Selector)
 	}
 	return nil
@@ -203,7 +177,7 @@ func dkimRemove(ctx context.Context, st dkimStore, domain, selector string, stdo
 			continue
 		}
 		if k.RetiredAt.IsZero() {
-			return fmt.Errorf("DKIM key %s of %s still signs: rotate (`postrider dkim rotate %s`, then `dkim retire %s`) before removing it", selector, domain, domain, domain)
+			return fmt.Errorf("DKIM key %s of %s still signs: replace it with `postrider dkim rotate %s` before removing it", selector, domain, domain)
 		}
 		if err := st.DeleteDKIMKey(ctx, domain, selector); err != nil {
 			return fmt.Errorf("dkim remove %s %s: %w", domain, selector, err)
@@ -274,14 +248,6 @@ func selectors(keys []mailstore.DKIMKey) string {
 		s[i] = k.Selector
 	}
 	return strings.Join(s, ", ")
-}
-
-// newestFirst orders keys by creation, newest first (the store lists them
-// so; this does not rely on it).
-func newestFirst(keys []mailstore.DKIMKey) []mailstore.DKIMKey {
-	out := append([]mailstore.DKIMKey(nil), keys...)
-	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
-	return out
 }
 
 func fqdnOf(s string) string { return strings.TrimSuffix(s, ".") + "." }

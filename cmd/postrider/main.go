@@ -33,8 +33,7 @@ Usage:
   postrider queue retry ID... | flush     make items (flush: every item) due now
   postrider queue remove ID...            delete items without a bounce
   postrider dkim generate DOMAIN          create the domain's DKIM keys (Ed25519 and RSA)
-  postrider dkim rotate DOMAIN            new keys that sign beside the current ones
-  postrider dkim retire DOMAIN            end a rotation: only the newest keys sign
+  postrider dkim rotate DOMAIN            new keys sign, the current ones are retired
   postrider dkim list [DOMAIN]            keys, their state and DNS records
   postrider dkim remove DOMAIN SELECTOR   delete a retired key
   postrider dns DOMAIN                    every DNS record the domain needs, in zone-file syntax
