@@ -94,8 +94,8 @@ func dkimGenerate(ctx context.Context, st dkimStore, domain string, now time.Tim
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "DKIM keys for %s created: %s. Mail from %s is signed with both from now on (RFC 8463 §3).\n", domain, describe(pair), domain)
-	fmt.Fprintf(stdout, "Publish these records in the zone of %s (until they are, receivers treat the mail as unsigned);\n`postrider dns %s` prints them with every other record the domain needs:\n\n", domain, domain)
+	note(stdout, "DKIM keys for %s created: %s.\nMail from %s is signed with both from now on (RFC 8463 §3).", domain, describe(pair), domain)
+	note(stdout, "Publish these records in the zone of %s (until they are, receivers treat the mail as\nunsigned); `postrider dns %s` prints them with every other record the domain needs:", domain, domain)
 	return printRecords(pair, stdout)
 }
 
@@ -119,8 +119,8 @@ func dkimRotate(ctx context.Context, st dkimStore, domain string, now time.Time,
 	if err := st.RetireDKIMKeys(ctx, domain, keep, now); err != nil {
 		return fmt.Errorf("dkim rotate %s: new keys %s stored, but the old ones could not be retired (run the command again): %w", domain, strings.Join(keep, ", "), err)
 	}
-	fmt.Fprintf(stdout, "New DKIM keys for %s: %s. They sign its mail from now on (every node within a minute).\n", domain, describe(pair))
-	fmt.Fprintf(stdout, "Publish these records now; until they resolve, receivers cannot check the new signatures\nand DMARC rests on SPF alone:\n\n")
+	note(stdout, "New DKIM keys for %s: %s.\nThey sign its mail from now on (on every node within a minute).", domain, describe(pair))
+	note(stdout, "Publish these records now; until they resolve, receivers cannot check the new signatures\nand DMARC rests on SPF alone:")
 	if err := printRecords(pair, stdout); err != nil {
 		return err
 	}
@@ -128,9 +128,9 @@ func dkimRotate(ctx context.Context, st dkimStore, domain string, now time.Time,
 		return nil
 	}
 	until := now.Add(dkimkeys.KeepRetired).Format("2006-01-02")
-	fmt.Fprintf(stdout, "\nRetired %s: they no longer sign. Keep their DNS records until %s (mail signed\nwith them may still be queued or in transit and is checked against them); then delete\nthe records and run\n", selectors(active), until)
+	note(stdout, "Retired %s: they no longer sign. Keep their DNS records until %s (mail signed\nwith them may still be queued or in transit and is checked against them); then delete\nthe records and run:", selectors(active), until)
 	for _, k := range active {
-		fmt.Fprintf(stdout, "  postrider dkim remove %s %s\n", domain, k.Selector)
+		note(stdout, "  postrider dkim remove %s %s", domain, k.Selector)
 	}
 	return nil
 }
@@ -142,22 +142,19 @@ func dkimList(ctx context.Context, st dkimStore, domain string, stdout io.Writer
 	}
 	if len(keys) == 0 {
 		if domain == "" {
-			fmt.Fprintln(stdout, "no DKIM keys (create them with `postrider dkim generate DOMAIN`)")
+			note(stdout, "no DKIM keys (create them with `postrider dkim generate DOMAIN`)")
 		} else {
-			fmt.Fprintf(stdout, "%s has no DKIM keys (create them with `postrider dkim generate %s`)\n", domain, domain)
+			note(stdout, "%s has no DKIM keys (create them with `postrider dkim generate %s`)", domain, domain)
 		}
 		return nil
 	}
-	for i, k := range keys {
-		if i > 0 {
-			fmt.Fprintln(stdout)
-		}
+	for _, k := range keys {
 		state := "active"
 		if !k.RetiredAt.IsZero() {
 			state = fmt.Sprintf("retired %s, keep its record until %s", k.RetiredAt.UTC().Format("2006-01-02"),
 				k.RetiredAt.Add(dkimkeys.KeepRetired).UTC().Format("2006-01-02"))
 		}
-		fmt.Fprintf(stdout, "%s\t%s\t%s\tcreated %s\t%s\n", k.Domain, k.Selector, k.Algorithm, k.CreatedAt.UTC().Format("2006-01-02"), state)
+		note(stdout, "%s\t%s\t%s\tcreated %s\t%s", k.Domain, k.Selector, k.Algorithm, k.CreatedAt.UTC().Format("2006-01-02"), state)
 		rec, err := zonerecords.KeyRecord(k)
 		if err != nil {
 			return err
@@ -232,6 +229,14 @@ func printRecords(keys []mailstore.DKIMKey, stdout io.Writer) error {
 		fmt.Fprint(stdout, rec)
 	}
 	return nil
+}
+
+// note writes text as zone-file comments, so that the whole output can be
+// pasted into a zone.
+func note(w io.Writer, format string, a ...any) {
+	for _, l := range strings.Split(fmt.Sprintf(format, a...), "\n") {
+		fmt.Fprintln(w, "; "+l)
+	}
 }
 
 func describe(keys []mailstore.DKIMKey) string {

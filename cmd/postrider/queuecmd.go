@@ -71,7 +71,7 @@ func cmdQueue(args []string, stdout io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("queue flush: %w", err)
 		}
-		fmt.Fprintf(stdout, "%d %s due now; items being delivered keep their attempt\n", n, plural(n, "item", "items"))
+		fmt.Fprintf(stdout, "%d %s due now\n", n, plural(n, "item", "items"))
 		return nil
 	case "retry":
 		return queueRetry(ctx, st, ids, stdout)

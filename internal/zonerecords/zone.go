@@ -70,14 +70,15 @@ func Write(p Params) (string, error) {
 		return "", err
 	}
 	host := fqdn(p.Hostname)
+	name := strings.TrimSuffix(host, ".") // in prose
 	dom := fqdn(p.Domain)
 	z := &zone{}
 	z.comment("DNS records for %s, from `postrider dns %s`. Names are absolute; TTL %d s.", p.Domain, p.Domain, TTL)
-	z.comment("%s must have A (and AAAA) records for the address(es) mail and clients reach, and the", host)
+	z.comment("%s must have A (and AAAA) records for the address(es) mail and clients reach, and the", name)
 	z.comment("reverse (PTR) record of each sending address should name it: many receivers check.")
 
 	z.blank()
-	z.comment("MX: mail for %s goes to %s (RFC 5321 §5.1).", p.Domain, host)
+	z.comment("MX: mail for %s goes to %s (RFC 5321 §5.1).", p.Domain, name)
 	z.rr(dom, "MX", "10 "+host)
 
 	z.blank()
@@ -99,7 +100,7 @@ func Write(p Params) (string, error) {
 
 	z.blank()
 	z.comment("MTA-STS (RFC 8461): senders that support it deliver to %s only over TLS with a valid", p.Domain)
-	z.comment("certificate for %s; mode %q (POSTRIDER_MTA_STS_MODE). The id changes with the policy.", host, p.Policy.Mode)
+	z.comment("certificate for %s; mode %q (POSTRIDER_MTA_STS_MODE). The id changes with the policy.", name, p.Policy.Mode)
 	z.txt("_mta-sts."+dom, "v=STSv1; id="+p.Policy.ID())
 	z.comment("mta-sts.%s must be served over HTTPS with a valid certificate for that name (RFC 8461", p.Domain)
 	z.comment("§3.3): point it at your TLS proxy, which forwards to a node's POSTRIDER_HTTP_ADDR, where")
