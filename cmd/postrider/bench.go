@@ -12,7 +12,7 @@ import (
 
 func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "smtp" {
-		return usageErr("usage: postrider bench smtp [-addr host:port] [-sessions N] [-messages N] [-size BYTES] [-from ADDR] -to ADDR [-data]")
+		return usageErr("usage: postrider bench smtp [-addr host:port] [-sessions N] [-messages N] [-size BYTES] [-from ADDR] -to ADDR [-data] [-user NAME -pass PASSWORD]")
 	}
 	fs := flag.NewFlagSet("bench smtp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -23,6 +23,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	from := fs.String("from", "bench@example.net", "envelope sender")
 	to := fs.String("to", "", "recipient (a local address of the server)")
 	data := fs.Bool("data", false, "send with DATA instead of BDAT (CHUNKING)")
+	user := fs.String("user", "", "log each session in with AUTH PLAIN as this user (a submission load)")
+	pass := fs.String("pass", "", "password for -user (a benchmark account's: it shows in the process list)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageErr("%v", err)
@@ -34,6 +36,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	res, err := smtpload.Run(ctx, smtpload.Options{
 		Addr: *addr, Sessions: *sessions, Messages: *messages, Size: *size, From: *from, To: *to, NoChunking: *data,
+		Username: *user, Password: *pass,
 	})
 	if err != nil {
 		return err

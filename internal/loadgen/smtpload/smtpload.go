@@ -9,6 +9,7 @@ package smtpload
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,11 @@ type Options struct {
 	Helo string
 	// NoChunking forces DATA even if the server offers CHUNKING.
 	NoChunking bool
+	// Username and Password, when Username is set, log each session in
+	// with AUTH PLAIN (RFC 4954, RFC 4616) after EHLO: a submission load.
+	// The load generator only talks to loopback servers, which accept
+	// plaintext authentication without TLS.
+	Username, Password string
 }
 
 // Result is what a run measured.
@@ -83,7 +89,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Addr == "" || o.To == "" {
 		return Result{}, errors.New("smtpload: Addr and To are required")
 	}
-	if strings.ContainsAny(o.From+o.To+o.Helo, "\r\n<>") {
+	if strings.ContainsAny(o.From+o.To+o.Helo+o.Username+o.Password, "\r\n<>\x00") {
 		return Result{}, errors.New("smtpload: invalid From, To or Helo")
 	}
 	if o.Sessions > o.Messages {
@@ -170,6 +176,17 @@ func runSession(ctx context.Context, o Options, sess int, next, last *atomic.Int
 	code, lines, err := readReply(r)
 	if err != nil || code != 250 {
 		return st, fmt.Errorf("EHLO: %d %v %v", code, lines, err)
+	}
+	if o.Username != "" {
+		cred := base64.StdEncoding.EncodeToString([]byte("\x00" + o.Username + "\x00" + o.Password))
+		fmt.Fprintf(w, "AUTH PLAIN %s\r\n", cred)
+		if err := w.Flush(); err != nil {
+			return st, err
+		}
+		code, lines, err := readReply(r)
+		if err != nil || code != 235 {
+			return st, fmt.Errorf("AUTH: %d %v %v", code, lines, err)
+		}
 	}
 	chunking := false
 	for _, l := range lines {
