@@ -40,6 +40,8 @@ var (
 	// ErrLeaseLost: the caller no longer holds the lease of a queue item
 	// (it expired and another node claimed it); nothing was recorded.
 	ErrLeaseLost = errors.New("queue lease lost")
+	// ErrNoSuchKey: the domain has no DKIM key with that selector.
+	ErrNoSuchKey = errors.New("no such DKIM key")
 )
 
 // QuotaError names the accounts a delivery would push over quota.

@@ -17,17 +17,26 @@ import (
 // stored once.
 type Queue interface {
 	// ClaimQueue takes up to max items that are due (NextAttempt <= now)
-	// and not leased by a live holder (no lease, or its lease ended before
-	// now), leases them to holder until now+lease and returns them with
-	// their pending recipients only. Items locked by a concurrent claim
-	// are skipped, never waited for.
+	// and not leased by a live holder (no lease, or its lease ended at or
+	// before now), most overdue first, leases them to holder until
+	// now+lease and returns them with their pending recipients only.
+	// Items locked by a concurrent claim are skipped, never waited for.
+	// A claimed item's NextAttempt becomes its lease's end: the earliest
+	// time another holder may take it. holder must be unique to one
+	// process (a lease is checked by holder only). Times are the callers'
+	// clocks; items queued by Deliver or made due by RetryQueue are due
+	// at any now.
 	ClaimQueue(ctx context.Context, holder string, now time.Time, lease time.Duration, max int) ([]QueueItem, error)
-	// RenewQueueLease extends holder's lease of the items until now+lease;
-	// it returns the IDs whose lease holder still holds (a lease lost to
-	// expiry and another claim is not returned).
+	// RenewQueueLease extends holder's lease of the items until now+lease
+	// (and their NextAttempt with it); it returns the IDs whose lease
+	// holder still holds (a lease lost to expiry and another claim, or an
+	// item removed, is not returned). A lease that ended but that nobody
+	// claimed since is still holder's, and renewed.
 	RenewQueueLease(ctx context.Context, holder string, ids []int64, now time.Time, lease time.Duration) ([]int64, error)
 	// OpenQueued streams the message of a queued item, reading the store
-	// in bounded chunks. ErrNoSuchQueueItem if it is gone.
+	// in bounded chunks. ErrNoSuchQueueItem if it is gone. If the item is
+	// removed while its message is read, a later Read may fail (wrapping
+	// io.ErrUnexpectedEOF): a sender must then abort the transfer.
 	OpenQueued(ctx context.Context, id int64) (io.ReadCloser, error)
 	// FinishAttempt records the outcome of one delivery attempt of an item
 	// held by holder, for the recipients it names (others are unchanged),
@@ -37,19 +46,28 @@ type Queue interface {
 	// releases the lease. When no recipient is pending any more the item
 	// is done: it is removed with its recipients and its body's reference
 	// is released. ErrLeaseLost if holder no longer holds the item
-	// (nothing is recorded: the new holder works it).
+	// (nothing is recorded: the new holder works it); when the item is
+	// gone (an operator removed it) the error matches both ErrLeaseLost
+	// and ErrNoSuchQueueItem. Each result must name a pending recipient
+	// of the item, once (else ErrInvalidArgument, nothing recorded); a
+	// result with State RcptPending records a temporary failure. Next
+	// must be set when some recipient stays pending. At zero means now.
 	FinishAttempt(ctx context.Context, holder string, a QueueAttempt) error
 
-	// ListQueue lists queued items, oldest first, with all their
-	// recipients (max <= 0: all).
+	// ListQueue lists queued items, oldest (first queued) first, with all
+	// their recipients (max <= 0: all).
 	ListQueue(ctx context.Context, max int) ([]QueueItem, error)
-	// GetQueueItem returns one item with all its recipients.
+	// GetQueueItem returns one item with all its recipients;
+	// ErrNoSuchQueueItem if there is none.
 	GetQueueItem(ctx context.Context, id int64) (QueueItem, error)
 	// RetryQueue makes items due now (ids nil: every item) and returns how
-	// many. Leases are left alone.
+	// many. Leases are left alone: a leased item is claimable again only
+	// when its lease ends, or when its holder finishes the attempt (which
+	// sets the next attempt itself).
 	RetryQueue(ctx context.Context, ids []int64) (int, error)
 	// RemoveQueueItem deletes an item and releases its body, whatever its
-	// state (an operator's decision: no DSN is sent).
+	// state (an operator's decision: no DSN is sent); ErrNoSuchQueueItem
+	// if there is none.
 	RemoveQueueItem(ctx context.Context, id int64) error
 	// QueueStats returns the number of items and recipients still pending
 	// and the age of the oldest item (zero when empty), for metrics.
@@ -60,7 +78,11 @@ type Queue interface {
 // so that every node signs with the same keys.
 type DKIMKeys interface {
 	// AddDKIMKey stores a key. ErrExists if the domain already has that
-	// selector; ErrNoSuchDomain if the domain is not local.
+	// selector; ErrNoSuchDomain if the domain is not local;
+	// ErrInvalidArgument unless the selector is a domain name's labels
+	// (RFC 6376 §3.1; stored in lower case) and PrivateKey a PKCS #8 key
+	// of Algorithm. A zero CreatedAt means now. The key goes with its
+	// domain (DeleteDomain).
 	AddDKIMKey(ctx context.Context, k DKIMKey) error
 	// ListDKIMKeys lists the keys of one domain, or of all when domain is
 	// "", active and retired, newest first within a domain.
@@ -68,13 +90,14 @@ type DKIMKeys interface {
 	// RetireDKIMKeys marks the active keys of domain other than those in
 	// keep (by selector) retired at time at: they no longer sign, and stay
 	// listed so that their DNS records can be kept until mail signed with
-	// them has been verified.
+	// them has been verified. ErrNoSuchDomain if the domain is not local.
 	RetireDKIMKeys(ctx context.Context, domain string, keep []string, at time.Time) error
-	// DeleteDKIMKey removes one key.
+	// DeleteDKIMKey removes one key; ErrNoSuchKey if there is none.
 	DeleteDKIMKey(ctx context.Context, domain, selector string) error
 	// ClusterSecret returns the secret stored under name, first storing
 	// gen() if there is none, atomically: every node gets the same secret
-	// (e.g. the SRS key). gen is called at most once per call.
+	// (e.g. the SRS key). gen is called at most once per call, and not at
+	// all when the secret exists; its error is returned as it is.
 	ClusterSecret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error)
 }
 

@@ -51,17 +51,28 @@ type Directory interface {
 	QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error)
 
 	// CreateAlias maps alias ("local@domain", or "@domain" for a catch-all)
-	// to the address of an existing local account. An alias may have several
-	// targets.
+	// to target: the address of an existing local account when target is
+	// in a local domain (else ErrNoSuchAccount), otherwise an external
+	// address that mail to the alias is forwarded to, stored as
+	// NormalizeRemoteAddress returns it (ErrInvalidAddress if it is not
+	// one). An alias may have several targets of either kind.
 	CreateAlias(ctx context.Context, alias, target string) error
-	// DeleteAlias removes one mapping, or all mappings of alias when target is "".
+	// DeleteAlias removes one mapping, or all mappings of alias when target
+	// is "". An external target is matched in its normalised form.
 	DeleteAlias(ctx context.Context, alias, target string) error
-	// ListAliases lists aliases of one domain, or all when domain is "".
+	// ListAliases lists aliases of one domain, or all when domain is "";
+	// Target is an account's address or an external address.
 	ListAliases(ctx context.Context, domain string) ([]Alias, error)
-	// ResolveRecipient maps an envelope recipient to the accounts that receive
-	// it: exact account, exact alias, then local+tag (SubaddressDelimiter)
-	// stripped, then the domain's catch-all. Errors: ErrInvalidAddress,
-	// ErrNotLocalDomain, ErrNoSuchRecipient.
+	// Resolve maps an envelope recipient to the accounts that receive it
+	// and the external addresses it is forwarded to: exact account, exact
+	// alias, then local+tag (SubaddressDelimiter) stripped, then the
+	// domain's catch-all; the first of these that matches decides. Errors:
+	// ErrInvalidAddress, ErrNotLocalDomain, ErrNoSuchRecipient. Forwards
+	// are returned as stored, even when their domain has become local since.
+	Resolve(ctx context.Context, address string) (Resolution, error)
+	// ResolveRecipient is Resolve for callers that deliver to local
+	// accounts only: the accounts of the same resolution, and
+	// ErrNoSuchRecipient when it names only external addresses.
 	ResolveRecipient(ctx context.Context, address string) ([]Account, error)
 	// AccountAddresses returns the addresses an account may send as: its own
 	// and the exact aliases (not catch-alls) that point to it.
@@ -200,6 +211,8 @@ type Store interface {
 	AuthFailures
 	Leases
 	Maintenance
+	Queue
+	DKIMKeys
 }
 
 // AuthReservation is the result of ReserveAuthFailure.
@@ -253,10 +266,20 @@ type Account struct {
 	CreatedAt    time.Time
 }
 
-// Alias maps an address (or "@domain") to an account address.
+// Alias maps an address (or "@domain") to an account address or an
+// external address.
 type Alias struct {
 	Alias  string
 	Target string
+}
+
+// Resolution is where mail to one envelope recipient goes (Resolve): local
+// accounts (ascending ID, each once) and external addresses it is
+// forwarded to (as NormalizeRemoteAddress returns them, sorted, each once).
+// At least one of them is not empty.
+type Resolution struct {
+	Accounts []Account
+	Forwards []string
 }
 
 // Mailbox is one folder of an account.
@@ -378,8 +401,11 @@ type Delivery struct {
 	Params map[string]string
 	// Remote recipients are queued for outbound delivery (see Queue) in
 	// the same transaction as the local copies; a delivery may have only
-	// remote recipients. SenderAccount is the submitting account (0 for
-	// forwarded mail and DSNs), to which DSNs about them go.
+	// remote recipients (Recipients empty). Their addresses are stored as
+	// NormalizeRemoteAddress returns them (ErrInvalidAddress for one it
+	// refuses), a repeated address once; quota does not apply to them.
+	// SenderAccount is the submitting account (0 for forwarded mail and
+	// DSNs), to which DSNs about them go.
 	Remote        []RemoteRecipient
 	SenderAccount int64
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/postrider/postrider/internal/frontend"
+	"github.com/postrider/postrider/mailauth"
 )
 
 // Defaults for the limits of Config left at zero. Every limit of the
@@ -109,6 +110,13 @@ type Config struct {
 	// SpoolMemory is how many octets of a message are kept in memory
 	// before spooling to disk; 0 = DefaultSpoolMemory.
 	SpoolMemory int64
+
+	// InboundAuth checks SPF, DKIM and DMARC on mail received on the
+	// inbound listener (port 25), adds Authentication-Results: and applies
+	// DMARC policies by its Mode (inboundauth.go); nil disables the checks.
+	// Forged Authentication-Results: fields naming Hostname are removed
+	// either way.
+	InboundAuth *mailauth.Checker
 }
 
 // withDefaults validates cfg and fills in defaults.
@@ -157,6 +165,15 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.SpoolMemory == 0 {
 		cfg.SpoolMemory = DefaultSpoolMemory
+	}
+	if cfg.InboundAuth != nil {
+		if cfg.InboundAuth.Resolver == nil {
+			return cfg, errors.New("smtpd: InboundAuth without a Resolver")
+		}
+		// The checks read the header section smtpd accepted.
+		chk := *cfg.InboundAuth
+		chk.MaxHeader = int(cfg.MaxHeaderBytes)
+		cfg.InboundAuth = &chk
 	}
 	if cfg.SpoolDir == "" {
 		cfg.SpoolDir = os.TempDir()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postrider/postrider/mailauth"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -30,6 +31,9 @@ func (s *session) failMessage(err error) *reply {
 	messagesRejected.WithLabelValues(s.c.roleLabel, reason).Inc()
 	s.c.log.Info("message refused", "reason", reason, "err", err)
 	s.spool.release()
+	if s.tx != nil {
+		s.tx.spf.stop()
+	}
 	s.tx = nil
 	return r
 }
@@ -45,6 +49,7 @@ func (s *session) endMessage() *reply {
 		return s.failMessage(err)
 	}
 	defer s.spool.release()
+	defer tx.spf.stop()
 	s.tx = nil
 	id := newID()
 	log = log.With("msgid", id)
@@ -59,6 +64,13 @@ func (s *session) endMessage() *reply {
 			return reply
 		}
 	}
+	var verdict *mailauth.Result // inbound authentication (inboundauth.go)
+	if s.c.role == roleInbound {
+		var r *reply
+		if verdict, r = s.authenticate(tx, log); r != nil {
+			return r
+		}
+	}
 
 	now := time.Now()
 	trace := s.traceHeaders(tx, id, acct, now)
@@ -67,6 +79,9 @@ func (s *session) endMessage() *reply {
 		log.Error("spool failure", "err", err)
 		messagesRejected.WithLabelValues(roleL, "spool_error").Inc()
 		return replyErr(451, 4, 3, 0, "Temporary local problem, please try again later")
+	}
+	if s.c.role == roleInbound {
+		trace, body = s.inboundMessage(trace, body, verdict)
 	}
 	d := &mailstore.Delivery{
 		MailFrom:     tx.from,
@@ -80,6 +95,11 @@ func (s *session) endMessage() *reply {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
+	if verdict != nil && verdict.Action == mailauth.Quarantine {
+		if r := s.quarantine(ctx, d); r != nil {
+			return r
+		}
+	}
 	t0 := time.Now()
 	res, err := s.srv.store.Deliver(ctx, d)
 	deliveryLatency.Observe(time.Since(t0).Seconds())
@@ -95,8 +115,8 @@ func (s *session) endMessage() *reply {
 	}
 	messagesAccepted.WithLabelValues(roleL).Inc()
 	bytesReceived.WithLabelValues(roleL).Add(float64(s.msg.n))
-	log.Info("delivered", "from", tx.from, "rcpts", len(tx.rcpts), "copies", len(res.Delivered),
-		"size", res.Size, "latency", time.Since(t0).Round(time.Microsecond))
+	log.Info("delivered", append([]any{"from", tx.from, "rcpts", len(tx.rcpts), "copies", len(res.Delivered),
+		"size", res.Size, "latency", time.Since(t0).Round(time.Microsecond)}, verdictAttrs(verdict)...)...)
 	return replyErr(250, 2, 0, 0, "OK: message delivered, id="+id)
 }
 

@@ -57,6 +57,7 @@ type Store interface {
 	ListDomains(ctx context.Context) ([]string, error)
 	AccountAddresses(ctx context.Context, accountID int64) ([]string, error)
 	QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error)
+	ListMailboxes(ctx context.Context, accountID int64) ([]mailstore.Mailbox, error) // the Junk mailbox (inboundauth.go)
 	Deliver(ctx context.Context, d *mailstore.Delivery) (mailstore.DeliveryResult, error)
 }
 

@@ -29,6 +29,7 @@ type transaction struct {
 	rcpts    []txRcpt
 	accounts []int64 // distinct accounts, in order of first appearance
 	bdat     bool    // BDAT chunks are being received (RFC 3030 §2)
+	spf      *spfJob // inbound SPF check, from the first recipient on
 }
 
 type txRcpt struct {
@@ -41,6 +42,9 @@ type txRcpt struct {
 func (s *session) Reset() {
 	if s.tx != nil && s.tx.bdat {
 		s.spool.release()
+	}
+	if s.tx != nil {
+		s.tx.spf.stop()
 	}
 	s.tx = nil
 }
@@ -136,6 +140,7 @@ func (s *session) Rcpt(to string, p rcptParams) *reply {
 			tx.accounts = append(tx.accounts, a)
 		}
 	}
+	s.startSPF(tx)
 	return nil
 }
 

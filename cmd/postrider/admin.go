@@ -368,7 +368,8 @@ func cmdAlias(args []string, stdout io.Writer) error {
 		if err := st.CreateAlias(ctx, rest[0], rest[1]); err != nil {
 			return fmt.Errorf("alias add %s %s: %w", rest[0], rest[1], err)
 		}
-		fmt.Fprintf(stdout, "alias %s -> %s added\n", strings.ToLower(rest[0]), strings.ToLower(rest[1]))
+		// The target as given: an external address keeps its local part's case.
+		fmt.Fprintf(stdout, "alias %s -> %s added\n", strings.ToLower(rest[0]), rest[1])
 	case "remove":
 		target := ""
 		if len(rest) == 2 {

@@ -25,13 +25,7 @@ func openOpsStore(ctx context.Context) (opsStore, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var s any = st
-	ops, ok := s.(opsStore)
-	if !ok {
-		st.Close()
-		return nil, nil, errors.New("this build's store has no outbound queue")
-	}
-	return ops, st.Close, nil
+	return st, st.Close, nil
 }
 
 func cmdDNS(args []string, stdout, stderr io.Writer) error {

@@ -13,7 +13,9 @@ import (
 	"github.com/postrider/postrider/auth"
 	"github.com/postrider/postrider/imapd"
 	"github.com/postrider/postrider/internal/config"
+	"github.com/postrider/postrider/internal/dnsr"
 	kit "github.com/postrider/postrider/internal/frontend"
+	"github.com/postrider/postrider/mailauth"
 	"github.com/postrider/postrider/mailstore"
 	"github.com/postrider/postrider/pop3d"
 	"github.com/postrider/postrider/smtpd"
@@ -43,9 +45,14 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 		MaxConnsPerIP: cfg.MaxConnsPerIP, MaxConns: cfg.MaxConns,
 		Logger: log, Metrics: prometheus.DefaultRegisterer,
 	}
+	inAuth, err := inboundAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
 	smtpSrv, err := smtpd.New(smtpd.Config{
 		Config:         common,
 		MaxMessageSize: maxMsg, MaxRecipients: cfg.MaxRecipients, MinDataRate: minRate,
+		InboundAuth: inAuth,
 	}, st, authn)
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)
@@ -102,4 +109,21 @@ func startFrontends(cfg *config.Config, st mailstore.Store, authn *auth.Authenti
 		}()
 	}
 	return []frontend{smtpSrv, imapSrv, pop3Srv}, nil
+}
+
+// inboundAuth builds the SPF/DKIM/DMARC checker of port 25 mail; nil when
+// POSTRIDER_INBOUND_AUTH is false.
+func inboundAuth(cfg *config.Config) (*mailauth.Checker, error) {
+	if !cfg.InboundAuth {
+		return nil, nil
+	}
+	r, err := dnsr.New(cfg.DNSResolver)
+	if err != nil {
+		return nil, fmt.Errorf("POSTRIDER_DNS_RESOLVER: %w", err)
+	}
+	mode, err := mailauth.ParseMode(cfg.DMARCPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("POSTRIDER_DMARC_POLICY: %w", err)
+	}
+	return &mailauth.Checker{Resolver: r, Mode: mode}, nil
 }

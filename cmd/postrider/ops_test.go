@@ -301,6 +301,17 @@ func TestAdminRefusalsAndIDN(t *testing.T) {
 	if r := run("", "alias", "list"); !strings.Contains(r.stdout, "hello@xn--bcher-kva.example\tinfo@xn--bcher-kva.example") {
 		t.Fatalf("alias list: %q", r.stdout)
 	}
+	// An external target (forwarding) keeps its local part's case; its
+	// domain is stored in A-labels.
+	if r := run("", "alias", "add", "fwd@bücher.example", "Friend@Straße.example"); r.code != 0 || !strings.Contains(r.stdout, "Friend@xn--strae-oqa.example") {
+		t.Fatalf("alias add to an external address: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := run("", "alias", "list"); !strings.Contains(r.stdout, "fwd@xn--bcher-kva.example\tFriend@xn--strae-oqa.example") {
+		t.Fatalf("alias list with an external target: %q", r.stdout)
+	}
+	if r := run("", "alias", "remove", "fwd@bücher.example", "Friend@straße.example"); r.code != 0 {
+		t.Fatalf("alias remove of an external target: %d %q", r.code, r.stderr)
+	}
 }
 
 // `postrider config` shows the values in effect, with secrets masked, and

@@ -80,24 +80,6 @@ func txtOf(t *testing.T, z map[string][]dns.RR, key string) string {
 	return strings.Join(r.Txt, "")
 }
 
-// opsStore is the store as the queue and dkim tests use it.
-type opsStore interface {
-	mailstore.Queue
-	mailstore.DKIMKeys
-	GetAccount(ctx context.Context, address string) (mailstore.Account, error)
-	Deliver(ctx context.Context, d *mailstore.Delivery) (mailstore.DeliveryResult, error)
-}
-
-func opsStoreOf(t *testing.T, url string) opsStore {
-	t.Helper()
-	var st any = pgtest.OpenStore(t, url)
-	o, ok := st.(opsStore)
-	if !ok {
-		t.Fatal("the postgres store has no outbound queue")
-	}
-	return o
-}
-
 func TestDKIMCommands(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	c := newCLI(t, url)
@@ -117,7 +99,7 @@ func TestDKIMCommands(t *testing.T) {
 	}
 	c.fail(1, "dkim rotate example.org", "dkim", "generate", "example.org")
 
-	st := opsStoreOf(t, url)
+	st := pgtest.OpenStore(t, url)
 	ctx := context.Background()
 	keys, err := st.ListDKIMKeys(ctx, "example.org")
 	if err != nil || len(keys) != 2 {
@@ -270,7 +252,7 @@ func TestDNSCommand(t *testing.T) {
 			t.Errorf("%s SRV: %v", name, srv)
 		}
 	}
-	st := opsStoreOf(t, url)
+	st := pgtest.OpenStore(t, url)
 	keys, err := st.ListDKIMKeys(context.Background(), "example.org")
 	if err != nil || len(keys) != 2 {
 		t.Fatalf("keys %v %v", keys, err)
@@ -338,7 +320,7 @@ func TestQueueCommands(t *testing.T) {
 	c.fail(2, "unknown queue command", "queue", "frob")
 	c.fail(1, "no queue item 99", "queue", "show", "99")
 
-	st := opsStoreOf(t, url)
+	st := pgtest.OpenStore(t, url)
 	ctx := context.Background()
 	alice, err := st.GetAccount(ctx, "alice@example.org")
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/postrider/postrider/internal/pgtest"
+	"github.com/postrider/postrider/internal/testdns"
 )
 
 // node is a running `postrider serve`.
@@ -62,6 +63,9 @@ func startNodeOnce(t *testing.T, dbURL string, extraEnv ...string) (*node, error
 		n.addrs[name] = a
 		env = append(env, "POSTRIDER_"+name+"_ADDR="+a)
 	}
+	// DNS from a loopback server with no records (inbound mail
+	// authentication finds nothing): tests never query the outside.
+	env = append(env, "POSTRIDER_DNS_RESOLVER="+testdns.Start(t).Addr)
 	env = append(env, extraEnv...)
 	n.cmd = exec.Command(binary(t), "serve")
 	n.cmd.Env = cleanEnv(env)

@@ -42,10 +42,14 @@ type Config struct {
 	RelayHost      string `env:"RELAY_HOST" desc:"host:port of a smarthost for outbound mail; outbound delivery is not enabled yet, so this is only validated"`
 	MTASTSMode     string `env:"MTA_STS_MODE" envDefault:"testing" desc:"MTA-STS policy mode (enforce, testing or none; RFC 8461 §5) served for every local domain at /.well-known/mta-sts.txt on HTTP_ADDR, to be published over HTTPS by your TLS proxy; start with testing and switch to enforce once TLS reports show that senders reach you over TLS with a valid certificate"`
 
+	DNSResolver string `env:"DNS_RESOLVER" desc:"host:port of the DNS server for outbound routing, MTA-STS and mail authentication; empty uses the system's (/etc/resolv.conf)"`
+
 	MaxConnsPerIP   int           `env:"MAX_CONNS_PER_IP" envDefault:"50" desc:"open connections allowed per client IP (IPv6 per /64) on each protocol; 0 = unlimited"`
 	MaxConns        int           `env:"MAX_CONNS" envDefault:"2000" desc:"open connections allowed per node for each protocol: SMTP (all three SMTP listeners together), IMAP (both listeners) and POP3 (both listeners) each get this many; beyond it a client gets a temporary refusal (SMTP 421, IMAP BYE [UNAVAILABLE], POP3 -ERR [SYS/TEMP]) and is disconnected. An idle connection measured 9-11 KB of memory in plaintext and up to 70 KB with TLS, so 3 × 2000 idle TLS connections take about 420 MB; 0 = unlimited"`
 	SMTPMinDataRate int           `env:"SMTP_MIN_DATA_RATE" envDefault:"1024" desc:"lowest average rate in bytes/s of an SMTP DATA/BDAT transfer once its first 5 minutes of credit are used (as Postfix's smtpd_min_data_rate); a slower one gets 421 4.4.2 and nothing is stored; a transfer never lasts over 1 hour; 0 = no minimum"`
 	MaxRecipients   int           `env:"MAX_RECIPIENTS" envDefault:"100" desc:"recipients per SMTP transaction"`
+	InboundAuth     bool          `env:"INBOUND_AUTH" envDefault:"true" desc:"check SPF, DKIM and DMARC on mail received on SMTP_ADDR (port 25; submission is authenticated and not checked), record the verdict in an Authentication-Results: header field and apply DMARC_POLICY; false turns the checks off (forged Authentication-Results: fields naming HOSTNAME are still removed)"`
+	DMARCPolicy     string        `env:"DMARC_POLICY" envDefault:"enforce" desc:"what a DMARC failure does: enforce = what the sender domain's policy says (p=reject: refused with 550 5.7.1, p=quarantine: delivered to the recipient's Junk mailbox); quarantine-only = both go to Junk, nothing is refused; report-only = delivered as usual, the verdict only in Authentication-Results:. A message whose From: names more than one domain (or that has several From: fields, or an unreadable one) counts as p=reject. A DNS failure during the checks gives 451 4.4.3 (the sender retries), except in report-only"`
 	POP3KeepDeleted bool          `env:"POP3_KEEP_DELETED" envDefault:"false" desc:"POP3 DELE hides messages from POP3 only instead of expunging them (IMAP still sees them)"`
 	POP3MarkSeen    bool          `env:"POP3_MARK_SEEN" envDefault:"true" desc:"POP3 RETR sets the \\Seen flag"`
 	DBMaxConns      int           `env:"DB_MAX_CONNS" envDefault:"32" desc:"PostgreSQL connections per node (pool size)"`
@@ -148,6 +152,16 @@ func (c *Config) validate() error {
 	case "enforce", "testing", "none":
 	default:
 		return bad("MTA_STS_MODE", "%q: want enforce, testing or none", c.MTASTSMode)
+	}
+	if c.DNSResolver != "" {
+		if err := checkHostPort(c.DNSResolver); err != nil {
+			return bad("DNS_RESOLVER", "%q: %v", c.DNSResolver, err)
+		}
+	}
+	switch c.DMARCPolicy {
+	case "enforce", "quarantine-only", "report-only":
+	default:
+		return bad("DMARC_POLICY", "%q: want enforce, quarantine-only or report-only", c.DMARCPolicy)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return bad("TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE must be set together")

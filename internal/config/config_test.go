@@ -28,6 +28,9 @@ func TestDefaults(t *testing.T) {
 	if c.MaxConns != 2000 || c.SMTPMinDataRate != 1024 {
 		t.Errorf("connection defaults wrong: MaxConns %d SMTPMinDataRate %d", c.MaxConns, c.SMTPMinDataRate)
 	}
+	if !c.InboundAuth || c.DMARCPolicy != "enforce" || c.DNSResolver != "" {
+		t.Errorf("inbound auth defaults wrong: InboundAuth %v DMARCPolicy %q DNSResolver %q", c.InboundAuth, c.DMARCPolicy, c.DNSResolver)
+	}
 }
 
 func TestEmptyAddrDisables(t *testing.T) {
@@ -60,6 +63,9 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"POSTRIDER_MAX_CONNS", "many", "POSTRIDER_MAX_CONNS"},
 		{"POSTRIDER_SMTP_MIN_DATA_RATE", "-1", "POSTRIDER_SMTP_MIN_DATA_RATE"},
 		{"POSTRIDER_SMTP_MIN_DATA_RATE", "1k", "POSTRIDER_SMTP_MIN_DATA_RATE"},
+		{"POSTRIDER_DMARC_POLICY", "strict", "POSTRIDER_DMARC_POLICY"},
+		{"POSTRIDER_INBOUND_AUTH", "sometimes", "POSTRIDER_INBOUND_AUTH"},
+		{"POSTRIDER_DNS_RESOLVER", "127.0.0.1", "POSTRIDER_DNS_RESOLVER"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {

@@ -36,6 +36,62 @@ const deliverSQL = `SELECT r_accounts, r_mailboxes, r_uids, r_uidvalidities FROM
 	p_accounts => $12, p_mailboxes => $13, p_names => $14, p_flags => $15, p_keywords => $16,
 	p_internal_date => $17, p_mail_from => $18, p_params => $19)`
 
+// deliverQueueSQL is deliverSQL for a delivery with remote recipients,
+// which pr_deliver queues in the same transaction (pr_enqueue).
+const deliverQueueSQL = `SELECT r_accounts, r_mailboxes, r_uids, r_uidvalidities, r_queue_id FROM pr_deliver(
+	p_pending => $1, p_sha => $2, p_size => $3, p_crlf_size => $4, p_header_size => $5, p_chunk_size => $6,
+	p_sent_day => $7, p_parsed => $8, p_search_headers => $9, p_search_text => $10, p_data => $11,
+	p_accounts => $12, p_mailboxes => $13, p_names => $14, p_flags => $15, p_keywords => $16,
+	p_internal_date => $17, p_mail_from => $18, p_params => $19,
+	p_remote_addresses => $20, p_remote_domains => $21, p_remote_orcpts => $22, p_remote_notifies => $23,
+	p_sender_account => $24)`
+
+// deliverArgCount is the number of deliverSQL's arguments; deliverArgs
+// appends queued's after them.
+const deliverArgCount = 19
+
+// queued is the remote part of a delivery: normalised recipients, in
+// pr_enqueue's array form.
+type queued struct {
+	addresses, domains, orcpts, notifies []string
+	sender                               int64
+}
+
+// queuedOf validates and normalises the remote recipients of d (nil when
+// it has none): addresses as mailstore.NormalizeRemoteAddress returns
+// them, each once (the first one's DSN parameters kept).
+func queuedOf(d *mailstore.Delivery) (*queued, error) {
+	if len(d.Remote) == 0 {
+		return nil, nil
+	}
+	if len(d.Remote) > MaxRecipients {
+		return nil, fmt.Errorf("%w: more than %d remote recipients", mailstore.ErrInvalidArgument, MaxRecipients)
+	}
+	if len(d.MailFrom) > MaxQueueText {
+		return nil, fmt.Errorf("%w: reverse-path longer than %d octets", mailstore.ErrInvalidArgument, MaxQueueText)
+	}
+	q := &queued{sender: d.SenderAccount}
+	seen := make(map[string]bool, len(d.Remote))
+	for _, r := range d.Remote {
+		addr, dom, err := mailstore.NormalizeRemoteAddress(r.Address)
+		if err != nil {
+			return nil, fmt.Errorf("deliver: remote recipient: %w", err)
+		}
+		if len(r.ORCPT) > MaxQueueText || len(r.Notify) > MaxQueueText {
+			return nil, fmt.Errorf("%w: DSN parameter longer than %d octets", mailstore.ErrInvalidArgument, MaxQueueText)
+		}
+		if seen[addr] {
+			continue
+		}
+		seen[addr] = true
+		q.addresses = append(q.addresses, addr)
+		q.domains = append(q.domains, dom)
+		q.orcpts = append(q.orcpts, searchClean(r.ORCPT))
+		q.notifies = append(q.notifies, searchClean(r.Notify))
+	}
+	return q, nil
+}
+
 // normFlags validates flags and renders them for storage: system flags as a
 // bit mask, keywords deduplicated case-insensitively (first case kept).
 func normFlags(f mailstore.Flags) (int16, []string, error) {
@@ -66,11 +122,15 @@ func normFlags(f mailstore.Flags) (int16, []string, error) {
 // account and mailbox share one copy (their flags are merged); Delivered
 // has one entry per stored copy, in the order of first appearance.
 func (s *Store) Deliver(ctx context.Context, d *mailstore.Delivery) (mailstore.DeliveryResult, error) {
-	if d == nil || d.Body == nil || len(d.Recipients) == 0 {
+	if d == nil || d.Body == nil || len(d.Recipients)+len(d.Remote) == 0 {
 		return mailstore.DeliveryResult{}, fmt.Errorf("%w: delivery without body or recipients", mailstore.ErrInvalidArgument)
 	}
 	if len(d.Recipients) > MaxRecipients {
 		return mailstore.DeliveryResult{}, fmt.Errorf("%w: more than %d recipients", mailstore.ErrInvalidArgument, MaxRecipients)
+	}
+	q, err := queuedOf(d)
+	if err != nil {
+		return mailstore.DeliveryResult{}, err
 	}
 	type key struct {
 		account int64
@@ -123,11 +183,11 @@ func (s *Store) Deliver(ctx context.Context, d *mailstore.Delivery) (mailstore.D
 			return mailstore.DeliveryResult{}, fmt.Errorf("deliver: encode params: %w", err)
 		}
 	}
-	rows, size, err := s.storeContent(ctx, d.Body, d.InternalDate, ts, searchClean(d.MailFrom), params)
+	rows, size, qid, err := s.storeContent(ctx, d.Body, d.InternalDate, ts, searchClean(d.MailFrom), params, q)
 	if err != nil {
 		return mailstore.DeliveryResult{}, err
 	}
-	res := mailstore.DeliveryResult{Size: size, Delivered: make([]mailstore.Delivered, len(rows))}
+	res := mailstore.DeliveryResult{Size: size, Delivered: make([]mailstore.Delivered, len(rows)), QueueID: qid}
 	for i, r := range rows {
 		res.Delivered[i] = mailstore.Delivered{AccountID: r.account, MailboxID: r.mailbox, UID: uint32(r.uid)}
 	}
@@ -151,7 +211,7 @@ func (s *Store) Append(ctx context.Context, accountID, mailboxID int64, flags ma
 		return mailstore.AppendResult{}, err
 	}
 	mb := mailboxID
-	rows, size, err := s.storeContent(ctx, body, date, []target{{account: accountID, mailbox: &mb, flags: sys, kw: strings.Join(kw, " ")}}, "", nil)
+	rows, size, _, err := s.storeContent(ctx, body, date, []target{{account: accountID, mailbox: &mb, flags: sys, kw: strings.Join(kw, " ")}}, "", nil, nil)
 	if err != nil {
 		return mailstore.AppendResult{}, err
 	}
@@ -167,8 +227,10 @@ func (s *Store) Append(ctx context.Context, accountID, mailboxID int64, flags ma
 // contents.search_text. Larger ones are streamed in ChunkSize rows with
 // COPY inside a transaction, never held in memory whole, their search text
 // in content_text pieces (textSpool) copied in between, and pr_deliver
-// finishes that transaction.
-func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time, ts []target, from string, params []byte) ([]delivered, int64, error) {
+// finishes that transaction. With q, pr_deliver also queues the remote
+// recipients and the queue item's id is returned; such deliveries are not
+// group-committed (groupcommit.go combines single-mailbox ones).
+func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time, ts []target, from string, params []byte, q *queued) ([]delivered, int64, int64, error) {
 	if date.IsZero() {
 		date = time.Now().Truncate(time.Second)
 	}
@@ -179,7 +241,7 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 	in := newIngest(s.opts.MaxMessageSize)
 	n, small, err := readChunk(body, buf)
 	if err != nil {
-		return nil, 0, fmt.Errorf("deliver: %w", err)
+		return nil, 0, 0, fmt.Errorf("deliver: %w", err)
 	}
 	var rest io.Reader
 	if !small {
@@ -188,7 +250,7 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		k, eof, err := readChunk(body, one[:])
 		switch {
 		case err != nil:
-			return nil, 0, fmt.Errorf("deliver: %w", err)
+			return nil, 0, 0, fmt.Errorf("deliver: %w", err)
 		case k == 1:
 			rest = io.MultiReader(bytes.NewReader(one[:]), body)
 		case eof:
@@ -203,29 +265,30 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		in.p.SetTextSink(spool.write)
 	}
 	if err := in.write(buf[:n]); err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	accounts := distinctAccounts(ts)
 	if small {
 		c, err := in.finish()
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
-		args := deliverArgs(nil, c, buf[:n], ts, date, from, params)
+		args := deliverArgs(nil, c, buf[:n], ts, date, from, params, q)
 		var rows []delivered
-		if len(ts) == 1 && !s.opts.NoGroupCommit {
+		var qid int64
+		if len(ts) == 1 && q == nil && !s.opts.NoGroupCommit {
 			rows, err = s.deliverGrouped(ctx, keyOf(ts[0]), args, accounts)
 		} else {
-			rows, err = s.deliverAlone(ctx, args, accounts)
+			rows, qid, err = s.deliverAlone(ctx, args, accounts)
 		}
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
-		return rows, c.size, nil
+		return rows, c.size, qid, nil
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, 0, mapErr("deliver", err)
+		return nil, 0, 0, mapErr("deliver", err)
 	}
 	defer conn.Release()
 	var pending int64
@@ -256,7 +319,7 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 	}()
 	if err != nil {
 		rollback(conn)
-		return nil, 0, mapErr("deliver", err)
+		return nil, 0, 0, mapErr("deliver", err)
 	}
 	c, err := in.finish()
 	if err == nil {
@@ -271,13 +334,13 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 	}
 	if err != nil {
 		rollback(conn)
-		return nil, 0, mapErr("deliver", err)
+		return nil, 0, 0, mapErr("deliver", err)
 	}
-	rows, err := s.runDeliver(ctx, conn, deliverArgs(&pending, c, nil, ts, date, from, params), accounts)
+	rows, qid, err := s.runDeliver(ctx, conn, deliverArgs(&pending, c, nil, ts, date, from, params, q), accounts)
 	if err != nil {
-		return nil, 0, mapErr("deliver", err)
+		return nil, 0, 0, mapErr("deliver", err)
 	}
-	return rows, c.size, nil
+	return rows, c.size, qid, nil
 }
 
 // copyText sends the spool's ready text pieces to content_text.
@@ -301,7 +364,7 @@ func distinctAccounts(ts []target) []int64 {
 	return as
 }
 
-func deliverArgs(pending *int64, c *content, data []byte, ts []target, date time.Time, from string, params []byte) []any {
+func deliverArgs(pending *int64, c *content, data []byte, ts []target, date time.Time, from string, params []byte, q *queued) []any {
 	// Targets are all by name (Deliver) or all by mailbox ID (Append);
 	// pr_deliver takes p_mailboxes NULL for the former.
 	accounts := make([]int64, len(ts))
@@ -327,30 +390,48 @@ func deliverArgs(pending *int64, c *content, data []byte, ts []target, date time
 	if pending != nil {
 		pend = *pending
 	}
-	return []any{pend, c.sha, c.size, c.crlfSize, c.headerSize, ChunkSize, c.sentDay, string(c.parsed), c.searchHeaders,
+	args := []any{pend, c.sha, c.size, c.crlfSize, c.headerSize, ChunkSize, c.sentDay, string(c.parsed), c.searchHeaders,
 		c.searchText, d, accounts, mailboxes, names, flags, kws, date, from, p}
+	if q != nil {
+		args = append(args, q.addresses, q.domains, q.orcpts, q.notifies, q.sender)
+	}
+	return args
 }
 
-// runDeliver runs pr_deliver, commits and notifies (see writeBatch).
-func (s *Store) runDeliver(ctx context.Context, conn *pgxpool.Conn, args []any, accounts []int64) ([]delivered, error) {
+// runDeliver runs pr_deliver, commits and notifies (see writeBatch). It
+// returns the queue item's id when args hold remote recipients.
+func (s *Store) runDeliver(ctx context.Context, conn *pgxpool.Conn, args []any, accounts []int64) ([]delivered, int64, error) {
 	// pr_deliver returns one row of arrays, one element per target in
 	// target order.
 	var out []delivered
-	err := s.writeBatch(ctx, conn, deliverSQL, args, accounts, func(rows pgx.Rows) error {
+	var qid *int64
+	sql := deliverSQL
+	if len(args) > deliverArgCount {
+		sql, qid = deliverQueueSQL, new(int64)
+	}
+	err := s.writeBatch(ctx, conn, sql, args, accounts, func(rows pgx.Rows) error {
 		var err error
-		out, err = scanDelivered(rows) // a retried attempt starts over
+		out, err = scanDelivered(rows, qid) // a retried attempt starts over
 		return err
 	})
-	return out, err
+	if err != nil || qid == nil {
+		return out, 0, err
+	}
+	return out, *qid, nil
 }
 
-// scanDelivered reads pr_deliver's row of arrays and closes rows.
-func scanDelivered(rows pgx.Rows) ([]delivered, error) {
+// scanDelivered reads pr_deliver's row of arrays, and with qid its queue
+// item id, and closes rows.
+func scanDelivered(rows pgx.Rows, qid *int64) ([]delivered, error) {
 	defer rows.Close()
 	var out []delivered
 	for rows.Next() {
 		var as, ms, us, vs []int64
-		if err := rows.Scan(&as, &ms, &us, &vs); err != nil {
+		dst := []any{&as, &ms, &us, &vs}
+		if qid != nil {
+			dst = append(dst, qid)
+		}
+		if err := rows.Scan(dst...); err != nil {
 			return nil, err
 		}
 		if len(ms) != len(as) || len(us) != len(as) || len(vs) != len(as) {

@@ -19,3 +19,6 @@ func (s *Store) GroupedCommits() int64 { return s.groupedCommits.Load() }
 // GroupFallbacks reports how many shared delivery transactions failed and
 // were redone one delivery at a time.
 func (s *Store) GroupFallbacks() int64 { return s.groupFallbacks.Load() }
+
+// ClaimSQL is ClaimQueue's statement, for the plan test.
+const ClaimSQL = claimSQL

@@ -90,7 +90,7 @@ func (s *Store) deliverGrouped(ctx context.Context, key groupKey, args []any, ac
 	}
 	q.busy = true
 	g.mu.Unlock()
-	rows, err := s.deliverAlone(ctx, args, accounts)
+	rows, _, err := s.deliverAlone(ctx, args, accounts)
 	s.handOff(ctx, key, q)
 	return rows, err
 }
@@ -167,7 +167,7 @@ func (s *Store) commitGroup(ctx context.Context, batch []*groupReq) {
 		}
 	}
 	for _, r := range batch {
-		rows, err := s.deliverAlone(ctx, r.args, r.accounts)
+		rows, _, err := s.deliverAlone(ctx, r.args, r.accounts)
 		r.done <- groupRes{rows: rows, err: err}
 	}
 }
@@ -197,7 +197,7 @@ func (s *Store) deliverTogether(ctx context.Context, batch []*groupReq) ([][]del
 			if err != nil {
 				return err
 			}
-			out[i], err = scanDelivered(rows)
+			out[i], err = scanDelivered(rows, nil)
 			if err != nil {
 				return err
 			}
@@ -216,16 +216,16 @@ func (s *Store) deliverTogether(ctx context.Context, batch []*groupReq) ([][]del
 }
 
 // deliverAlone runs one pr_deliver as its own transaction, retried on
-// deadlock.
-func (s *Store) deliverAlone(ctx context.Context, args []any, accounts []int64) ([]delivered, error) {
+// deadlock; with remote recipients in args it returns the queue item's id.
+func (s *Store) deliverAlone(ctx context.Context, args []any, accounts []int64) ([]delivered, int64, error) {
 	for attempt := 0; ; attempt++ {
-		rows, err := s.runDeliver(ctx, nil, args, accounts)
+		rows, qid, err := s.runDeliver(ctx, nil, args, accounts)
 		if err != nil && retryable(err) && attempt < 3 {
 			continue
 		}
 		if err != nil {
-			return nil, mapErr("deliver", err)
+			return nil, 0, mapErr("deliver", err)
 		}
-		return rows, nil
+		return rows, qid, nil
 	}
 }

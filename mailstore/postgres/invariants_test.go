@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/postrider/postrider/mailstore"
 	"github.com/postrider/postrider/mailstore/postgres"
@@ -28,7 +29,15 @@ var invariants = []struct{ name, sql string }{
 		                         WHERE mb.account_id = a.id)`},
 	{"refcount", `
 		SELECT c.id FROM contents c
-		 WHERE c.refcount <> (SELECT count(*) FROM messages m WHERE m.content_id = c.id) OR c.refcount <= 0 OR c.sha256 IS NULL`},
+		 WHERE c.refcount <> (SELECT count(*) FROM messages m WHERE m.content_id = c.id)
+		                   + (SELECT count(*) FROM queue_items q WHERE q.content_id = c.id)
+		    OR c.refcount <= 0 OR c.sha256 IS NULL`},
+	{"orphan queue items", `SELECT q.id FROM queue_items q WHERE NOT EXISTS (SELECT 1 FROM contents c WHERE c.id = q.content_id)`},
+	{"queue items pending", `
+		SELECT q.id FROM queue_items q
+		 WHERE NOT EXISTS (SELECT 1 FROM queue_recipients r WHERE r.item_id = q.id AND r.state = 'pending')`},
+	{"orphan queue recipients", `
+		SELECT r.id FROM queue_recipients r WHERE NOT EXISTS (SELECT 1 FROM queue_items q WHERE q.id = r.item_id)`},
 	{"chunks complete", `
 		SELECT c.id FROM contents c
 		 WHERE (SELECT count(*) FROM chunks k WHERE k.content_id = c.id) <> (c.size + c.chunk_size - 1) / c.chunk_size
@@ -117,7 +126,7 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 					return
 				}
 				var opErr error
-				switch op := rng.IntN(8); op {
+				switch op := rng.IntN(9); op {
 				case 0, 1:
 					var rc []mailstore.Recipient
 					for _, x := range accts {
@@ -125,10 +134,16 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 							rc = append(rc, mailstore.Recipient{AccountID: x, Mailbox: mbName, Flags: mailstore.Flags{System: mailstore.SystemFlag(rng.IntN(32))}})
 						}
 					}
-					if len(rc) == 0 {
+					// Some deliveries also go to remote recipients, or
+					// only to them: queue items share the contents.
+					var remote []mailstore.RemoteRecipient
+					if rng.IntN(3) == 0 {
+						remote = []mailstore.RemoteRecipient{{Address: "x@remote.example"}, {Address: "y@other.example"}}
+					}
+					if len(rc) == 0 && remote == nil {
 						rc = []mailstore.Recipient{{AccountID: acct}}
 					}
-					_, opErr = st.Deliver(ctx, &mailstore.Delivery{Recipients: rc, Body: strings.NewReader(bodies[rng.IntN(len(bodies))])})
+					_, opErr = st.Deliver(ctx, &mailstore.Delivery{Recipients: rc, Remote: remote, Body: strings.NewReader(bodies[rng.IntN(len(bodies))])})
 				case 2:
 					_, opErr = st.StoreFlags(ctx, acct, mb.ID, mailstore.UIDSet{{Start: uint32(rng.IntN(5) + 1), Stop: 0}},
 						mailstore.FlagOp(rng.IntN(3)), mailstore.Flags{System: mailstore.SystemFlag(rng.IntN(32)), Keywords: []string{"k" + fmt.Sprint(rng.IntN(3))}}, 0)
@@ -157,6 +172,8 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 					}
 				case 7:
 					_, opErr = st.Expunge(ctx, acct, mb.ID, nil, true)
+				case 8:
+					opErr = queueWork(ctx, st, fmt.Sprintf("w%d", w), rng)
 				}
 				if opErr != nil && !errors.Is(opErr, mailstore.ErrNoSuchMailbox) && !errors.Is(opErr, mailstore.ErrExists) {
 					t.Errorf("worker %d op on %s: %v", w, mbName, opErr)
@@ -166,15 +183,68 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 	}
 	wg.Wait()
 	checkInvariants(t, st)
-	// Deleting the accounts releases everything.
+	// Deleting the accounts and delivering the queue releases everything.
 	for _, addr := range []string{"a@example.org", "b@example.org", "c@example.org"} {
 		must(t, st.DeleteAccount(ctx, addr))
 	}
 	checkInvariants(t, st)
+	for {
+		items, err := st.ClaimQueue(ctx, "drain", time.Now().Add(time.Hour), time.Minute, 100)
+		must(t, err)
+		if len(items) == 0 {
+			break
+		}
+		for _, it := range items {
+			var rs []mailstore.QueueRecipientResult
+			for _, r := range it.Recipients {
+				rs = append(rs, mailstore.QueueRecipientResult{RecipientID: r.ID, State: mailstore.RcptDelivered})
+			}
+			must(t, st.FinishAttempt(ctx, "drain", mailstore.QueueAttempt{ItemID: it.ID, Results: rs}))
+		}
+	}
+	checkInvariants(t, st)
 	var n int
 	must(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM contents) + (SELECT count(*) FROM chunks)
-		+ (SELECT count(*) FROM content_text) + (SELECT count(*) FROM messages) + (SELECT count(*) FROM expunged) + (SELECT count(*) FROM mailboxes)`).Scan(&n))
+		+ (SELECT count(*) FROM content_text) + (SELECT count(*) FROM messages) + (SELECT count(*) FROM expunged) + (SELECT count(*) FROM mailboxes)
+		+ (SELECT count(*) FROM queue_items) + (SELECT count(*) FROM queue_recipients)`).Scan(&n))
 	if n != 0 {
 		t.Fatalf("%d rows left after deleting every account", n)
 	}
+}
+
+// queueWork is one delivery worker's turn: claim a few due items and, for
+// each, deliver one recipient and defer the others, fail them all, or
+// remove the item.
+func queueWork(ctx context.Context, st *postgres.Store, holder string, rng *rand.Rand) error {
+	now := time.Now()
+	items, err := st.ClaimQueue(ctx, holder, now, time.Minute, 2)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		var rs []mailstore.QueueRecipientResult
+		switch rng.IntN(3) {
+		case 0:
+			if err := st.RemoveQueueItem(ctx, it.ID); err != nil {
+				return err
+			}
+			continue
+		case 1:
+			for i, r := range it.Recipients {
+				state := mailstore.RcptPending
+				if i == 0 {
+					state = mailstore.RcptDelivered
+				}
+				rs = append(rs, mailstore.QueueRecipientResult{RecipientID: r.ID, State: state, Code: "4.0.0"})
+			}
+		default:
+			for _, r := range it.Recipients {
+				rs = append(rs, mailstore.QueueRecipientResult{RecipientID: r.ID, State: mailstore.RcptFailed, Code: "5.0.0"})
+			}
+		}
+		if err := st.FinishAttempt(ctx, holder, mailstore.QueueAttempt{ItemID: it.ID, At: now, Next: now, Results: rs}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

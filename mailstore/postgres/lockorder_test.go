@@ -15,7 +15,9 @@ import (
 
 // TestNoDeadlocks runs multi-recipient deliveries (recipients in shuffled
 // order, some accounts with two target mailboxes), flag changes, copies,
-// moves and expunges of the same accounts at once, with PostgreSQL's
+// moves and expunges of the same accounts at once, and queue workers that
+// finish and remove the items of deliveries with remote recipients (which
+// share those contents), with PostgreSQL's
 // deadlock_timeout raised to a minute. The lock order of 0002/0003 says no
 // cycle can form; a deadlock would not be detected and retried within the
 // test's 45 s but would hang a write until the context ends, failing the
@@ -76,7 +78,14 @@ func TestNoDeadlocks(t *testing.T) {
 			}
 			// Some bodies repeat, so contents are shared and released.
 			body := msg(fmt.Sprintf("w%d-%d", w, rng.IntN(8)), strings.Repeat("x", 100))
-			_, err := st.Deliver(ctx, &mailstore.Delivery{Recipients: rc, Body: strings.NewReader(body)})
+			var remote []mailstore.RemoteRecipient
+			switch rng.IntN(4) {
+			case 0:
+				remote = []mailstore.RemoteRecipient{{Address: "x@remote.example"}}
+			case 1:
+				remote, rc = []mailstore.RemoteRecipient{{Address: "y@remote.example"}}, nil
+			}
+			_, err := st.Deliver(ctx, &mailstore.Delivery{Recipients: rc, Remote: remote, Body: strings.NewReader(body)})
 			return err
 		})
 	}
@@ -97,6 +106,11 @@ func TestNoDeadlocks(t *testing.T) {
 				_, err = st.Expunge(ctx, a, ar, nil, false)
 			}
 			return err
+		})
+	}
+	for w := 0; w < 2; w++ {
+		worker(uint64(200+w), func(rng *rand.Rand, i int) error {
+			return queueWork(ctx, st, fmt.Sprintf("q%d", w), rng)
 		})
 	}
 	wg.Wait()

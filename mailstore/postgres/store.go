@@ -10,9 +10,14 @@
 //     expunged holds tombstones (RFC 7162 VANISHED).
 //   - contents: each distinct message (by SHA-256) once, with its parse
 //     results and lower-cased search texts, reference-counted by message
-//     rows and deleted with its chunks when the last reference goes;
+//     rows and queue items and deleted with its chunks when the last
+//     reference goes;
 //     chunks: its octets in rows of at most ChunkSize; content_text: the
 //     search text of a large content, in overlapping pieces (textspool.go).
+//   - queue_items and queue_recipients: the outbound queue (queue.go);
+//     an item holds a content reference, so a body is stored once for
+//     local copies and remote recipients. dkim_keys, cluster_secrets:
+//     what every node must sign and rewrite with (dkim.go).
 //   - plpgsql functions (migrations/0002_functions.sql) perform every
 //     multi-statement write as one statement (one round trip), holding the
 //     hot row locks (account quota row, mailbox UIDNEXT row) briefly, in
@@ -74,6 +79,15 @@ const (
 	MaxSearchDepth = 32
 	// MaxParams bounds Delivery.Params.
 	MaxParams = 64
+	// MaxQueueText bounds the reverse-path and each DSN parameter of a
+	// queued delivery. Longer attempt replies and remote host names are
+	// cut to MaxQueueReply octets rather than refused: a remote server
+	// may say anything.
+	MaxQueueText  = 1000
+	MaxQueueReply = 4096
+	// MaxQueueClaim bounds the items of one ClaimQueue and the IDs of one
+	// RenewQueueLease or RetryQueue.
+	MaxQueueClaim = 10000
 )
 
 // Options configure a Store. The zero value is usable.

@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/postrider/postrider/mailstore"
@@ -27,8 +29,6 @@ func testAliases(t *testing.T, f Factory) {
 	// Mail to an account's address always reaches the account: an alias
 	// with that address would never apply.
 	wantErr(t, st.CreateAlias(ctx, "Bob@example.org", "alice@example.org"), "CreateAlias with an account's address", mailstore.ErrExists)
-	wantErr(t, st.CreateAlias(ctx, "x@example.org", "someone@remote.example"), "CreateAlias to non-local target",
-		mailstore.ErrNoSuchAccount, mailstore.ErrNotLocalDomain, mailstore.ErrNoSuchDomain)
 	wantErr(t, st.CreateAlias(ctx, "x@unknown.example", "alice@example.org"), "CreateAlias in unknown domain",
 		mailstore.ErrNoSuchDomain, mailstore.ErrNotLocalDomain)
 	for _, bad := range []string{"", "x", "a b@example.org", "@", "@-bad.org", "a..b@example.org", "x@", "a%b@example.org"} {
@@ -181,4 +181,127 @@ func testAliasesOnAccountDelete(t *testing.T, f Factory) {
 	must(t, st.DeleteAlias(ctx, "team@example.org", ""), "DeleteAlias")
 	must(t, st.DeleteAccount(ctx, "bob@example.org"), "DeleteAccount")
 	must(t, st.DeleteDomain(ctx, "example.org"), "DeleteDomain after its accounts and aliases are gone")
+}
+
+func resolutionString(r mailstore.Resolution) string {
+	var as []string
+	for _, a := range r.Accounts {
+		as = append(as, a.Address)
+	}
+	return fmt.Sprintf("accounts %q forwards %q", as, r.Forwards)
+}
+
+// testAliasesForward: aliases to external addresses (forwarding), alone
+// or beside local accounts, through every step of the resolution order;
+// ResolveRecipient keeps to accounts.
+func testAliasesForward(t *testing.T, f Factory) {
+	fx := newFixture(t, f)
+	st, ctx := fx.st, fx.ctx
+	alice := fx.account("alice@example.org")
+	bob := fx.account("bob@example.org")
+	fx.account("erin@nocatch.example")
+
+	for _, m := range [][2]string{
+		{"fwd@example.org", "Friend@Remote.EXAMPLE"},
+		{"fwd@example.org", "carol@Bücher.example"},
+		{"fwd@example.org", "alice@example.org"},
+		{"only@example.org", "ext@remote.example"},
+		{"bob+ext@example.org", "bob@remote.example"},
+		{"@example.org", "catchall@remote.example"},
+		{"quoted@example.org", `"dan smith"@remote.example`},
+	} {
+		must(t, st.CreateAlias(ctx, m[0], m[1]), "CreateAlias "+m[0]+" -> "+m[1])
+	}
+	wantErr(t, st.CreateAlias(ctx, "fwd@example.org", "Friend@remote.example"), "CreateAlias duplicate external mapping", mailstore.ErrExists)
+	wantErr(t, st.CreateAlias(ctx, "fwd@example.org", "carol@xn--bcher-kva.example"), "CreateAlias duplicate IDN mapping", mailstore.ErrExists)
+	wantErr(t, st.CreateAlias(ctx, "bob@example.org", "x@remote.example"), "CreateAlias forwarding an account's address", mailstore.ErrExists)
+	wantErr(t, st.CreateAlias(ctx, "x@unknown.example", "x@remote.example"), "CreateAlias forwarding in an unknown domain",
+		mailstore.ErrNoSuchDomain, mailstore.ErrNotLocalDomain)
+	wantErr(t, st.CreateAlias(ctx, "x@example.org", "nobody@nocatch.example"), "CreateAlias to a local domain's unknown address", mailstore.ErrNoSuchAccount)
+	for _, bad := range []string{"not an address", "x@[192.0.2.1]", "x@bad_domain.example", "a\x00b@remote.example", "x@", "@remote.example",
+		strings.Repeat("x", 65) + "@remote.example"} {
+		wantErr(t, st.CreateAlias(ctx, "y@example.org", bad), fmt.Sprintf("CreateAlias to invalid target %q", bad), mailstore.ErrInvalidAddress)
+	}
+
+	for _, tc := range []struct{ addr, want string }{
+		{"alice@example.org", `accounts ["alice@example.org"] forwards []`},
+		{"fwd@example.org", `accounts ["alice@example.org"] forwards ["Friend@remote.example" "carol@xn--bcher-kva.example"]`},
+		{"FWD+tag@example.org", `accounts ["alice@example.org"] forwards ["Friend@remote.example" "carol@xn--bcher-kva.example"]`},
+		{"only@example.org", `accounts [] forwards ["ext@remote.example"]`},
+		{"bob+ext@example.org", `accounts [] forwards ["bob@remote.example"]`}, // exact alias beats stripping the tag
+		{"bob+other@example.org", `accounts ["bob@example.org"] forwards []`},
+		{"nobody@example.org", `accounts [] forwards ["catchall@remote.example"]`},
+		{"quoted@example.org", `accounts [] forwards ["\"dan smith\"@remote.example"]`},
+		{"erin@nocatch.example", `accounts ["erin@nocatch.example"] forwards []`},
+	} {
+		r, err := st.Resolve(ctx, tc.addr)
+		if err != nil {
+			t.Errorf("Resolve(%q): %v", tc.addr, err)
+			continue
+		}
+		if got := resolutionString(r); got != tc.want {
+			t.Errorf("Resolve(%q) = %s, want %s", tc.addr, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		addr string
+		want error
+	}{
+		{"nobody@nocatch.example", mailstore.ErrNoSuchRecipient},
+		{"x@remote.example", mailstore.ErrNotLocalDomain},
+		{"", mailstore.ErrInvalidAddress},
+		{"a%b@example.org", mailstore.ErrInvalidAddress},
+	} {
+		_, err := st.Resolve(ctx, tc.addr)
+		wantErr(t, err, "Resolve("+tc.addr+")", tc.want)
+	}
+	// ResolveRecipient: the accounts of the same resolution only.
+	if got, err := st.ResolveRecipient(ctx, "fwd@example.org"); err != nil || len(got) != 1 || got[0].ID != alice.ID {
+		t.Errorf("ResolveRecipient(fwd) = %v, %v; want alice", got, err)
+	}
+	for _, addr := range []string{"only@example.org", "nobody@example.org", "bob+ext@example.org"} {
+		_, err := st.ResolveRecipient(ctx, addr)
+		wantErr(t, err, "ResolveRecipient("+addr+") of a forward-only alias", mailstore.ErrNoSuchRecipient)
+	}
+	if got, err := st.ResolveRecipient(ctx, "bob+other@example.org"); err != nil || len(got) != 1 || got[0].ID != bob.ID {
+		t.Errorf("ResolveRecipient(bob+other) = %v, %v; want bob", got, err)
+	}
+
+	as, err := st.ListAliases(ctx, "example.org")
+	must(t, err, "ListAliases")
+	var lines []string
+	for _, a := range as {
+		lines = append(lines, a.Alias+">"+a.Target)
+	}
+	slices.Sort(lines)
+	want := []string{"@example.org>catchall@remote.example", "bob+ext@example.org>bob@remote.example", "fwd@example.org>Friend@remote.example",
+		"fwd@example.org>alice@example.org", "fwd@example.org>carol@xn--bcher-kva.example", "only@example.org>ext@remote.example",
+		`quoted@example.org>"dan smith"@remote.example`}
+	if !slices.Equal(lines, want) {
+		t.Errorf("ListAliases = %q, want %q", lines, want)
+	}
+	if got, err := st.AccountAddresses(ctx, alice.ID); err != nil || !slices.Equal(got, []string{"alice@example.org", "fwd@example.org"}) {
+		t.Errorf("AccountAddresses(alice) = %q, %v", got, err)
+	}
+
+	must(t, st.DeleteAlias(ctx, "fwd@example.org", "Friend@Remote.example"), "DeleteAlias of an external target")
+	wantErr(t, st.DeleteAlias(ctx, "fwd@example.org", "Friend@remote.example"), "DeleteAlias of a gone external target", mailstore.ErrNoSuchAlias)
+	must(t, st.DeleteAlias(ctx, "fwd@example.org", "carol@bücher.example"), "DeleteAlias of an IDN target")
+	wantErr(t, st.DeleteAlias(ctx, "fwd@example.org", "not an address"), "DeleteAlias of an invalid target", mailstore.ErrInvalidAddress)
+	if r, err := st.Resolve(ctx, "fwd@example.org"); err != nil || resolutionString(r) != `accounts ["alice@example.org"] forwards []` {
+		t.Errorf("Resolve(fwd) after deleting its external targets = %s, %v", resolutionString(r), err)
+	}
+	// Deleting alice leaves the external mappings; the domain is not
+	// empty while they exist.
+	must(t, st.DeleteAccount(ctx, "alice@example.org"), "DeleteAccount")
+	_, err = st.Resolve(ctx, "fwd@example.org")
+	if r, _ := st.Resolve(ctx, "fwd@example.org"); err != nil || resolutionString(r) != `accounts [] forwards ["catchall@remote.example"]` {
+		t.Errorf("Resolve(fwd) after its last target went = %s, %v; want the catch-all", resolutionString(r), err)
+	}
+	must(t, st.DeleteAccount(ctx, "bob@example.org"), "DeleteAccount")
+	wantErr(t, st.DeleteDomain(ctx, "example.org"), "DeleteDomain with forwarding aliases", mailstore.ErrDomainNotEmpty)
+	for _, al := range []string{"only@example.org", "bob+ext@example.org", "@example.org", "quoted@example.org"} {
+		must(t, st.DeleteAlias(ctx, al, ""), "DeleteAlias "+al)
+	}
+	must(t, st.DeleteDomain(ctx, "example.org"), "DeleteDomain once its aliases are gone")
 }

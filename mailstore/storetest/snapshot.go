@@ -11,8 +11,9 @@ import (
 
 // snapshot renders everything the store exposes (domains, accounts,
 // aliases, quotas, subscriptions, mailboxes with their counters, messages
-// with flags, mod-sequences and content hashes) as text lines, so that a
-// test can show that a rejected call changed nothing.
+// with flags, mod-sequences and content hashes, the outbound queue) as
+// text lines, so that a test can show that a rejected call changed
+// nothing.
 func (fx *fixture) snapshot() []string {
 	fx.t.Helper()
 	var out []string
@@ -61,6 +62,14 @@ func (fx *fixture) snapshot() []string {
 				add("    uid %d modseq=%d flags=%s date=%d size=%d sha256=%x",
 					m.UID, m.ModSeq, flagString(m.Flags), m.InternalDate.Unix(), m.Size, sum[:8])
 			}
+		}
+	}
+	items, err := fx.st.ListQueue(fx.ctx, 0)
+	must(fx.t, err, "snapshot: ListQueue")
+	for _, it := range items {
+		add("queue %d from=%q sender=%d size=%d next=%d lease=%q", it.ID, it.MailFrom, it.SenderAccount, it.Size, it.NextAttempt.Unix(), it.LeaseHolder)
+		for _, r := range it.Recipients {
+			add("  rcpt %d %s %s attempts=%d code=%q", r.ID, r.Address, r.State, r.Attempts, r.LastCode)
 		}
 	}
 	return out

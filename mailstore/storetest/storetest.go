@@ -4,7 +4,8 @@
 // recipient resolution, mailboxes, delivery, append, copy, move, flags,
 // expunge with tombstones, changes since a mod-sequence, streamed bodies,
 // parsed details, quotas, search, \Recent claims, account isolation, notifications across
-// handles, login-failure records, leases, concurrency and memory bounds.
+// handles, login-failure records, leases, the outbound queue, DKIM keys
+// and cluster secrets, concurrency and memory bounds.
 //
 // A backend's test calls Run with a Factory:
 //
@@ -54,6 +55,7 @@ var groups = []struct {
 	{"Aliases", []suiteTest{
 		{"Resolve", testAliases},
 		{"AccountDelete", testAliasesOnAccountDelete},
+		{"Forward", testAliasesForward},
 	}},
 	{"Mailboxes", []suiteTest{
 		{"CreateAndList", testMailboxCreate},
@@ -115,6 +117,19 @@ var groups = []struct {
 		{"MultiRecipient", testConcurrentMultiRecipient},
 		{"CopyMoveExpunge", testConcurrentCopyMoveExpunge},
 		{"SharedContent", testConcurrentSharedContent},
+	}},
+	{"Queue", []suiteTest{
+		{"Deliver", testQueueDeliver},
+		{"Atomic", testQueueAtomic},
+		{"BodyStream", testQueueBodyStream},
+		{"ClaimExclusive", testQueueClaimExclusive},
+		{"LeaseExpiry", testQueueLeaseExpiry},
+		{"Finish", testQueueFinish},
+		{"Admin", testQueueAdmin},
+	}},
+	{"DKIM", []suiteTest{
+		{"Keys", testDKIMKeys},
+		{"ClusterSecret", testClusterSecret},
 	}},
 	{"BadInput", []suiteTest{
 		{"StateUnchanged", testBadInput},

@@ -12,17 +12,28 @@
 -- locks with the quota check, quota charge, then one statement that
 -- allocates UIDs in every mailbox and inserts every message row), each
 -- set-based, so a recipient costs a few rows' work, not statements.
+-- Remote recipients (p_remote_addresses, normalised by the caller) are
+-- queued by pr_enqueue in the same transaction: the queue item takes one
+-- more reference on the content and r_queue_id is its id (NULL without
+-- remote recipients, whose deliveries run no further statement). A
+-- delivery may have remote recipients only (p_accounts empty): it then
+-- locks no account and no mailbox, only the content row it shares.
 CREATE OR REPLACE FUNCTION pr_deliver(
     p_pending bigint, p_sha bytea, p_size bigint, p_crlf_size bigint, p_header_size bigint, p_chunk_size integer,
     p_sent_day date, p_parsed json, p_search_headers text, p_search_text text, p_data bytea,
     p_accounts bigint[], p_mailboxes bigint[], p_names text[], p_flags smallint[], p_keywords text[],
     p_internal_date timestamptz, p_mail_from text, p_params jsonb,
-    OUT r_accounts bigint[], OUT r_mailboxes bigint[], OUT r_uids bigint[], OUT r_uidvalidities bigint[])
+    p_remote_addresses text[] DEFAULT NULL, p_remote_domains text[] DEFAULT NULL,
+    p_remote_orcpts text[] DEFAULT NULL, p_remote_notifies text[] DEFAULT NULL, p_sender_account bigint DEFAULT 0,
+    OUT r_accounts bigint[], OUT r_mailboxes bigint[], OUT r_uids bigint[], OUT r_uidvalidities bigint[],
+    OUT r_queue_id bigint)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan
     SET enable_seqscan = off SET enable_bitmapscan = off AS $$
 #variable_conflict use_column
 DECLARE
-    v_n integer := cardinality(p_accounts);
+    v_n integer := coalesce(cardinality(p_accounts), 0);
+    v_remote boolean := coalesce(cardinality(p_remote_addresses), 0) > 0;
+    v_refs integer := v_n + (coalesce(cardinality(p_remote_addresses), 0) > 0)::int;
     v_cid bigint;
     v_naccounts integer;
     v_over bigint[];
@@ -33,14 +44,20 @@ DECLARE
     v_modseq bigint;
     v_uidvalidity bigint;
 BEGIN
+    IF v_refs = 0 THEN
+        RAISE EXCEPTION 'delivery without recipients' USING ERRCODE = 'PR004';
+    END IF;
     -- 1. New content needs no lock anyone else waits for: store it before
     -- taking the hot locks. (A concurrent insert of the same content makes
     -- us wait for that transaction while we hold nothing.)
     v_cid := pr_store_content(p_pending, p_sha, p_size, p_header_size, p_chunk_size, p_sent_day, p_parsed,
-                              p_search_headers, p_search_text, p_data, v_n);
+                              p_search_headers, p_search_text, p_data, v_refs);
 
-    -- 2. Accounts: lock in id order, charge and check quota.
-    IF v_n = 1 THEN
+    -- 2. Accounts: lock in id order, charge and check quota (remote
+    -- recipients have no quota).
+    IF v_n = 0 THEN
+        NULL;
+    ELSIF v_n = 1 THEN
         UPDATE accounts SET quota_used = quota_used + p_size WHERE id = p_accounts[1]
         RETURNING quota_limit > 0 AND quota_used > quota_limit INTO v_over1;
         IF NOT FOUND THEN
@@ -82,11 +99,14 @@ BEGIN
         END IF;
     END IF;
 
-    -- 3. Known content: one more reference per target, under the account
-    -- locks (an expunge of the same account releases contents under them).
+    -- 3. Known content: one more reference per target (and one for the
+    -- queue item), under the account locks (an expunge of the same account
+    -- releases contents under them). Without accounts the loop below is
+    -- still safe: the UPDATE waits for a concurrent release of the row and
+    -- then finds it deleted, or takes its reference first.
     IF v_cid IS NULL THEN
         LOOP
-            UPDATE contents SET refcount = refcount + v_n WHERE sha256 = p_sha RETURNING id INTO v_cid;
+            UPDATE contents SET refcount = refcount + v_refs WHERE sha256 = p_sha RETURNING id INTO v_cid;
             IF FOUND THEN
                 IF p_pending IS NOT NULL THEN
                     PERFORM pr_delete_contents(ARRAY[p_pending]);
@@ -95,7 +115,7 @@ BEGIN
             END IF;
             -- Deleted meanwhile by an expunge elsewhere: store it after all.
             v_cid := pr_store_content(p_pending, p_sha, p_size, p_header_size, p_chunk_size, p_sent_day, p_parsed,
-                                      p_search_headers, p_search_text, p_data, v_n);
+                                      p_search_headers, p_search_text, p_data, v_refs);
             EXIT WHEN v_cid IS NOT NULL;
         END LOOP;
     END IF;
@@ -104,6 +124,20 @@ BEGIN
     END IF;
     IF p_params IS NOT NULL THEN
         INSERT INTO deliveries (content_id, mail_from, params) VALUES (v_cid, coalesce(p_mail_from, ''), p_params);
+    END IF;
+    IF v_remote THEN
+        -- A new row: it waits for no lock (lock order: see README.md).
+        r_queue_id := pr_enqueue(p_content => v_cid, p_size => p_size, p_mail_from => p_mail_from,
+                                 p_sender_account => p_sender_account, p_params => p_params,
+                                 p_addresses => p_remote_addresses, p_domains => p_remote_domains,
+                                 p_orcpts => p_remote_orcpts, p_notifies => p_remote_notifies);
+    END IF;
+    IF v_n = 0 THEN
+        r_accounts := '{}';
+        r_mailboxes := '{}';
+        r_uids := '{}';
+        r_uidvalidities := '{}';
+        RETURN;
     END IF;
 
     -- 4. Mailboxes: allocate UIDs and mod-sequences, insert the message
