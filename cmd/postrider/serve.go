@@ -107,6 +107,12 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return err
 	}
+	eng, err := startDelivery(cfg, st, log)
+	if err != nil {
+		shutdownAll(fronts, time.Second)
+		return err
+	}
+	fronts = append(fronts, eng) // stopped with the frontends
 
 	var httpSrv *http.Server
 	if cfg.HTTPAddr != "" {

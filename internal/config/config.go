@@ -39,10 +39,14 @@ type Config struct {
 	TrustedProxies    []string `env:"TRUSTED_PROXIES" envSeparator:"," desc:"comma-separated CIDRs whose connections must start with a PROXY protocol (v1/v2) header"`
 
 	MaxMessageSize Size   `env:"MAX_MESSAGE_SIZE" envDefault:"52428800" desc:"largest message in bytes (suffixes K, M, G allowed); SMTP SIZE, IMAP APPENDLIMIT"`
-	RelayHost      string `env:"RELAY_HOST" desc:"host:port of a smarthost for outbound mail; outbound delivery is not enabled yet, so this is only validated"`
+	RelayHost      string `env:"RELAY_HOST" desc:"host:port of a smarthost that all outbound mail goes through instead of by MX (STARTTLS when offered; port 465 means implicit TLS)"`
+	RelayUsername  string `env:"RELAY_USERNAME" desc:"user name for AUTH at RELAY_HOST; with it, TLS with a certificate valid for the relay's name is required and AUTH PLAIN (or LOGIN) is used"`
+	RelayPassword  string `env:"RELAY_PASSWORD" secret:"true" desc:"password for RELAY_USERNAME"`
 	MTASTSMode     string `env:"MTA_STS_MODE" envDefault:"testing" desc:"MTA-STS policy mode (enforce, testing or none; RFC 8461 §5) served for every local domain at /.well-known/mta-sts.txt on HTTP_ADDR, to be published over HTTPS by your TLS proxy; start with testing and switch to enforce once TLS reports show that senders reach you over TLS with a valid certificate"`
 
-	DNSResolver string `env:"DNS_RESOLVER" desc:"host:port of the DNS server for outbound routing, MTA-STS and mail authentication; empty uses the system's (/etc/resolv.conf)"`
+	DNSResolver     string        `env:"DNS_RESOLVER" desc:"host:port of the DNS server for outbound routing, MTA-STS and mail authentication; empty uses the system's (/etc/resolv.conf)"`
+	QueueLifetime   time.Duration `env:"QUEUE_LIFETIME" envDefault:"120h" desc:"how long outbound mail is retried (back-off from 1 minute doubling to 1 hour) before its pending recipients fail and the sender gets a DSN"`
+	DeliveryWorkers int           `env:"DELIVERY_WORKERS" envDefault:"16" desc:"concurrent outbound deliveries (SMTP connections) per node"`
 
 	MaxConnsPerIP   int           `env:"MAX_CONNS_PER_IP" envDefault:"50" desc:"open connections allowed per client IP (IPv6 per /64) on each protocol; 0 = unlimited"`
 	MaxConns        int           `env:"MAX_CONNS" envDefault:"2000" desc:"open connections allowed per node for each protocol: SMTP (all three SMTP listeners together), IMAP (both listeners) and POP3 (both listeners) each get this many; beyond it a client gets a temporary refusal (SMTP 421, IMAP BYE [UNAVAILABLE], POP3 -ERR [SYS/TEMP]) and is disconnected. An idle connection measured 9-11 KB of memory in plaintext and up to 70 KB with TLS, so 3 × 2000 idle TLS connections take about 420 MB; 0 = unlimited"`
@@ -153,10 +157,22 @@ func (c *Config) validate() error {
 	default:
 		return bad("MTA_STS_MODE", "%q: want enforce, testing or none", c.MTASTSMode)
 	}
+	if c.RelayUsername != "" && c.RelayHost == "" {
+		return bad("RELAY_USERNAME", "needs RELAY_HOST")
+	}
+	if c.RelayPassword != "" && c.RelayUsername == "" {
+		return bad("RELAY_PASSWORD", "needs RELAY_USERNAME")
+	}
 	if c.DNSResolver != "" {
 		if err := checkHostPort(c.DNSResolver); err != nil {
 			return bad("DNS_RESOLVER", "%q: %v", c.DNSResolver, err)
 		}
+	}
+	if c.QueueLifetime <= 0 {
+		return bad("QUEUE_LIFETIME", "must be positive")
+	}
+	if c.DeliveryWorkers < 1 || c.DeliveryWorkers > 1000 {
+		return bad("DELIVERY_WORKERS", "must be between 1 and 1000")
 	}
 	switch c.DMARCPolicy {
 	case "enforce", "quarantine-only", "report-only":

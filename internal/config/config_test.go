@@ -56,6 +56,11 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"POSTRIDER_ALLOW_INSECURE_AUTH", "maybe", "POSTRIDER_ALLOW_INSECURE_AUTH"},
 		{"POSTRIDER_TLS_CERT_FILE", "/x.pem", "POSTRIDER_TLS_CERT_FILE"},
 		{"POSTRIDER_RELAY_HOST", "smarthost", "POSTRIDER_RELAY_HOST"},
+		{"POSTRIDER_RELAY_USERNAME", "u", "POSTRIDER_RELAY_USERNAME"},
+		{"POSTRIDER_DNS_RESOLVER", "8.8.8.8", "POSTRIDER_DNS_RESOLVER"},
+		{"POSTRIDER_QUEUE_LIFETIME", "5d", "POSTRIDER_QUEUE_LIFETIME"},
+		{"POSTRIDER_QUEUE_LIFETIME", "0s", "POSTRIDER_QUEUE_LIFETIME"},
+		{"POSTRIDER_DELIVERY_WORKERS", "0", "POSTRIDER_DELIVERY_WORKERS"},
 		{"POSTRIDER_SHUTDOWN_TIMEOUT", "soon", "POSTRIDER_SHUTDOWN_TIMEOUT"},
 		{"POSTRIDER_TOMBSTONE_RETENTION", "30d", "POSTRIDER_TOMBSTONE_RETENTION"},
 		{"POSTRIDER_TOMBSTONE_RETENTION", "10m", "POSTRIDER_TOMBSTONE_RETENTION"},
@@ -149,5 +154,42 @@ func TestUnknownVariables(t *testing.T) {
 	want := []string{"POSTRIDER_COMPLETELY_DIFFERENT", "POSTRIDER_IMAP_ADR (did you mean POSTRIDER_IMAP_ADDR?)"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("UnknownVariables = %q, want %q", got, want)
+	}
+}
+
+func TestOutboundSettings(t *testing.T) {
+	for _, v := range Variables() {
+		unsetenv(t, v.Name)
+	}
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.QueueLifetime != 120*time.Hour || c.DeliveryWorkers != 16 || c.DNSResolver != "" || c.RelayHost != "" {
+		t.Errorf("outbound defaults wrong: %v %d %q %q", c.QueueLifetime, c.DeliveryWorkers, c.DNSResolver, c.RelayHost)
+	}
+	t.Setenv("POSTRIDER_RELAY_HOST", "smtp.example.net:587")
+	t.Setenv("POSTRIDER_RELAY_USERNAME", "relayuser")
+	t.Setenv("POSTRIDER_RELAY_PASSWORD", "hunter2-relay")
+	t.Setenv("POSTRIDER_DNS_RESOLVER", "127.0.0.1:5353")
+	c, err = Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RelayPassword != "hunter2-relay" || c.DNSResolver != "127.0.0.1:5353" {
+		t.Errorf("not read: %+v", c)
+	}
+	// postrider config never shows the relay password.
+	found := false
+	for _, e := range c.Effect() {
+		if strings.Contains(e.Value, "hunter2") {
+			t.Errorf("%s shows the secret: %q", e.Name, e.Value)
+		}
+		if e.Name == "POSTRIDER_RELAY_PASSWORD" {
+			found = e.Value == "********"
+		}
+	}
+	if !found {
+		t.Error("POSTRIDER_RELAY_PASSWORD not listed masked")
 	}
 }

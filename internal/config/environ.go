@@ -80,14 +80,17 @@ type Effective struct {
 
 // Effect lists every variable with the value c holds for it, as the server
 // would use it: the environment's value or the default, and derived values
-// (e.g. the host name) filled in. Passwords in URLs are masked.
+// (e.g. the host name) filled in. Passwords in URLs and the values of
+// fields tagged secret:"true" are masked.
 func (c *Config) Effect() []Effective {
 	v := reflect.ValueOf(c).Elem()
 	t := v.Type()
 	byName := map[string]reflect.Value{}
+	secret := map[string]bool{}
 	for i := 0; i < t.NumField(); i++ {
 		if name := t.Field(i).Tag.Get("env"); name != "" {
 			byName[Prefix+name] = v.Field(i)
+			secret[Prefix+name] = t.Field(i).Tag.Get("secret") == "true"
 		}
 	}
 	var out []Effective
@@ -97,7 +100,10 @@ func (c *Config) Effect() []Effective {
 		if f, ok := byName[vr.Name]; ok {
 			e.Value = render(f)
 		}
-		if strings.HasSuffix(vr.Name, "_URL") {
+		switch {
+		case secret[vr.Name] && e.Value != "":
+			e.Value = "********"
+		case strings.HasSuffix(vr.Name, "_URL"):
 			e.Value = maskURL(e.Value)
 		}
 		out = append(out, e)
