@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/miekg/dns"
 
+	"github.com/postrider/postrider/delivery"
 	"github.com/postrider/postrider/internal/dkimkeys"
 	"github.com/postrider/postrider/internal/pgtest"
 	"github.com/postrider/postrider/mailstore"
@@ -292,6 +293,11 @@ func TestMTASTSPolicyServed(t *testing.T) {
 	code, body, ctype := get("mta-sts.example.org")
 	if want := "version: STSv1\r\nmode: enforce\r\nmx: mx.test.example\r\nmax_age: 604800\r\n"; code != 200 || body != want || !strings.HasPrefix(ctype, "text/plain") {
 		t.Fatalf("policy: %d %q %q", code, body, ctype)
+	}
+	// Our delivery engine's MTA-STS parser reads it as senders will.
+	pol, err := delivery.ParseSTSPolicy([]byte(body))
+	if err != nil || string(pol.Mode) != "enforce" || !pol.MatchMX("mx.test.example") || pol.MaxAge != 7*24*time.Hour {
+		t.Fatalf("policy as a sender reads it: %+v %v", pol, err)
 	}
 	for _, host := range []string{"mta-sts.other.example", "example.org", n.addrs["HTTP"]} {
 		if code, _, _ := get(host); code != 404 {
