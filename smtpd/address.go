@@ -9,6 +9,7 @@ import (
 	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/postrider/postrider/internal/srs"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -49,7 +50,11 @@ func parseAddress(s string, smtputf8 bool) (address, error) {
 		return address{}, errAddrNonASCII
 	}
 	at := strings.LastIndexByte(s, '@')
-	if at <= 0 || at == len(s)-1 || at > mailstore.MaxLocalPartLength {
+	// RFC 5321 §4.5.3.1.1 bounds a local part to 64 octets; SRS
+	// addresses (ours coming back, others' as senders) are often longer,
+	// and §4.5.3.1 asks that limits be avoided where possible: the whole
+	// path stays bounded.
+	if at <= 0 || at == len(s)-1 || at > mailstore.MaxLocalPartLength && !srs.IsSRS(s[:at]) {
 		return address{}, errAddrSyntax
 	}
 	a := address{local: s[:at]}

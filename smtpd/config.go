@@ -111,6 +111,13 @@ type Config struct {
 	// before spooling to disk; 0 = DefaultSpoolMemory.
 	SpoolMemory int64
 
+	// OnQueued, when set, is called after a commit that queued mail for
+	// remote recipients (e.g. to wake the delivery workers); it must not
+	// block.
+	OnQueued func()
+	// SRSMaxAge is how long an address rewritten for forwarding is
+	// honoured when a bounce comes back to it; 0 = srs.DefaultMaxAge.
+	SRSMaxAge time.Duration
 	// InboundAuth checks SPF, DKIM and DMARC on mail received on the
 	// inbound listener (port 25), adds Authentication-Results: and applies
 	// DMARC policies by its Mode (inboundauth.go); nil disables the checks.

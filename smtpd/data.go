@@ -19,7 +19,7 @@ func (s *session) beginMessage() {
 	cfg := &s.srv.cfg
 	s.spool.reset(cfg.SpoolDir, cfg.SpoolMemory)
 	s.msg = msgWriter{
-		sc: newDataScanner(cfg.MaxHeaderBytes, s.c.role == roleSubmission),
+		sc: newDataScanner(cfg.MaxHeaderBytes, true),
 		sp: &s.spool, max: cfg.MaxMessageSize, tmp: s.msg.tmp[:0],
 	}
 }
@@ -64,6 +64,11 @@ func (s *session) endMessage() *reply {
 			return reply
 		}
 	}
+	if reply, reason := s.checkLoops(tx); reply != nil {
+		messagesRejected.WithLabelValues(roleL, reason).Inc()
+		log.Info("message refused", "reason", reason)
+		return reply
+	}
 	var verdict *mailauth.Result // inbound authentication (inboundauth.go)
 	if s.c.role == roleInbound {
 		var r *reply
@@ -72,52 +77,74 @@ func (s *session) endMessage() *reply {
 		}
 	}
 
-	now := time.Now()
-	trace := s.traceHeaders(tx, id, acct, now)
-	body, err := s.spool.reader()
-	if err != nil {
-		log.Error("spool failure", "err", err)
-		messagesRejected.WithLabelValues(roleL, "spool_error").Inc()
-		return replyErr(451, 4, 3, 0, "Temporary local problem, please try again later")
-	}
-	if s.c.role == roleInbound {
-		trace, body = s.inboundMessage(trace, body, verdict)
-	}
-	d := &mailstore.Delivery{
-		MailFrom:     tx.from,
-		Recipients:   make([]mailstore.Recipient, len(tx.accounts)),
-		Body:         io.MultiReader(bytes.NewReader(trace), body),
-		InternalDate: now,
-		Params:       dsnParams(tx),
-	}
-	for i, a := range tx.accounts {
-		d.Recipients[i] = mailstore.Recipient{AccountID: a}
-	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if verdict != nil && verdict.Action == mailauth.Quarantine {
-		if r := s.quarantine(ctx, d); r != nil {
-			return r
+	sig, reply := s.signature(ctx, tx, log)
+	if reply != nil {
+		messagesRejected.WithLabelValues(roleL, "sign_error").Inc()
+		return reply
+	}
+	now := time.Now()
+	plan, reply := s.deliveries(ctx, tx, acct, s.receivedHeader(tx, id, acct, now), sig)
+	if reply != nil {
+		messagesRejected.WithLabelValues(roleL, "store_error").Inc()
+		return reply
+	}
+	for _, o := range plan {
+		o.d.InternalDate = now
+		if verdict != nil && verdict.Action == mailauth.Quarantine && len(o.d.Recipients) > 0 {
+			// Local copies only: forwarded ones are the receiver's to judge.
+			if r := s.quarantine(ctx, o.d); r != nil {
+				return r
+			}
 		}
 	}
 	t0 := time.Now()
-	res, err := s.srv.store.Deliver(ctx, d)
+	results, err := s.deliverAll(ctx, plan, verdict)
 	deliveryLatency.Observe(time.Since(t0).Seconds())
+	queued := s.countQueued(results)
 	if err != nil {
 		reply, reason := deliverReply(err)
 		messagesRejected.WithLabelValues(roleL, reason).Inc()
 		if reason == "store_error" {
-			log.Error("delivery failed", "err", err)
+			log.Error("delivery failed", "err", err, "committed", len(results), "planned", len(plan))
 		} else {
-			log.Info("delivery refused", "reason", reason, "err", err)
+			log.Info("delivery refused", "reason", reason, "err", err, "committed", len(results), "planned", len(plan))
 		}
 		return reply
 	}
 	messagesAccepted.WithLabelValues(roleL).Inc()
 	bytesReceived.WithLabelValues(roleL).Add(float64(s.msg.n))
-	log.Info("delivered", append([]any{"from", tx.from, "rcpts", len(tx.rcpts), "copies", len(res.Delivered),
-		"size", res.Size, "latency", time.Since(t0).Round(time.Microsecond)}, verdictAttrs(verdict)...)...)
+	copies, remote := 0, 0
+	var size int64
+	for i, res := range results {
+		copies += len(res.Delivered)
+		remote += len(plan[i].d.Remote)
+		size = max(size, res.Size)
+	}
+	log.Info("delivered", append([]any{"from", tx.from, "rcpts", len(tx.rcpts), "copies", copies, "remote", remote,
+		"queued", queued, "signed", len(sig) > 0, "size", size, "latency", time.Since(t0).Round(time.Microsecond)},
+		verdictAttrs(verdict)...)...)
+	if queued > 0 {
+		return replyErr(250, 2, 0, 0, "OK: message queued, id="+id)
+	}
 	return replyErr(250, 2, 0, 0, "OK: message delivered, id="+id)
+}
+
+// countQueued counts the queue items committed, tells OnQueued, and
+// returns how many.
+func (s *session) countQueued(results []mailstore.DeliveryResult) int {
+	n := 0
+	for _, res := range results {
+		if res.QueueID != 0 {
+			n++
+			messagesQueued.WithLabelValues(s.c.roleLabel).Inc()
+		}
+	}
+	if n > 0 && s.srv.cfg.OnQueued != nil {
+		s.srv.cfg.OnQueued()
+	}
+	return n
 }
 
 // msgWriter takes a message's content as it arrives (DATA after
@@ -303,17 +330,23 @@ func dsnParams(tx *transaction) map[string]string {
 	return p
 }
 
-// traceHeaders builds the Return-Path: (RFC 5321 §4.4) and Received:
-// (RFC 5321 §4.4, with-protocols of RFC 3848 and RFC 6531 §3.7.3) fields
-// prepended to the message. The authenticated identity is recorded; never
-// anything of the credentials.
-func (s *session) traceHeaders(tx *transaction, id string, acct *mailstore.Account, now time.Time) []byte {
-	var b bytes.Buffer
-	b.WriteString("Return-Path: <")
-	if tx.from != "" {
-		b.WriteString(pathString(tx.from))
+// returnPathHeader is the Return-Path: field (RFC 5321 §4.4) that final
+// delivery prepends to a message.
+func returnPathHeader(from string) []byte {
+	b := make([]byte, 0, 20+len(from))
+	b = append(b, "Return-Path: <"...)
+	if from != "" {
+		b = append(b, pathString(from)...)
 	}
-	b.WriteString(">\r\n")
+	return append(b, ">\r\n"...)
+}
+
+// receivedHeader builds the Received: field (RFC 5321 §4.4,
+// with-protocols of RFC 3848 and RFC 6531 §3.7.3) prepended to the
+// message. The authenticated identity is recorded; never anything of the
+// credentials.
+func (s *session) receivedHeader(tx *transaction, id string, acct *mailstore.Account, now time.Time) []byte {
+	var b bytes.Buffer
 
 	ip := s.c.fc.Peer.IP
 	lit := "[" + ip.String() + "]"

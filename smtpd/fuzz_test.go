@@ -178,18 +178,26 @@ type fuzzStore struct {
 	bodies [][]byte
 }
 
-func (s *fuzzStore) ResolveRecipient(_ context.Context, addr string) ([]mailstore.Account, error) {
+func (s *fuzzStore) Resolve(_ context.Context, addr string) (mailstore.Resolution, error) {
 	a, err := mailstore.NormalizeAddress(addr)
 	if err != nil {
-		return nil, err
+		return mailstore.Resolution{}, err
 	}
 	if _, d := mailstore.SplitAddress(a); d != "example.org" {
-		return nil, mailstore.ErrNotLocalDomain
+		return mailstore.Resolution{}, mailstore.ErrNotLocalDomain
 	}
 	if a != "alice@example.org" {
-		return nil, mailstore.ErrNoSuchRecipient
+		return mailstore.Resolution{}, mailstore.ErrNoSuchRecipient
 	}
-	return []mailstore.Account{{ID: 1, Address: a}}, nil
+	return mailstore.Resolution{Accounts: []mailstore.Account{{ID: 1, Address: a}}}, nil
+}
+
+func (s *fuzzStore) ClusterSecret(context.Context, string, func() ([]byte, error)) ([]byte, error) {
+	return []byte("fuzz-store-srs-key-0123456789"), nil
+}
+
+func (s *fuzzStore) ListDKIMKeys(context.Context, string) ([]mailstore.DKIMKey, error) {
+	return nil, nil
 }
 
 func (s *fuzzStore) IsLocalDomain(_ context.Context, d string) (bool, error) {
@@ -237,6 +245,7 @@ func FuzzSession(f *testing.F) {
 		"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n.\r\r\nMAIL FROM:<e@v.example>\r\n.\r\n",
 		"EHLO x\nMAIL FROM:<a@b.example>\n", "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n.\r\n",
 		"EHLO x\r\nAUTH PLAIN\r\nAHgAeQ==\r\nSTARTTLS\r\n",
+		"EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<SRS0=AAAAAAAA=AB=x.example=y@example.org>\r\nRCPT TO:<srs1=x=y.example==z@example.org>\r\nDATA\r\nDelivered-To: a@example.org\r\nReceived: x\r\n\r\n.\r\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

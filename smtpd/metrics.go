@@ -17,6 +17,10 @@ var (
 		Name: "postrider_smtp_messages_rejected_total",
 		Help: "Messages refused at the end of DATA/BDAT, by role and reason.",
 	}, []string{"role", "reason"})
+	messagesQueued = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "postrider_smtp_messages_queued_total",
+		Help: "Queue items committed for outbound delivery (remote recipients of a submission, forwards, SRS bounces), by role.",
+	}, []string{"role"})
 	rcptRejected = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "postrider_smtp_recipients_rejected_total",
 		Help: "RCPT/MAIL addresses refused, by reason.",

@@ -18,27 +18,27 @@ const barePostmasterDomain = "postmaster.invalid"
 // postmaster@ the server's host name or one of its parent domains
 // (mx.example.org, then example.org) if that resolves, else postmaster@ the
 // first local domain (in name order) where it resolves.
-func (s *session) resolvePostmaster(ctx context.Context) ([]mailstore.Account, error) {
+func (s *session) resolvePostmaster(ctx context.Context) (mailstore.Resolution, error) {
 	var cands []string
 	for h := strings.ToLower(strings.TrimSuffix(s.srv.cfg.Hostname, ".")); strings.Contains(h, "."); h = h[strings.IndexByte(h, '.')+1:] {
 		cands = append(cands, h)
 	}
 	domains, err := s.srv.store.ListDomains(ctx)
 	if err != nil {
-		return nil, err
+		return mailstore.Resolution{}, err
 	}
 	cands = append(cands, domains...)
 	for _, d := range cands {
-		accts, err := s.srv.rcache.resolve(ctx, s.srv.store, "postmaster@"+d)
+		res, err := s.srv.rcache.resolve(ctx, s.srv.store, "postmaster@"+d)
 		switch {
-		case err == nil && len(accts) > 0:
-			return accts, nil
+		case err == nil && len(res.Accounts)+len(res.Forwards) > 0:
+			return res, nil
 		case err == nil, errors.Is(err, mailstore.ErrNotLocalDomain), errors.Is(err, mailstore.ErrNoSuchRecipient),
 			errors.Is(err, mailstore.ErrInvalidAddress):
 			continue
 		default:
-			return nil, err
+			return mailstore.Resolution{}, err
 		}
 	}
-	return nil, mailstore.ErrNoSuchRecipient
+	return mailstore.Resolution{}, mailstore.ErrNoSuchRecipient
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/postrider/postrider/mailstore"
 )
 
-// resolveCache keeps successful ResolveRecipient results for a few seconds,
+// resolveCache keeps successful Resolve results for a few seconds,
 // so that a stream of messages to the same users costs one query per
 // message (the delivery) rather than two. Only positive results are kept:
 // a new account or alias is seen at once; a removed one for at most
@@ -22,8 +22,8 @@ type resolveCache struct {
 }
 
 type resolveEntry struct {
-	accts []mailstore.Account
-	exp   time.Time
+	res mailstore.Resolution
+	exp time.Time
 }
 
 const (
@@ -31,24 +31,24 @@ const (
 	resolveMaxKeys = 10000
 )
 
-func (c *resolveCache) resolve(ctx context.Context, st Store, addr string) ([]mailstore.Account, error) {
+func (c *resolveCache) resolve(ctx context.Context, st Store, addr string) (mailstore.Resolution, error) {
 	key := strings.ToLower(addr)
 	now := time.Now()
 	c.mu.Lock()
 	e, ok := c.m[key]
 	c.mu.Unlock()
 	if ok && now.Before(e.exp) {
-		return e.accts, nil
+		return e.res, nil
 	}
-	accts, err := st.ResolveRecipient(ctx, addr)
+	res, err := st.Resolve(ctx, addr)
 	if err != nil {
-		return nil, err
+		return mailstore.Resolution{}, err
 	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= resolveMaxKeys {
 		c.m = make(map[string]resolveEntry)
 	}
-	c.m[key] = resolveEntry{accts: accts, exp: now.Add(resolveTTL)}
+	c.m[key] = resolveEntry{res: res, exp: now.Add(resolveTTL)}
 	c.mu.Unlock()
-	return accts, nil
+	return res, nil
 }

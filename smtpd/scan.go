@@ -25,7 +25,8 @@ var (
 // downstream reader that takes a bare CR or LF as a line end is open to
 // SMTP smuggling, CVE-2023-51764), no NUL (RFC 5322 §2.3 / RFC 6152 §2), and a
 // bounded header section. It optionally keeps a copy of the header
-// section (bounded by maxHeader) for the submission From: check.
+// section (bounded by maxHeader) for the submission From: check, the
+// loop checks and DKIM signing.
 type dataScanner struct {
 	maxHeader int64
 	capture   bool

@@ -24,6 +24,7 @@ import (
 
 	"github.com/postrider/postrider/auth"
 	"github.com/postrider/postrider/internal/frontend"
+	"github.com/postrider/postrider/mailauth"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -50,15 +51,19 @@ const (
 )
 
 // Store is what SMTP needs of the mail store: recipient resolution and
-// the sender's addresses (the directory), quota usage, and delivery.
+// the sender's addresses (the directory), quota usage, delivery (local
+// copies and the outbound queue), the DKIM keys that sign submitted mail
+// and the cluster's SRS secret.
 type Store interface {
-	ResolveRecipient(ctx context.Context, address string) ([]mailstore.Account, error)
+	Resolve(ctx context.Context, address string) (mailstore.Resolution, error)
 	IsLocalDomain(ctx context.Context, name string) (bool, error)
 	ListDomains(ctx context.Context) ([]string, error)
 	AccountAddresses(ctx context.Context, accountID int64) ([]string, error)
 	QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error)
 	ListMailboxes(ctx context.Context, accountID int64) ([]mailstore.Mailbox, error) // the Junk mailbox (inboundauth.go)
 	Deliver(ctx context.Context, d *mailstore.Delivery) (mailstore.DeliveryResult, error)
+	mailauth.DKIMKeySource
+	ClusterSecret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error)
 }
 
 // Server serves SMTP on any number of listeners. All of them share one
@@ -70,6 +75,8 @@ type Server struct {
 	authn  *auth.Authenticator
 	fe     *frontend.Server
 	rcache resolveCache
+	signer *mailauth.DKIMSigner
+	srs    srsKey
 }
 
 // New builds a server. authn may be nil only if no submission listener is
@@ -83,6 +90,7 @@ func New(cfg Config, store Store, authn *auth.Authenticator) (*Server, error) {
 		return nil, errors.New("smtpd: nil store")
 	}
 	s := &Server{cfg: cfg, store: store, authn: authn}
+	s.signer = mailauth.NewDKIMSigner(store, mailauth.DKIMSignerOptions{Logger: cfg.Logger})
 	s.fe, err = frontend.NewServer("smtp", cfg.Config, handler{s})
 	if err != nil {
 		return nil, err
@@ -91,7 +99,8 @@ func New(cfg Config, store Store, authn *auth.Authenticator) (*Server, error) {
 }
 
 // ServeInbound serves the mail exchanger role (port 25): no AUTH, RCPT only
-// for local recipients. It returns ErrServerClosed after Shutdown.
+// for local recipients (and the external targets of their aliases, and
+// the bounces of mail we forwarded): never a relay. It returns ErrServerClosed after Shutdown.
 func (s *Server) ServeInbound(ln net.Listener) error {
 	return s.serve(ln, false, labelInbound)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/postrider/postrider/internal/srs"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -28,8 +29,19 @@ type transaction struct {
 	params   mailParams
 	rcpts    []txRcpt
 	accounts []int64 // distinct accounts, in order of first appearance
+	// remote are the recipients of a submission in other domains, queued
+	// for outbound delivery with the local copies; forwards the external
+	// targets of recipients that are aliases, and the original senders of
+	// bounces to our SRS addresses (outbound.go).
+	remote   []mailstore.RemoteRecipient
+	forwards []forward
 	bdat     bool    // BDAT chunks are being received (RFC 3030 §2)
 	spf      *spfJob // inbound SPF check, from the first recipient on
+}
+
+// empty reports whether the transaction has no recipient yet.
+func (tx *transaction) empty() bool {
+	return len(tx.accounts) == 0 && len(tx.remote) == 0 && len(tx.forwards) == 0
 }
 
 type txRcpt struct {
@@ -114,7 +126,8 @@ func (s *session) Mail(from string, p mailParams) *reply {
 	return nil
 }
 
-// Rcpt adds a recipient if the store resolves it.
+// Rcpt adds a recipient if the store resolves it (or, on submission, if
+// it is a valid remote address).
 func (s *session) Rcpt(to string, p rcptParams) *reply {
 	tx := s.tx
 	if len(tx.rcpts) >= s.srv.cfg.MaxRecipients {
@@ -123,12 +136,18 @@ func (s *session) Rcpt(to string, p rcptParams) *reply {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	accounts, r := s.resolve(ctx, to, tx)
+	t, r := s.resolve(ctx, to, p, tx)
 	if r != nil {
 		return r
 	}
 	tx.rcpts = append(tx.rcpts, txRcpt{addr: to, params: p})
-	for _, a := range accounts {
+	if t.remote != nil {
+		tx.remote = append(tx.remote, *t.remote)
+	}
+	if t.forward != nil {
+		tx.forwards = append(tx.forwards, *t.forward)
+	}
+	for _, a := range t.accounts {
 		dup := false
 		for _, have := range tx.accounts {
 			if have == a {
@@ -145,72 +164,93 @@ func (s *session) Rcpt(to string, p rcptParams) *reply {
 }
 
 // resolve applies the relay rules and quota check to one recipient and
-// returns the accounts it delivers to.
-func (s *session) resolve(ctx context.Context, to string, tx *transaction) ([]int64, *reply) {
+// returns where it goes: local accounts, the external targets of an
+// alias, the original sender of a bounce to one of our SRS addresses, or
+// (submission only) a remote recipient. Port 25 never relays: a
+// recipient outside our domains is refused there.
+func (s *session) resolve(ctx context.Context, to string, p rcptParams, tx *transaction) (rcptTarget, *reply) {
 	sub := s.c.role == roleSubmission
-	denied := func() *reply {
-		if sub {
-			rcptRejected.WithLabelValues("outbound_disabled").Inc()
-			return replyErr(554, 5, 7, 1, "Outbound delivery is not enabled on this server; only local recipients are accepted")
-		}
+	denied := func() (rcptTarget, *reply) {
 		rcptRejected.WithLabelValues("relay_denied").Inc()
-		return replyErr(554, 5, 7, 1, "Relay access denied")
+		return rcptTarget{}, replyErr(554, 5, 7, 1, "Relay access denied")
 	}
 	a, err := parseAddress(to, tx.params.utf8)
 	if err != nil {
 		rcptRejected.WithLabelValues("syntax").Inc()
-		return nil, recipientSyntaxReply(err)
+		return rcptTarget{}, recipientSyntaxReply(err)
 	}
 	if a.literal {
-		// Address literals (RFC 5321 §4.1.3) never name our domains.
-		return nil, denied()
+		// Address literals (RFC 5321 §4.1.3) never name our domains,
+		// and remote mail goes to domains, by their MX.
+		if sub {
+			rcptRejected.WithLabelValues("syntax").Inc()
+			return rcptTarget{}, replyErr(553, 5, 1, 3, "Address literals are not accepted as recipients")
+		}
+		return denied()
 	}
-	var accts []mailstore.Account
+	if srs.IsSRS(a.local) {
+		if t, r, ok := s.resolveSRS(ctx, a, p); ok {
+			return t, r
+		}
+	}
+	var res mailstore.Resolution
 	if a.domain == barePostmasterDomain && strings.EqualFold(a.local, "postmaster") {
-		accts, err = s.resolvePostmaster(ctx)
+		res, err = s.resolvePostmaster(ctx)
 	} else {
-		accts, err = s.srv.rcache.resolve(ctx, s.srv.store, a.local+"@"+a.domain)
+		res, err = s.srv.rcache.resolve(ctx, s.srv.store, a.local+"@"+a.domain)
 	}
 	switch {
 	case err == nil:
 	case errors.Is(err, mailstore.ErrNotLocalDomain):
-		return nil, denied()
+		if sub {
+			return s.remoteRecipient(a, p)
+		}
+		return denied()
 	case errors.Is(err, mailstore.ErrInvalidAddress), errors.Is(err, mailstore.ErrNoSuchRecipient):
 		// A local part the store cannot hold ("user%host", quoted
-		// strings): unknown user if the domain is ours, else relay.
+		// strings): unknown user if the domain is ours, else relay (or,
+		// for submission, a remote recipient: only its domain may
+		// interpret its local part, RFC 5321 §2.4).
 		if errors.Is(err, mailstore.ErrInvalidAddress) {
 			local, lerr := s.srv.store.IsLocalDomain(ctx, a.domain)
 			if lerr != nil {
-				return nil, s.storeFailure("is local domain", lerr)
+				return rcptTarget{}, s.storeFailure("is local domain", lerr)
+			}
+			if !local && sub {
+				return s.remoteRecipient(a, p)
 			}
 			if !local {
-				return nil, denied()
+				return denied()
 			}
 		}
 		rcptRejected.WithLabelValues("unknown_user").Inc()
-		return nil, replyErr(550, 5, 1, 1, "No such user here")
+		return rcptTarget{}, replyErr(550, 5, 1, 1, "No such user here")
 	default:
-		return nil, s.storeFailure("resolve recipient", err)
+		return rcptTarget{}, s.storeFailure("resolve recipient", err)
 	}
-	ids := make([]int64, 0, len(accts))
-	for _, acct := range accts {
+	ids := make([]int64, 0, len(res.Accounts))
+	for _, acct := range res.Accounts {
 		if acct.QuotaLimit > 0 {
 			used, limit, err := s.srv.store.QuotaUsage(ctx, acct.ID)
 			if err != nil {
-				return nil, s.storeFailure("quota usage", err)
+				return rcptTarget{}, s.storeFailure("quota usage", err)
 			}
 			if limit > 0 && (used >= limit || used+tx.params.size > limit) {
 				rcptRejected.WithLabelValues("over_quota").Inc()
-				return nil, replyErr(552, 5, 2, 2, "Mailbox full: quota exceeded")
+				return rcptTarget{}, replyErr(552, 5, 2, 2, "Mailbox full: quota exceeded")
 			}
 		}
 		ids = append(ids, acct.ID)
 	}
-	if len(ids) == 0 {
-		rcptRejected.WithLabelValues("unknown_user").Inc()
-		return nil, replyErr(550, 5, 1, 1, "No such user here")
+	t := rcptTarget{accounts: ids}
+	if len(res.Forwards) > 0 {
+		t.forward = forwardOf(a, p, res.Forwards)
 	}
-	return ids, nil
+	if len(ids) == 0 && t.forward == nil {
+		rcptRejected.WithLabelValues("unknown_user").Inc()
+		return rcptTarget{}, replyErr(550, 5, 1, 1, "No such user here")
+	}
+	return t, nil
 }
 
 // owns reports whether the authenticated account may use addr as sender:
@@ -222,11 +262,14 @@ func (s *session) owns(addr string) bool {
 	if at < 0 {
 		return false
 	}
-	local, domain := a[:at], a[at+1:]
+	local, domain := a[:at], strings.TrimSuffix(a[at+1:], ".")
 	if i := strings.Index(local, mailstore.SubaddressDelimiter); i > 0 {
 		local = local[:i]
 	}
-	a = local + "@" + strings.TrimSuffix(domain, ".")
+	if d, err := asciiDomain(domain); err == nil && !isASCII(domain) {
+		domain = d // U-labels (RFC 6531 §3.3): our addresses are stored in A-labels
+	}
+	a = local + "@" + domain
 	for _, o := range own {
 		if o == a {
 			return true

@@ -16,7 +16,7 @@ import (
 type faultyStore struct {
 	mailstore.Store
 	deliver func(ctx context.Context, d *mailstore.Delivery) (mailstore.DeliveryResult, error)
-	resolve atomic.Bool // fail ResolveRecipient
+	resolve atomic.Bool // fail Resolve
 }
 
 func (f *faultyStore) Deliver(ctx context.Context, d *mailstore.Delivery) (mailstore.DeliveryResult, error) {
@@ -26,11 +26,11 @@ func (f *faultyStore) Deliver(ctx context.Context, d *mailstore.Delivery) (mails
 	return f.Store.Deliver(ctx, d)
 }
 
-func (f *faultyStore) ResolveRecipient(ctx context.Context, addr string) ([]mailstore.Account, error) {
+func (f *faultyStore) Resolve(ctx context.Context, addr string) (mailstore.Resolution, error) {
 	if f.resolve.Load() {
-		return nil, errors.New("connection refused (injected)")
+		return mailstore.Resolution{}, errors.New("connection refused (injected)")
 	}
-	return f.Store.ResolveRecipient(ctx, addr)
+	return f.Store.Resolve(ctx, addr)
 }
 
 // TestStoreFailure: a failed delivery is a 451 4.3.0, never a 250, and

@@ -26,7 +26,7 @@ func cmdData(c *conn, arg string) {
 	case s.tx.bdat:
 		c.reply(replyErr(503, 5, 5, 1, "DATA not permitted after BDAT (RFC 3030 §2)"))
 		return
-	case len(s.tx.accounts) == 0:
+	case s.tx.empty():
 		// RFC 5321 §4.1.1.4: "no valid recipients".
 		c.reply(replyErr(554, 5, 5, 1, "No valid recipients"))
 		return
@@ -179,7 +179,7 @@ func cmdBdat(c *conn, arg string) {
 		r = replyErr(503, 5, 5, 1, "Send EHLO first (RFC 5321 §4.1.4)")
 	case s.tx == nil:
 		r = replyErr(503, 5, 5, 1, "MAIL first (RFC 5321 §4.1.4)")
-	case len(s.tx.accounts) == 0:
+	case s.tx.empty():
 		r = replyErr(554, 5, 5, 1, "No valid recipients")
 	}
 	if r != nil {
