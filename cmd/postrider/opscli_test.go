@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"github.com/postrider/postrider/delivery"
 	"github.com/postrider/postrider/internal/dkimkeys"
 	"github.com/postrider/postrider/internal/pgtest"
+	"github.com/postrider/postrider/mailauth"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -170,10 +172,11 @@ func TestDKIMCommands(t *testing.T) {
 // against rec, the published text of k's record.
 func verifySigned(t *testing.T, k mailstore.DKIMKey, rec string) {
 	t.Helper()
-	signer, err := dkimkeys.Signer(k)
+	key, err := x509.ParsePKCS8PrivateKey(k.PrivateKey)
 	if err != nil {
 		t.Fatal(err)
 	}
+	signer := key.(crypto.Signer)
 	var signed bytes.Buffer
 	msg := "From: alice@example.org\r\nTo: bob@example.com\r\nSubject: test\r\n\r\nHello.\r\n"
 	if err := dkim.Sign(&signed, strings.NewReader(msg), &dkim.SignOptions{Domain: k.Domain, Selector: k.Selector, Signer: signer, Hash: crypto.SHA256}); err != nil {
@@ -260,6 +263,22 @@ func TestDNSCommand(t *testing.T) {
 	}
 	for _, k := range keys {
 		verifySigned(t, k, txtOf(t, z, dkimkeys.RecordName(k.Selector, "example.org")+". TXT"))
+	}
+	// The signer of submitted mail signs with the stored keys, and both
+	// signatures verify against the records printed.
+	msg := "From: alice@example.org\r\nTo: bob@example.com\r\nSubject: test\r\n\r\nHello.\r\n"
+	sigs, err := mailauth.NewDKIMSigner(st, mailauth.DKIMSignerOptions{}).Sign(context.Background(), []string{"example.org"}, strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := dkim.VerifyWithOptions(strings.NewReader(string(sigs)+msg), &dkim.VerifyOptions{LookupTXT: func(name string) ([]string, error) {
+		if rr := z[name+". TXT"]; len(rr) == 1 {
+			return []string{strings.Join(rr[0].(*dns.TXT).Txt, "")}, nil
+		}
+		return nil, fmt.Errorf("no record %s", name)
+	}})
+	if err != nil || len(vs) != 2 || vs[0].Err != nil || vs[1].Err != nil {
+		t.Fatalf("signed mail does not verify against the printed records: %v %+v", err, vs)
 	}
 
 	// With a smarthost, SPF names it and soft-fails the rest.

@@ -1,34 +1,25 @@
-// Package dkimkeys makes the DKIM signing keys of the local domains and the
-// DNS records that publish them: key generation (Ed25519 and RSA-2048, as
-// RFC 8463 §3 recommends signing with both), selector names, the stored
-// PKCS #8 form and the TXT record text.
+// Package dkimkeys is the operator's side of the DKIM keys of the local
+// domains: selector names, new key pairs (an Ed25519 and an RSA-2048 key,
+// as RFC 8463 §3 recommends signing with both), record names, the split of
+// long records into TXT strings, and how long a retired key's record is
+// kept. Keys are made and their records written by mailauth, the signer's
+// package, so that what we publish is what it signs with.
 package dkimkeys
 
 import (
-	"crypto"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/postrider/postrider/mailauth"
 	"github.com/postrider/postrider/mailstore"
 )
 
 // Algorithms, as mailstore.DKIMKey.Algorithm names them.
 const (
 	Ed25519 = "ed25519" // RFC 8463
-	RSA     = "rsa"     // RFC 6376 §3.3.1 (rsa-sha256)
+	RSA     = "rsa"     // RFC 6376 §3.3.1 (rsa-sha256), 2048 bits (RFC 8301 §3.2)
 )
-
-// RSABits is the size of generated RSA keys: RFC 8301 §3.2 requires at
-// least 1024 bits and recommends 2048; 2048 still fits a TXT record that
-// every DNS provider accepts (longer keys need many strings).
-const RSABits = 2048
 
 // KeepRetired is how long the DNS record of a retired key should stay
 // published after it stopped signing: mail signed with it may sit in a
@@ -36,69 +27,8 @@ const RSABits = 2048
 // verified again later, e.g. when a recipient forwards it.
 const KeepRetired = 7 * 24 * time.Hour
 
-// Generate makes a new private key of the algorithm and returns its PKCS #8
-// DER form, as the store keeps it.
-func Generate(alg string) ([]byte, error) {
-	var key any
-	switch alg {
-	case Ed25519:
-		_, k, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		key = k
-	case RSA:
-		k, err := rsa.GenerateKey(rand.Reader, RSABits)
-		if err != nil {
-			return nil, err
-		}
-		key = k
-	default:
-		return nil, fmt.Errorf("dkim: unknown algorithm %q", alg)
-	}
-	return x509.MarshalPKCS8PrivateKey(key)
-}
-
-// Signer parses a stored key and checks that it is of its declared
-// algorithm.
-func Signer(k mailstore.DKIMKey) (crypto.Signer, error) {
-	key, err := x509.ParsePKCS8PrivateKey(k.PrivateKey)
-	if err != nil {
-		return nil, fmt.Errorf("dkim key %s of %s: %w", k.Selector, k.Domain, err)
-	}
-	switch key := key.(type) {
-	case ed25519.PrivateKey:
-		if k.Algorithm == Ed25519 {
-			return key, nil
-		}
-	case *rsa.PrivateKey:
-		if k.Algorithm == RSA {
-			return key, nil
-		}
-	}
-	return nil, fmt.Errorf("dkim key %s of %s: stored key is a %T, not %s", k.Selector, k.Domain, key, k.Algorithm)
-}
-
-// Record returns the text of the key's DNS TXT record (RFC 6376 §3.6.1):
-// for Ed25519 p= is the raw 32-octet public key (RFC 8463 §4.2), for RSA
-// the DER SubjectPublicKeyInfo, the form that OpenSSL and opendkim publish
-// and every verifier reads.
-func Record(k mailstore.DKIMKey) (string, error) {
-	s, err := Signer(k)
-	if err != nil {
-		return "", err
-	}
-	var pub []byte
-	switch p := s.Public().(type) {
-	case ed25519.PublicKey:
-		pub = p
-	case *rsa.PublicKey:
-		if pub, err = x509.MarshalPKIXPublicKey(p); err != nil {
-			return "", err
-		}
-	}
-	return "v=DKIM1; k=" + k.Algorithm + "; p=" + base64.StdEncoding.EncodeToString(pub), nil
-}
+// Record returns the text of the key's DNS TXT record (RFC 6376 §3.6.1).
+func Record(k mailstore.DKIMKey) (string, error) { return mailauth.DKIMRecord(k) }
 
 // RecordName is the owner name of the key's TXT record (RFC 6376 §3.6.2.1).
 func RecordName(selector, domain string) string {
@@ -134,11 +64,12 @@ func NewPair(domain string, now time.Time, taken []string) ([]mailstore.DKIMKey,
 	ed, rs := Selectors(now, taken)
 	var out []mailstore.DKIMKey
 	for _, k := range []struct{ sel, alg string }{{ed, Ed25519}, {rs, RSA}} {
-		der, err := Generate(k.alg)
+		key, err := mailauth.GenerateDKIMKey(domain, k.sel, k.alg)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, mailstore.DKIMKey{Domain: domain, Selector: k.sel, Algorithm: k.alg, PrivateKey: der, CreatedAt: now})
+		key.CreatedAt = now
+		out = append(out, key)
 	}
 	return out, nil
 }

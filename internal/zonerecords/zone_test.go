@@ -3,6 +3,7 @@ package zonerecords
 import (
 	"bytes"
 	"crypto"
+	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
@@ -154,10 +155,11 @@ func TestWriteEveryRecordParses(t *testing.T) {
 // published at its selector.
 func verifyWith(t *testing.T, k mailstore.DKIMKey, rec string) {
 	t.Helper()
-	signer, err := dkimkeys.Signer(k)
+	key, err := x509.ParsePKCS8PrivateKey(k.PrivateKey)
 	if err != nil {
 		t.Fatal(err)
 	}
+	signer := key.(crypto.Signer)
 	msg := "From: a@example.org\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nbody\r\n"
 	var signed bytes.Buffer
 	opts := &dkim.SignOptions{Domain: "example.org", Selector: k.Selector, Signer: signer, Hash: crypto.SHA256}
