@@ -42,6 +42,7 @@ type Config struct {
 	RelayHost      string `env:"RELAY_HOST" desc:"host:port of a smarthost that all outbound mail goes through instead of by MX (STARTTLS when offered; port 465 means implicit TLS)"`
 	RelayUsername  string `env:"RELAY_USERNAME" desc:"user name for AUTH at RELAY_HOST; with it, TLS with a certificate valid for the relay's name is required and AUTH PLAIN (or LOGIN) is used"`
 	RelayPassword  string `env:"RELAY_PASSWORD" secret:"true" desc:"password for RELAY_USERNAME"`
+	MTASTSMode     string `env:"MTA_STS_MODE" envDefault:"testing" desc:"MTA-STS policy mode (enforce, testing or none; RFC 8461 §5) served for every local domain at /.well-known/mta-sts.txt on HTTP_ADDR, to be published over HTTPS by your TLS proxy; start with testing and switch to enforce once TLS reports show that senders reach you over TLS with a valid certificate"`
 
 	DNSResolver     string        `env:"DNS_RESOLVER" desc:"host:port of the DNS server for outbound routing, MTA-STS and mail authentication; empty uses the system's (/etc/resolv.conf)"`
 	QueueLifetime   time.Duration `env:"QUEUE_LIFETIME" envDefault:"120h" desc:"how long outbound mail is retried (back-off from 1 minute doubling to 1 hour) before its pending recipients fail and the sender gets a DSN"`
@@ -151,6 +152,11 @@ func (c *Config) validate() error {
 		if err := checkHostPort(c.RelayHost); err != nil {
 			return bad("RELAY_HOST", "%q: %v", c.RelayHost, err)
 		}
+	}
+	switch c.MTASTSMode {
+	case "enforce", "testing", "none":
+	default:
+		return bad("MTA_STS_MODE", "%q: want enforce, testing or none", c.MTASTSMode)
 	}
 	if c.RelayUsername != "" && c.RelayHost == "" {
 		return bad("RELAY_USERNAME", "needs RELAY_HOST")
