@@ -1,32 +1,32 @@
 package delivery
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"net/textproto"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 )
 
 // Timeouts of the SMTP client (RFC 5321 §4.5.3.2 gives minimums of 5
 // minutes for the greeting, MAIL and RCPT, 2 for DATA, 3 per data block
-// and 10 for the final dot; a receiver slower than ours is rare, and a
+// and 10 for the final dot, §4.5.3.2.1 to .6; a receiver slower than ours is rare, and a
 // stuck one must not hold a worker for an hour).
 const (
 	dialTimeout      = 30 * time.Second
 	greetingTimeout  = 5 * time.Minute
 	commandTimeout   = 5 * time.Minute
 	tlsTimeout       = time.Minute
+	dataInitTimeout  = 2 * time.Minute
 	dataBlockTimeout = 3 * time.Minute
 	finalDotTimeout  = 10 * time.Minute
 )
@@ -49,7 +49,7 @@ type target struct {
 
 // session is one open SMTP connection.
 type session struct {
-	c          *smtp.Client
+	c          *clientConn
 	raw        net.Conn
 	host, addr string
 	tlsVersion string // "" in clear
@@ -57,7 +57,15 @@ type session struct {
 	stop       func() bool
 	smtputf8   bool
 	dsn        bool  // the receiver offers DSN (RFC 3461)
+	eightBit   bool  // the receiver offers 8BITMIME (RFC 6152)
+	pipelining bool  // the receiver offers PIPELINING (RFC 2920)
 	size       int64 // the receiver's SIZE limit; 0: none given
+	// dirty: a transaction was begun on the connection, so the next one
+	// starts with RSET (RFC 5321 §4.1.1.5).
+	dirty bool
+	// broken: the connection failed after a transaction's results were
+	// known; the next transaction fails at once with this.
+	broken *result
 }
 
 // errOpportunisticTLS marks a failed opportunistic handshake: the same
@@ -70,10 +78,12 @@ var errOpportunisticTLS = errors.New("opportunistic TLS handshake failed")
 // of the connection (a temporary one: another host or a later attempt may
 // do better).
 //
-// go-smtp's client sends its own EHLO before STARTTLS with the name
-// "localhost" and has no STARTTLS of its own, so the part in clear is done
-// here with net/textproto; the client takes over once TLS is up (or at
-// once when there is none) and says EHLO with our name.
+// The whole client is ours (clientConn), not go-smtp's: its client has no
+// PIPELINING, says EHLO "localhost" before STARTTLS, and cannot take over
+// a connection whose opening another reader has buffered. AUTH is ours
+// too, over go-sasl's mechanisms: handing the connection to go-smtp for
+// AUTH alone would mean two readers and two EHLO states on one
+// connection.
 func dial(ctx context.Context, t target, hostname string, roots *x509.CertPool, src []netip.Addr) (*session, *result, error) {
 	d := net.Dialer{Timeout: dialTimeout}
 	if ap, err := netip.ParseAddrPort(t.addr); err == nil {
@@ -96,24 +106,27 @@ func dial(ctx context.Context, t target, hostname string, roots *x509.CertPool, 
 	conn := net.Conn(&deadlineConn{Conn: raw})
 	tconf := s.tlsConfig(t, roots)
 
-	var greeting string
 	if t.implicitTLS {
 		tc := tls.Client(conn, tconf)
 		if err := handshake(tc); err != nil {
 			return fail(tempResult("4.7.5", fmt.Sprintf("TLS with %s[%s]: %s", t.host, t.addr, errText(err))))
 		}
 		s.tlsVersion = tls.VersionName(tc.ConnectionState().Version)
-		conn = tc
+		s.c = newClientConn(tc, raw)
+		if r := s.c.greet(t); r != nil {
+			return fail(r)
+		}
+		if r := s.c.hello(hostname, t); r != nil {
+			return fail(r)
+		}
 	} else {
-		var ext map[string]string
-		var r *result
-		greeting, ext, r = plainOpening(conn, hostname, t)
+		s.c = newClientConn(conn, raw)
+		starttls, r := plainOpening(s.c, hostname, t)
 		if r != nil {
 			return fail(r)
 		}
-		_, starttls := ext["STARTTLS"]
 		switch {
-		case starttls && !t.noTLS:
+		case starttls:
 			tc := tls.Client(conn, tconf)
 			if err := handshake(tc); err != nil {
 				if !t.requireTLS {
@@ -123,45 +136,40 @@ func dial(ctx context.Context, t target, hostname string, roots *x509.CertPool, 
 				return fail(tempResult("4.7.5", fmt.Sprintf("TLS with %s[%s]: %s", t.host, t.addr, errText(err))))
 			}
 			s.tlsVersion = tls.VersionName(tc.ConnectionState().Version)
-			conn = tc
+			// RFC 3207 §4.2: everything learnt in clear is forgotten;
+			// EHLO again.
+			s.c = newClientConn(tc, raw)
+			if r := s.c.hello(hostname, t); r != nil {
+				return fail(r)
+			}
 		case t.requireTLS:
 			return fail(tempResult("4.7.10", fmt.Sprintf("%s[%s] does not offer STARTTLS, which is required", t.host, t.addr)))
 		}
-		// The client reads a greeting first: give it the one we read.
-		conn = &replayConn{Conn: conn, pending: []byte(greeting)}
 	}
 
-	s.c = smtp.NewClient(conn)
-	s.c.CommandTimeout = greetingTimeout
-	s.c.SubmissionTimeout = finalDotTimeout
-	if err := s.c.Hello(hostname); err != nil {
-		return fail(connResult(t.host, err, "EHLO"))
-	}
-	s.c.CommandTimeout = commandTimeout
-	if ok, _ := s.c.Extension("SMTPUTF8"); ok {
-		s.smtputf8 = true
-	}
-	if ok, _ := s.c.Extension("DSN"); ok {
-		s.dsn = true
-	}
-	if n, ok := s.c.MaxMessageSize(); ok {
-		s.size = int64(n)
+	s.smtputf8 = s.c.hasExt("SMTPUTF8")
+	s.dsn = s.c.hasExt("DSN")
+	s.eightBit = s.c.hasExt("8BITMIME")
+	s.pipelining = s.c.hasExt("PIPELINING")
+	if n, err := strconv.ParseInt(s.c.ext["SIZE"], 10, 64); err == nil && n > 0 {
+		s.size = n // RFC 1870 §4: 0 or no number means no fixed limit
 	}
 	if t.user != "" {
 		if s.tlsVersion == "" {
 			// Never send credentials in clear.
 			return fail(tempResult("4.7.10", "relay "+t.host+" offers no TLS; credentials not sent"))
 		}
+		mechs := strings.Fields(strings.ToUpper(s.c.ext["AUTH"]))
 		var a sasl.Client
 		switch {
-		case s.c.SupportsAuth("PLAIN"):
+		case slices.Contains(mechs, "PLAIN"):
 			a = sasl.NewPlainClient("", t.user, t.pass)
-		case s.c.SupportsAuth("LOGIN"):
+		case slices.Contains(mechs, "LOGIN"):
 			a = sasl.NewLoginClient(t.user, t.pass)
 		default:
 			return fail(tempResult("4.7.12", "relay "+t.host+" offers neither AUTH PLAIN nor AUTH LOGIN"))
 		}
-		if err := s.c.Auth(a); err != nil {
+		if err := s.c.auth(a); err != nil {
 			// A refused login is a configuration error: keep the mail.
 			r := connResult(t.host, err, "AUTH")
 			r.state = "pending"
@@ -223,76 +231,145 @@ func handshake(tc *tls.Conn) error {
 	return tc.HandshakeContext(ctx)
 }
 
-// plainOpening reads the greeting, says EHLO and, when STARTTLS is offered
-// and wanted, STARTTLS: RFC 5321 §3.1, §4.1.1.1, RFC 3207 §4.
-func plainOpening(conn net.Conn, hostname string, t target) (string, map[string]string, *result) {
-	tp := textproto.NewReader(bufio.NewReaderSize(io.LimitReader(conn, 1<<20), 4096))
-	_ = conn.SetDeadline(time.Now().Add(greetingTimeout))
-	defer conn.SetDeadline(time.Time{})
-	code, msg, err := tp.ReadResponse(220)
+// greet reads the server's greeting (RFC 5321 §3.1, §4.5.3.2.1).
+func (c *clientConn) greet(t target) *result {
+	rp, err := c.read(greetingTimeout)
 	if err != nil {
-		return "", nil, openingFailure(t, "greeting", code, msg, err)
+		return openingFailure(t, "greeting", nil, err)
 	}
-	greeting := fmt.Sprintf("220 %s\r\n", strings.ReplaceAll(msg, "\n", " "))
-	_ = conn.SetDeadline(time.Now().Add(commandTimeout))
-	if _, err := fmt.Fprintf(conn, "EHLO %s\r\n", hostname); err != nil {
-		return "", nil, openingFailure(t, "EHLO", 0, "", err)
+	if rp.code != 220 {
+		return openingFailure(t, "greeting", rp, nil)
 	}
-	code, msg, err = tp.ReadResponse(250)
-	if err != nil {
-		if code == 500 || code == 502 {
-			// No EHLO: HELO then, and no extensions (the client falls back).
-			return greeting, map[string]string{}, nil
-		}
-		return "", nil, openingFailure(t, "EHLO", code, msg, err)
-	}
-	ext := map[string]string{}
-	for i, line := range strings.Split(msg, "\n") {
-		if i == 0 {
-			continue
-		}
-		k, v, _ := strings.Cut(line, " ")
-		ext[strings.ToUpper(k)] = v
-	}
-	if _, ok := ext["STARTTLS"]; !ok || t.noTLS {
-		return greeting, ext, nil
-	}
-	if _, err := io.WriteString(conn, "STARTTLS\r\n"); err != nil {
-		return "", nil, openingFailure(t, "STARTTLS", 0, "", err)
-	}
-	code, msg, err = tp.ReadResponse(220)
-	if err != nil {
-		if code != 0 && !t.requireTLS && code != 421 {
-			// RFC 3207 §4: the server may refuse; carry on in clear on
-			// the same connection, after its state is reset by EHLO.
-			delete(ext, "STARTTLS")
-			return greeting, ext, nil
-		}
-		return "", nil, openingFailure(t, "STARTTLS", code, msg, err)
-	}
-	if tp.R.Buffered() > 0 {
-		// Octets after 220 in clear would be taken as TLS: a server that
-		// sends them is broken or attacked (CVE-2011-0411 in reverse).
-		return "", nil, tempResult("4.7.5", t.host+" sent data after its STARTTLS reply")
-	}
-	return greeting, ext, nil
+	return nil
 }
 
-func openingFailure(t target, stage string, code int, msg string, err error) *result {
-	if code >= 400 {
-		return &result{state: "pending", code: enhanced(code, msg), reply: fmt.Sprintf("%d %s", code, oneLine(msg)), remote: t.host}
+// hello says EHLO, or HELO to a server that does not know EHLO (RFC 5321
+// §3.2: 500 or 502), and keeps the extensions the server names.
+func (c *clientConn) hello(hostname string, t target) *result {
+	rp, err := c.cmd("EHLO "+hostname, commandTimeout)
+	if err != nil {
+		return openingFailure(t, "EHLO", nil, err)
+	}
+	if rp.code == 250 {
+		c.parseEHLO(rp)
+		return nil
+	}
+	if rp.code != 500 && rp.code != 502 {
+		return openingFailure(t, "EHLO", rp, nil)
+	}
+	c.ext = map[string]string{}
+	rp, err = c.cmd("HELO "+hostname, commandTimeout)
+	if err != nil {
+		return openingFailure(t, "HELO", nil, err)
+	}
+	if rp.code != 250 {
+		return openingFailure(t, "HELO", rp, nil)
+	}
+	return nil
+}
+
+// plainOpening reads the greeting, says EHLO and, when STARTTLS is offered
+// and wanted, STARTTLS: RFC 5321 §3.1, §4.1.1.1, RFC 3207 §4. It reports
+// whether the TLS handshake comes next.
+func plainOpening(c *clientConn, hostname string, t target) (bool, *result) {
+	if r := c.greet(t); r != nil {
+		return false, r
+	}
+	if r := c.hello(hostname, t); r != nil {
+		return false, r
+	}
+	if !c.hasExt("STARTTLS") || t.noTLS {
+		return false, nil
+	}
+	rp, err := c.cmd("STARTTLS", commandTimeout)
+	if err != nil {
+		return false, openingFailure(t, "STARTTLS", nil, err)
+	}
+	if rp.code != 220 {
+		if rp.code >= 400 && !t.requireTLS && rp.code != 421 {
+			// RFC 3207 §4: the server may refuse; carry on in clear on
+			// the same connection.
+			delete(c.ext, "STARTTLS")
+			return false, nil
+		}
+		return false, openingFailure(t, "STARTTLS", rp, nil)
+	}
+	if c.br.Buffered() > 0 {
+		// Octets after 220 in clear would be taken as TLS: a server that
+		// sends them is broken or attacked (CVE-2011-0411 in reverse).
+		return false, tempResult("4.7.5", t.host+" sent data after its STARTTLS reply")
+	}
+	return true, nil
+}
+
+// auth authenticates with a SASL mechanism (RFC 4954 §4): an initial
+// response with the command ("=" when empty), then one response per 334
+// challenge, until 235. A challenge we cannot answer is cancelled with
+// "*". The exchange is bounded.
+func (c *clientConn) auth(a sasl.Client) error {
+	mech, ir, err := a.Start()
+	if err != nil {
+		return err
+	}
+	line := "AUTH " + mech
+	if ir != nil {
+		if len(ir) == 0 {
+			line += " ="
+		} else {
+			line += " " + base64.StdEncoding.EncodeToString(ir)
+		}
+	}
+	rp, err := c.cmd(line, commandTimeout)
+	for range 10 {
+		if err != nil {
+			return err
+		}
+		switch rp.code {
+		case 235:
+			return nil
+		case 334:
+		default:
+			return &replyError{rp}
+		}
+		chal, derr := base64.StdEncoding.DecodeString(strings.Join(rp.lines, ""))
+		var resp []byte
+		if derr == nil {
+			resp, derr = a.Next(chal)
+		}
+		if derr != nil {
+			_, _ = c.cmd("*", commandTimeout)
+			return fmt.Errorf("AUTH %s: %w", mech, derr)
+		}
+		rp, err = c.cmd(base64.StdEncoding.EncodeToString(resp), commandTimeout)
+	}
+	if err != nil {
+		return err
+	}
+	_, _ = c.cmd("*", commandTimeout)
+	return fmt.Errorf("AUTH %s: too many challenges", mech)
+}
+
+// openingFailure makes the result of a failed opening: the server's reply
+// when it gave one, else our own diagnostic. Temporary either way.
+func openingFailure(t target, stage string, rp *reply, err error) *result {
+	if rp != nil && rp.code >= 400 {
+		r := replyResult(t.host, rp)
+		r.state = "pending"
+		return r
+	}
+	if err == nil {
+		err = &replyError{rp}
 	}
 	return tempResult("4.4.2", fmt.Sprintf("%s[%s] at %s: %s", t.host, t.addr, stage, errText(err)))
 }
 
-// connResult turns an error of the client at the connection level into a
-// result: a reply from the server when there is one, else our own text.
-// Every such failure is temporary: another host or a later attempt may
-// succeed.
+// connResult turns an error at the connection level into a result: a
+// reply from the server when there is one, else our own text. Every such
+// failure is temporary: another host or a later attempt may succeed.
 func connResult(host string, err error, stage string) *result {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		r := smtpResult(host, se)
+	var re *replyError
+	if errors.As(err, &re) && re.rp.code >= 400 {
+		r := replyResult(host, re.rp)
 		r.state = "pending"
 		return r
 	}
@@ -308,9 +385,8 @@ func (s *session) close() {
 
 // quit says QUIT politely, bounded, then closes.
 func (s *session) quit() {
-	if s.c != nil {
-		s.c.CommandTimeout = 10 * time.Second
-		_ = s.c.Quit()
+	if s.c != nil && s.broken == nil {
+		_, _ = s.c.cmd("QUIT", 10*time.Second)
 	}
 	s.close()
 }
@@ -323,19 +399,4 @@ type deadlineConn struct {
 func (c *deadlineConn) Write(b []byte) (int, error) {
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(dataBlockTimeout))
 	return c.Conn.Write(b)
-}
-
-// replayConn returns pending before reading the connection.
-type replayConn struct {
-	net.Conn
-	pending []byte
-}
-
-func (c *replayConn) Read(b []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(b, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	return c.Conn.Read(b)
 }

@@ -149,10 +149,7 @@ func (e *Engine) runJob(ctx context.Context, j *job) {
 			}
 			ir.set(res)
 			e.logAttempt(ir, j.domain, t.host, s.tlsVersion, summarize(res), len(res), t0)
-			next++
-			if next < len(j.items) {
-				s.reset() // RFC 5321 §4.1.1.5, and a check that the connection lives
-			}
+			next++ // the next transaction begins with RSET (transact)
 		}
 		if next == len(j.items) {
 			s.quit()

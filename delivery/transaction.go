@@ -1,14 +1,13 @@
 package delivery
 
 import (
+	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"net/textproto"
 	"strings"
 	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/postrider/postrider/mailstore"
 )
@@ -32,39 +31,14 @@ func permResult(code, text string) *result {
 	return &result{state: mailstore.RcptFailed, code: code, reply: text}
 }
 
-// smtpResult maps a reply: 2xx delivered, 4xx pending, 5xx failed (RFC
-// 5321 §4.2.1).
-func smtpResult(host string, se *smtp.SMTPError) *result {
-	msg := oneLine(se.Message)
-	code := ""
-	if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode != smtp.NoEnhancedCode {
-		code = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
-	}
-	r := &result{remote: host}
-	if code == "" {
-		code = enhanced(se.Code, "")
-		r.reply = fmt.Sprintf("%d %s", se.Code, msg)
-	} else {
-		r.reply = fmt.Sprintf("%d %s %s", se.Code, code, msg)
-	}
-	r.code = code
-	switch {
-	case se.Code >= 500:
-		r.state = mailstore.RcptFailed
-	case se.Code >= 400:
-		r.state = mailstore.RcptPending
-	default:
-		r.state = mailstore.RcptDelivered
-	}
-	return r
-}
-
 // enhanced returns the enhanced code at the start of msg, else the
 // class's generic one (RFC 3463 §3.1: X.0.0).
 func enhanced(code int, msg string) string {
 	if f := strings.Fields(msg); len(f) > 0 {
 		p := strings.Split(f[0], ".")
-		if len(p) == 3 && len(p[0]) == 1 && p[0][0] >= '2' && p[0][0] <= '5' && allDigits(p[1]) && allDigits(p[2]) {
+		// RFC 3463 §2: the class is the reply's (2, 4 or 5).
+		if len(p) == 3 && len(p[0]) == 1 && p[0][0] >= '2' && p[0][0] <= '5' && allDigits(p[1]) && allDigits(p[2]) &&
+			(code < 200 || code > 599 || int(p[0][0]-'0') == code/100) {
 			return f[0]
 		}
 	}
@@ -105,38 +79,21 @@ type opener interface {
 	OpenQueued(ctx context.Context, id int64) (io.ReadCloser, error)
 }
 
-// needsUTF8 reports whether the item needs SMTPUTF8 (RFC 6531 §3.4): the
-// client asked for it, or an address is not ASCII.
-func needsUTF8(it *mailstore.QueueItem, rcpts []mailstore.QueueRecipient) bool {
-	if param(it.Params, "smtputf8") != "" || !isASCII(it.MailFrom) {
-		return true
-	}
-	for _, r := range rcpts {
-		if !isASCII(r.Address) {
-			return true
-		}
-	}
-	return false
-}
-
-// param reads a transaction parameter whatever its case ("ret", "RET").
-func param(p map[string]string, key string) string {
-	if v, ok := p[key]; ok {
-		return v
-	}
-	for k, v := range p {
-		if strings.EqualFold(k, key) {
-			return v
-		}
-	}
-	return ""
-}
-
 // transact sends one message to some of its recipients in one
 // transaction (RFC 5321 §3.3) and returns a result per recipient, by
 // recipient ID. A *errConnection error means the connection failed:
-// results are then given for no one.
+// results are then given for no one, and the connection must be closed.
+//
+// With PIPELINING (RFC 2920) the RSET that closes the previous
+// transaction, MAIL, every RCPT and DATA go in one write and their
+// replies are read in order, each checked (§3.1): one round trip where
+// one command at a time costs one per command. Without it, one command
+// at a time, and nothing more after a refused MAIL, nor DATA when no RCPT
+// was accepted.
 func (s *session) transact(ctx context.Context, st opener, it *mailstore.QueueItem, rcpts []mailstore.QueueRecipient) (map[int64]*result, error) {
+	if s.broken != nil {
+		return nil, &errConnection{s.broken}
+	}
 	out := make(map[int64]*result, len(rcpts))
 	all := func(r *result) map[int64]*result {
 		for _, rc := range rcpts {
@@ -156,174 +113,268 @@ func (s *session) transact(ctx context.Context, st opener, it *mailstore.QueueIt
 		return all(&result{state: mailstore.RcptFailed, code: "5.3.4", remote: s.host,
 			reply: fmt.Sprintf("message of %d octets exceeds the %d-octet limit of %s", it.Size, s.size, s.host)}), nil
 	}
-
-	opts := &smtp.MailOptions{Size: it.Size, UTF8: utf8}
-	switch strings.ToUpper(param(it.Params, "ret")) {
-	case "FULL":
-		opts.Return = smtp.DSNReturnFull
-	case "HDRS":
-		opts.Return = smtp.DSNReturnHeaders
-	}
-	if id := param(it.Params, "envid"); id != "" && printableASCII(id) && len(id) <= 100 {
-		opts.EnvelopeID = id
-	}
-	s.c.CommandTimeout = commandTimeout
-	if err := s.c.Mail(it.MailFrom, opts); err != nil {
-		r, cerr := s.replyOrConn(err, "MAIL FROM")
-		if cerr != nil {
-			return nil, cerr
+	if !s.eightBit {
+		if r := check7bit(ctx, st, it.ID, s.host); r != nil {
+			return all(r), nil
 		}
-		s.reset()
-		return all(r), nil
 	}
-	// go-smtp's client sends one command at a time and has no PIPELINING,
-	// so RCPT commands wait for each reply.
-	var accepted []mailstore.QueueRecipient
+	if !safePath(it.MailFrom) {
+		return all(permResult("5.1.7", "invalid sender address in the queue")), nil
+	}
+	var sent []mailstore.QueueRecipient
 	for _, rc := range rcpts {
-		if err := s.c.Rcpt(rc.Address, rcptOptions(rc)); err != nil {
-			r, cerr := s.replyOrConn(err, "RCPT TO")
-			if cerr != nil {
-				return nil, cerr
-			}
-			out[rc.ID] = r
+		if !safePath(rc.Address) {
+			out[rc.ID] = permResult("5.1.3", "invalid recipient address in the queue")
 			continue
 		}
-		accepted = append(accepted, rc)
+		sent = append(sent, rc)
 	}
-	if len(accepted) == 0 {
-		s.reset()
+	if len(sent) == 0 {
 		return out, nil
 	}
-	s.c.CommandTimeout = 2 * time.Minute // RFC 5321 §4.5.3.2.3: DATA initiation
-	w, err := s.c.Data()
-	if err != nil {
-		r, cerr := s.replyOrConn(err, "DATA")
-		if cerr != nil {
-			return nil, cerr
-		}
-		for _, rc := range accepted {
-			out[rc.ID] = r
-		}
-		s.reset()
-		return out, nil
-	}
+	// The body is opened before the transaction begins: a store failure
+	// costs no transaction and leaves the connection usable.
 	body, err := st.OpenQueued(ctx, it.ID)
 	if err != nil {
-		// Without the body the final dot must never be sent: drop the
-		// connection so that the receiver discards what it has.
-		return nil, &errConnection{tempResult("4.3.0", "local error opening the queued message: "+errText(err))}
+		return all(tempResult("4.3.0", "local error opening the queued message: "+errText(err))), nil
 	}
-	_, err = io.Copy(w, stripReturnPath(body)) // RFC 5321 §4.4
-	body.Close()
-	if err != nil {
-		return nil, &errConnection{tempResult("4.3.0", "sending the message to "+s.host+": "+errText(err))}
+	defer body.Close()
+
+	mail := s.mailCommand(it, utf8)
+	rcptLines := make([]string, len(sent))
+	for i, rc := range sent {
+		rcptLines[i] = s.rcptCommand(rc)
 	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		r, cerr := s.replyOrConn(err, "end of data")
-		if cerr != nil {
-			return nil, cerr
+	reset := s.dirty
+	s.dirty = true
+	x := &exchange{s: s}
+	if s.pipelining {
+		// RFC 2920 §3.1: RSET may stand anywhere in a group, DATA only
+		// last.
+		cmds := make([]string, 0, len(sent)+3)
+		if reset {
+			cmds = append(cmds, "RSET")
 		}
+		cmds = append(append(append(cmds, mail), rcptLines...), "DATA")
+		x.wait = s.c.sendGroup(cmds)
+	}
+	if reset {
+		// RFC 5321 §4.1.1.5: RSET has no reply but 250.
+		rp, err := x.next("RSET", commandTimeout)
+		if err == nil && rp.code != 250 {
+			err = &replyError{rp}
+		}
+		if err != nil {
+			return x.lost(err, "RSET")
+		}
+	}
+	rp, err := x.next(mail, commandTimeout) // RFC 5321 §4.5.3.2.2
+	var mailRes *result
+	if err == nil {
+		_, mailRes, err = s.classify(rp, 2)
+	}
+	if err != nil {
+		return x.lost(err, "MAIL FROM")
+	}
+	var accepted []mailstore.QueueRecipient
+	for i, rc := range sent {
+		if mailRes != nil {
+			out[rc.ID] = mailRes
+			if !s.pipelining {
+				continue // nothing more is sent after a refused MAIL
+			}
+		}
+		rp, err := x.next(rcptLines[i], commandTimeout) // RFC 5321 §4.5.3.2.3
+		var ok bool
+		var r *result
+		if err == nil {
+			ok, r, err = s.classify(rp, 2)
+		}
+		if err != nil {
+			return x.lost(err, "RCPT TO")
+		}
+		switch {
+		case mailRes != nil:
+			// The reply to an RCPT after a refused MAIL (503 as a rule)
+			// says nothing of the recipient.
+		case ok:
+			accepted = append(accepted, rc)
+		default:
+			out[rc.ID] = r
+		}
+	}
+	if !s.pipelining && len(accepted) == 0 {
+		return out, nil // no DATA; RSET begins the next transaction
+	}
+	rp, err = x.next("DATA", dataInitTimeout) // RFC 5321 §4.5.3.2.4
+	if err == nil && x.wait != nil {
+		err = x.wait()
+	}
+	var ok bool
+	var r *result
+	if err == nil {
+		ok, r, err = s.classify(rp, 3)
+	}
+	if err != nil {
+		return x.lost(err, "DATA")
+	}
+	if !ok {
 		for _, rc := range accepted {
 			out[rc.ID] = r
 		}
 		return out, nil
 	}
-	ok := &result{state: mailstore.RcptDelivered, code: enhanced(250, resp.StatusText), remote: s.host,
-		reply: "250 " + oneLine(resp.StatusText), relayed: !s.dsn}
+	if len(accepted) == 0 {
+		// RFC 2920 §3.1: the client cannot assume that DATA is refused
+		// when no RCPT was accepted; if DATA was accepted, it sends a
+		// single dot: an empty message for no one, which the server
+		// refuses or drops. The transaction ends there.
+		rp, err := s.c.cmd(".", finalDotTimeout)
+		if err == nil && rp.code == 421 {
+			err = &replyError{rp}
+		}
+		if err != nil {
+			s.broken = connResult(s.host, err, "end of data")
+		}
+		return out, nil
+	}
+	return s.sendBody(body, accepted, out)
+}
+
+// sendBody sends the message after a 354 and reads the reply to its
+// final dot. When the body cannot be read to its end the final dot is
+// never sent: the connection is dropped, so that the receiver discards
+// what it has (RFC 5321 §4.1.1.4: only the dot makes a message).
+func (s *session) sendBody(body io.Reader, accepted []mailstore.QueueRecipient, out map[int64]*result) (map[int64]*result, error) {
+	bw := bufio.NewWriterSize(s.c.nc, 32<<10)
+	// RFC 5321 §4.5.2: a line that begins with a dot gets another;
+	// lines end in CRLF; Close adds the final dot.
+	dw := textproto.NewWriter(bw).DotWriter()
+	src := &readTracker{r: stripReturnPath(body)} // RFC 5321 §4.4
+	_, err := io.Copy(dw, src)
+	if src.err != nil {
+		return nil, &errConnection{tempResult("4.3.0", "local error reading the queued message: "+errText(src.err))}
+	}
+	if err == nil {
+		err = dw.Close()
+	}
+	if err != nil {
+		return nil, &errConnection{tempResult("4.4.2", "sending the message to "+s.host+": "+errText(err))}
+	}
+	rp, err := s.c.read(finalDotTimeout) // RFC 5321 §4.5.3.2.6
+	var ok bool
+	var r *result
+	if err == nil {
+		ok, r, err = s.classify(rp, 2)
+	}
+	if err != nil {
+		return nil, &errConnection{connResult(s.host, err, "end of data")}
+	}
+	if ok {
+		r = replyResult(s.host, rp)
+		r.relayed = !s.dsn
+	}
 	for _, rc := range accepted {
-		out[rc.ID] = ok
+		out[rc.ID] = r
 	}
 	return out, nil
 }
 
-// replyOrConn turns a command's error into a result for its recipients,
-// or into *errConnection when the connection is lost: a network error,
-// or 421 (RFC 5321 §3.8: the server is closing the channel).
-func (s *session) replyOrConn(err error, stage string) (*result, error) {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) && se.Code != 421 {
-		return smtpResult(s.host, se), nil
+// classify sorts the reply to a command that succeeds with class want
+// (2: 2xx, 3: 354): success; a refusal (4xx, 5xx) as a result; or an
+// error for the connection: 421 (RFC 5321 §3.8: the server is closing the
+// channel, for every recipient) or a reply that makes no sense here.
+func (s *session) classify(rp *reply, want int) (ok bool, refused *result, err error) {
+	switch {
+	case rp.code == 421:
+		return false, nil, &replyError{rp}
+	case rp.code/100 == want:
+		return true, nil, nil
+	case rp.code >= 400:
+		return false, replyResult(s.host, rp), nil
 	}
-	return nil, &errConnection{connResult(s.host, err, stage)}
+	return false, nil, &replyError{rp}
 }
 
-// reset aborts a transaction (RSET, RFC 5321 §4.1.1.5); a failure shows
-// at the next command.
-func (s *session) reset() {
-	s.c.CommandTimeout = commandTimeout
-	_ = s.c.Reset()
+// exchange is the command–reply sequence of one transaction: with wait
+// set, the commands were all written already (a pipelined group) and
+// only replies are read; without, each command is written before its
+// reply is read.
+type exchange struct {
+	s    *session
+	wait func() error
 }
 
-// rcptOptions passes the DSN parameters on (RFC 3461 §5.2: a relay that
-// talks to a DSN server passes NOTIFY and ORCPT); go-smtp adds them only
-// when the receiver offers DSN. Invalid values are dropped, not sent.
-func rcptOptions(rc mailstore.QueueRecipient) *smtp.RcptOptions {
-	o := &smtp.RcptOptions{}
-	if n := parseNotify(rc.Notify); len(n) > 0 {
-		o.Notify = n
+func (x *exchange) next(line string, timeout time.Duration) (*reply, error) {
+	if x.wait == nil {
+		if err := x.s.c.send(line); err != nil {
+			return nil, err
+		}
 	}
-	if typ, addr, ok := strings.Cut(rc.ORCPT, ";"); ok && addr != "" {
-		switch strings.ToLower(strings.TrimSpace(typ)) {
-		case "rfc822":
-			if printableASCII(addr) {
-				o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeRFC822, addr
+	return x.s.c.read(timeout)
+}
+
+// lost ends a transaction whose connection failed: closed, and the
+// group's write waited for.
+func (x *exchange) lost(err error, stage string) (map[int64]*result, error) {
+	x.s.raw.Close()
+	if x.wait != nil {
+		_ = x.wait()
+	}
+	return nil, &errConnection{connResult(x.s.host, err, stage)}
+}
+
+// readTracker keeps the error of its reader, to tell a local failure from
+// a network one.
+type readTracker struct {
+	r   io.Reader
+	err error
+}
+
+func (t *readTracker) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		t.err = err
+	}
+	return n, err
+}
+
+// check7bit returns a permanent failure when the message has an octet
+// above 127 and the receiver lacks 8BITMIME, nil when it can go as it is
+// (or a temporary failure when the store cannot be read).
+//
+// The body is scanned rather than trusted to the item's BODY= parameter:
+// clients declare BODY=8BITMIME for 7-bit mail and omit it for 8-bit mail,
+// and forwarded mail and DSNs carry none. The scan is a second read of
+// the body, paid only with receivers without 8BITMIME, which are rare.
+//
+// RFC 6152 §3 leaves two choices: convert to 7 bits, or return the
+// message as undeliverable. We return it (5.6.3, RFC 3463: conversion
+// required but not supported), as mox does: the message is DKIM-signed
+// before it is queued, and re-encoding its body as quoted-printable or
+// base64 would break the signature (and DMARC with it) at the receiver;
+// the conversion is also a MIME rewriter (nested multiparts,
+// message/rfc822 parts) for a case that has almost vanished.
+func check7bit(ctx context.Context, st opener, id int64, host string) *result {
+	body, err := st.OpenQueued(ctx, id)
+	if err != nil {
+		return tempResult("4.3.0", "local error opening the queued message: "+errText(err))
+	}
+	defer body.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(buf)
+		for _, c := range buf[:n] {
+			if c >= 0x80 {
+				return &result{state: mailstore.RcptFailed, code: "5.6.3", remote: host,
+					reply: "the message has 8-bit content and " + host + " does not support 8BITMIME (RFC 6152); it is not converted to 7 bits"}
 			}
-		case "utf-8":
-			o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeUTF8, addr
 		}
-	}
-	return o
-}
-
-// parseNotify parses NOTIFY (RFC 3461 §4.1): NEVER alone, or some of
-// SUCCESS, FAILURE, DELAY. nil when absent or invalid.
-func parseNotify(v string) []smtp.DSNNotify {
-	if v == "" {
-		return nil
-	}
-	var out []smtp.DSNNotify
-	seen := map[string]bool{}
-	for _, f := range strings.Split(v, ",") {
-		f = strings.ToUpper(strings.TrimSpace(f))
-		if seen[f] {
+		if err == io.EOF {
 			return nil
 		}
-		seen[f] = true
-		switch f {
-		case "NEVER", "SUCCESS", "FAILURE", "DELAY":
-			out = append(out, smtp.DSNNotify(f))
-		default:
-			return nil
+		if err != nil {
+			return tempResult("4.3.0", "local error reading the queued message: "+errText(err))
 		}
 	}
-	if seen["NEVER"] && len(out) > 1 {
-		return nil
-	}
-	return out
-}
-
-// notifies reports whether a recipient wants a DSN for action (RFC 3461
-// §4.1); without NOTIFY, failures and delays are reported.
-func notifies(notify string, a DSNAction) bool {
-	n := parseNotify(notify)
-	if n == nil {
-		return a == ActionFailed || a == ActionDelayed
-	}
-	want := map[DSNAction]smtp.DSNNotify{ActionFailed: smtp.DSNNotifyFailure, ActionDelayed: smtp.DSNNotifyDelayed, ActionRelayed: smtp.DSNNotifySuccess}[a]
-	for _, x := range n {
-		if x == want {
-			return true
-		}
-	}
-	return false
-}
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }
