@@ -276,6 +276,46 @@ func TestPipelined421MidGroup(t *testing.T) {
 	}
 }
 
+// A server that refuses MAIL, or every RCPT, in a pipelined group and
+// then closes: the refusals are the transaction's outcome; the items
+// after it wait for another connection.
+func TestPipelinedRefusedThenClosed(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		rcv  *rawReceiver
+		diag string
+	}{
+		{"MAIL", &rawReceiver{mailReply: func(string) string { return "550 5.7.1 go away" },
+			rcptReply: func(string) string { return "421 4.7.0 closing" }}, "smtp; 550 5.7.1 go away"},
+		{"RCPT", &rawReceiver{rcptReply: func(string) string { return "550 5.1.1 no such user" },
+			dataReply: "421 4.7.0 closing"}, "smtp; 550 5.1.1 no such user"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			ip := w.net.addr()
+			c.rcv.ext, c.rcv.hold = pipeExt, true
+			startRaw(t, w.net, ip, c.rcv)
+			w.zone.add(t, "goaway.test. A "+ip)
+			id1 := w.enqueueBody("alice@sender.test", nil, plainBody, rr("a@goaway.test", "b@goaway.test")...)
+			id2 := w.enqueueBody("alice@sender.test", nil, plainBody, rr("c@goaway.test")...)
+			w.engine(w.config()).RunOnce(bg)
+			if _, ok := w.item(id1); ok {
+				t.Error("refused item still queued")
+			}
+			ds := w.dsns()
+			if len(ds) != 1 {
+				t.Fatalf("%d DSNs", len(ds))
+			}
+			if p := parseDSN(t, ds[0]); len(p.Recipients) != 2 || p.Recipients[1].Get("Diagnostic-Code") != c.diag {
+				t.Errorf("DSN recipients %v", p.Recipients)
+			}
+			if r := w.rcptState(id2)["c@goaway.test"]; r.State != mailstore.RcptPending || r.LastReply != "421 4.7.0 closing" {
+				t.Errorf("second item %+v", r)
+			}
+		})
+	}
+}
+
 // RFC 6152 §3: 8-bit mail never goes to a receiver without 8BITMIME; it
 // fails with 5.6.3 and a clear reason, before any MAIL. A 7-bit body goes,
 // whatever its BODY= said, without BODY=; to a receiver with 8BITMIME the

@@ -30,6 +30,7 @@ type rawReceiver struct {
 	// dataAnyway: 354 to DATA even when no RCPT was accepted (RFC 2920
 	// §3.1 says a client must be ready for it).
 	dataAnyway bool
+	dataReply  string      // when set, the reply to every DATA
 	tls        *tls.Config // STARTTLS offered when set
 	auth       string      // "user:pass" taken by AUTH LOGIN when set
 
@@ -213,18 +214,21 @@ func (r *rawReceiver) handle(st *rawState, line string) string {
 		st.mailOK = true
 		return "250 2.1.0 ok"
 	case "RCPT":
-		if !st.mailOK {
-			return "503 5.5.1 MAIL first"
-		}
 		to := arg("RCPT TO:")
 		if r.rcptReply != nil {
 			if rep := r.rcptReply(to); rep != "" {
 				return rep
 			}
 		}
+		if !st.mailOK {
+			return "503 5.5.1 MAIL first"
+		}
 		st.rcpts = append(st.rcpts, to)
 		return "250 2.1.5 ok"
 	case "DATA":
+		if r.dataReply != "" {
+			return r.dataReply
+		}
 		if len(st.rcpts) == 0 && !r.dataAnyway {
 			return "554 5.5.1 no valid recipients"
 		}

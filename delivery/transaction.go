@@ -176,13 +176,26 @@ func (s *session) transact(ctx context.Context, st opener, it *mailstore.QueueIt
 	if err != nil {
 		return x.lost(err, "MAIL FROM")
 	}
+	if mailRes != nil {
+		for _, rc := range sent {
+			out[rc.ID] = mailRes
+		}
+	}
+	// lost: the connection failed. When the transaction's outcome is
+	// known already (MAIL refused, or every RCPT; a server may close
+	// after that), it stands and only the connection is lost.
+	lost := func(err error, stage string, known bool) (map[int64]*result, error) {
+		res, cerr := x.lost(err, stage)
+		if !known {
+			return res, cerr
+		}
+		s.broken = cerr.(*errConnection).r
+		return out, nil
+	}
 	var accepted []mailstore.QueueRecipient
 	for i, rc := range sent {
-		if mailRes != nil {
-			out[rc.ID] = mailRes
-			if !s.pipelining {
-				continue // nothing more is sent after a refused MAIL
-			}
+		if mailRes != nil && !s.pipelining {
+			break // nothing more is sent after a refused MAIL
 		}
 		rp, err := x.next(rcptLines[i], commandTimeout) // RFC 5321 §4.5.3.2.3
 		var ok bool
@@ -191,7 +204,7 @@ func (s *session) transact(ctx context.Context, st opener, it *mailstore.QueueIt
 			ok, r, err = s.classify(rp, 2)
 		}
 		if err != nil {
-			return x.lost(err, "RCPT TO")
+			return lost(err, "RCPT TO", mailRes != nil)
 		}
 		switch {
 		case mailRes != nil:
@@ -216,7 +229,7 @@ func (s *session) transact(ctx context.Context, st opener, it *mailstore.QueueIt
 		ok, r, err = s.classify(rp, 3)
 	}
 	if err != nil {
-		return x.lost(err, "DATA")
+		return lost(err, "DATA", mailRes != nil || len(accepted) == 0)
 	}
 	if !ok {
 		for _, rc := range accepted {
