@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/textproto"
 	"strings"
 	"time"
@@ -73,8 +74,15 @@ var errOpportunisticTLS = errors.New("opportunistic TLS handshake failed")
 // "localhost" and has no STARTTLS of its own, so the part in clear is done
 // here with net/textproto; the client takes over once TLS is up (or at
 // once when there is none) and says EHLO with our name.
-func dial(ctx context.Context, t target, hostname string, roots *x509.CertPool) (*session, *result, error) {
+func dial(ctx context.Context, t target, hostname string, roots *x509.CertPool, src []netip.Addr) (*session, *result, error) {
 	d := net.Dialer{Timeout: dialTimeout}
+	if ap, err := netip.ParseAddrPort(t.addr); err == nil {
+		for _, a := range src {
+			if a.Is4() == ap.Addr().Unmap().Is4() {
+				d.LocalAddr = &net.TCPAddr{IP: a.AsSlice()}
+			}
+		}
+	}
 	raw, err := d.DialContext(ctx, "tcp", t.addr)
 	if err != nil {
 		return nil, tempResult("4.4.1", fmt.Sprintf("connect to %s[%s]: %s", t.host, t.addr, errText(err))), nil

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -42,6 +43,12 @@ type Config struct {
 	// implicit TLS on port 465), the certificate must be valid for the
 	// relay's name, and AUTH PLAIN (or LOGIN) is used.
 	RelayHost, RelayUsername, RelayPassword string
+
+	// SourceAddrs are the local addresses outbound connections come
+	// from: at most one IPv4 and one IPv6 (POSTRIDER_OUTBOUND_IPS); a
+	// target of a family without one is dialled from the address the
+	// system chooses.
+	SourceAddrs []netip.Addr
 
 	Workers       int           // concurrent deliveries (connections) per node; default 16
 	QueueLifetime time.Duration // pending recipients fail after this; default 120h

@@ -112,6 +112,8 @@ type received struct {
 	TLS   bool
 	Helo  string
 	Auth  string // user:pass
+	// Remote is the client's address as the receiver saw it.
+	Remote string
 }
 
 type receiver struct {
@@ -147,7 +149,8 @@ func startReceiver(t *testing.T, n *testNet, ip string, tlsCert *tls.Certificate
 	r := &receiver{ip: ip, rcptSeen: map[string]int{}, notify: map[string]string{}}
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		_, tlsOn := c.TLSConnectionState()
-		return &rsession{r: r, tls: tlsOn, helo: c.Hostname()}, nil
+		remote, _, _ := net.SplitHostPort(c.Conn().RemoteAddr().String())
+		return &rsession{r: r, tls: tlsOn, helo: c.Hostname(), remote: remote}, nil
 	}))
 	s.Domain = "rcv.test"
 	s.EnableSMTPUTF8 = utf8
@@ -172,12 +175,13 @@ func (r *receiver) messages() []received {
 }
 
 type rsession struct {
-	r     *receiver
-	tls   bool
-	helo  string
-	from  string
-	rcpts []string
-	auth  string
+	r      *receiver
+	tls    bool
+	helo   string
+	from   string
+	rcpts  []string
+	auth   string
+	remote string
 }
 
 func (s *rsession) Reset()        { s.from, s.rcpts = "", nil }
@@ -217,7 +221,7 @@ func (s *rsession) Data(rd io.Reader) error {
 		return err
 	}
 	s.r.mu.Lock()
-	s.r.msgs = append(s.r.msgs, received{From: s.from, Rcpts: s.rcpts, Data: string(b), TLS: s.tls, Helo: s.helo, Auth: s.auth})
+	s.r.msgs = append(s.r.msgs, received{From: s.from, Rcpts: s.rcpts, Data: string(b), TLS: s.tls, Helo: s.helo, Auth: s.auth, Remote: s.remote})
 	s.r.mu.Unlock()
 	return nil
 }

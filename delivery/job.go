@@ -110,13 +110,13 @@ func (e *Engine) runJob(ctx context.Context, j *job) {
 			break
 		}
 		lastHost = t.host
-		s, r, err := dial(ctx, t, e.cfg.Hostname, e.cfg.RootCAs)
+		s, r, err := dial(ctx, t, e.cfg.Hostname, e.cfg.RootCAs, e.cfg.SourceAddrs)
 		if errors.Is(err, errOpportunisticTLS) {
 			// RFC 7435 §3: opportunistic TLS that fails falls back to
 			// clear text (an enforce policy never gets here).
 			e.log.Info("TLS handshake failed; retrying in clear", "mx", t.host, "remote", t.addr)
 			t.noTLS = true
-			s, r, _ = dial(ctx, t, e.cfg.Hostname, e.cfg.RootCAs)
+			s, r, _ = dial(ctx, t, e.cfg.Hostname, e.cfg.RootCAs, e.cfg.SourceAddrs)
 		}
 		if r != nil {
 			last = r

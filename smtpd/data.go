@@ -122,7 +122,7 @@ func (s *session) endMessage() *reply {
 		remote += len(plan[i].d.Remote)
 		size = max(size, res.Size)
 	}
-	log.Info("delivered", append([]any{"from", tx.from, "rcpts", len(tx.rcpts), "copies", copies, "remote", remote,
+	log.Info("delivered", append([]any{"from", tx.from, "rcpts", len(tx.rcpts), "copies", copies, "remote_rcpts", remote,
 		"queued", queued, "signed", len(sig) > 0, "size", size, "latency", time.Since(t0).Round(time.Microsecond)},
 		verdictAttrs(verdict)...)...)
 	if queued > 0 {

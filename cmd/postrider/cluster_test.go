@@ -137,8 +137,14 @@ func TestTwoNodesEndToEnd(t *testing.T) {
 }
 
 // submit sends body through a node's submission port with STARTTLS
-// (verifying the node's generated certificate) and AUTH PLAIN.
+// (verifying the node's generated certificate) and AUTH PLAIN, to user.
 func submit(t *testing.T, n *node, user, pass, body string) {
+	t.Helper()
+	submitTo(t, n, user, pass, []string{user}, body)
+}
+
+// submitTo is submit to other recipients.
+func submitTo(t *testing.T, n *node, user, pass string, rcpts []string, body string) {
 	t.Helper()
 	pem, err := os.ReadFile(filepath.Join(n.data, "selfsigned-cert.pem"))
 	if err != nil {
@@ -162,8 +168,10 @@ func submit(t *testing.T, n *node, user, pass, body string) {
 	if err := c.Mail(user); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Rcpt(user); err != nil {
-		t.Fatal(err)
+	for _, r := range rcpts {
+		if err := c.Rcpt(r); err != nil {
+			t.Fatalf("RCPT %s: %v", r, err)
+		}
 	}
 	w, err := c.Data()
 	if err != nil {

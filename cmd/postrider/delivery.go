@@ -18,8 +18,10 @@ func newDelivery(cfg *config.Config, st delivery.Store, log *slog.Logger) (*deli
 	if err != nil {
 		return nil, fmt.Errorf("POSTRIDER_DNS_RESOLVER: %w", err)
 	}
+	src, _ := cfg.OutboundAddrs() // validated with the configuration
 	eng, err := delivery.New(delivery.Config{
-		Hostname: cfg.Hostname, Resolver: res,
+		SourceAddrs: src,
+		Hostname:    cfg.Hostname, Resolver: res,
 		RelayHost: cfg.RelayHost, RelayUsername: cfg.RelayUsername, RelayPassword: cfg.RelayPassword,
 		Workers: cfg.DeliveryWorkers, QueueLifetime: cfg.QueueLifetime,
 		Logger: log, Metrics: prometheus.DefaultRegisterer,

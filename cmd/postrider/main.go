@@ -28,6 +28,15 @@ Usage:
                                           catch-all) to the account TARGET
   postrider alias remove ALIAS [TARGET]   remove one mapping, or all of ALIAS
   postrider alias list [DOMAIN]
+  postrider queue list                    outbound queue: an item per line
+  postrider queue show ID                 one item, every recipient's state and last reply
+  postrider queue retry ID... | flush     make items (flush: every item) due now
+  postrider queue remove ID...            delete items without a bounce
+  postrider dkim generate DOMAIN          create the domain's DKIM keys (Ed25519 and RSA)
+  postrider dkim rotate DOMAIN            new keys sign, the current ones are retired
+  postrider dkim list [DOMAIN]            keys, their state and DNS records
+  postrider dkim remove DOMAIN SELECTOR   delete a retired key
+  postrider dns DOMAIN                    every DNS record the domain needs, in zone-file syntax
   postrider bench smtp [flags]            SMTP load test against a running server (see -h)
   postrider version
 
@@ -99,6 +108,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdAlias(rest, stdout)
 	case "bench":
 		return cmdBench(rest, stdout, stderr)
+	case "queue":
+		return cmdQueue(rest, stdout)
+	case "dkim":
+		return cmdDKIM(rest, stdout)
+	case "dns":
+		return cmdDNS(rest, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return usageErr("unknown command %q", cmd)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/postrider/postrider/auth"
 	"github.com/postrider/postrider/internal/config"
+	"github.com/postrider/postrider/internal/zonerecords"
 	"github.com/postrider/postrider/mailstore/postgres"
 )
 
@@ -124,7 +125,7 @@ func cmdServe(args []string) error {
 			shutdownAll(fronts, time.Second)
 			return fmt.Errorf("POSTRIDER_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 		}
-		httpSrv = &http.Server{Handler: httpHandler(st, &shutdown), ReadHeaderTimeout: 10 * time.Second}
+		httpSrv = &http.Server{Handler: httpHandler(cfg, st, &shutdown, log), ReadHeaderTimeout: 10 * time.Second}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -185,8 +186,11 @@ func shutdownAll(fronts []frontend, timeout time.Duration) {
 	wg.Wait()
 }
 
-func httpHandler(st *postgres.Store, shutdown *atomic.Bool) http.Handler {
+func httpHandler(cfg *config.Config, st *postgres.Store, shutdown *atomic.Bool, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	// RFC 8461 §3.3: the MTA-STS policy of every local domain, for the
+	// operator's HTTPS proxy to publish at https://mta-sts.DOMAIN/.
+	mux.Handle("GET "+zonerecords.PolicyPath, zonerecords.PolicyHandler(zonerecords.NewPolicy(cfg.MTASTSMode, cfg.Hostname), st, log))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")

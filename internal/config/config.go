@@ -42,10 +42,12 @@ type Config struct {
 	RelayHost      string `env:"RELAY_HOST" desc:"host:port of a smarthost that all outbound mail goes through instead of by MX (STARTTLS when offered; port 465 means implicit TLS)"`
 	RelayUsername  string `env:"RELAY_USERNAME" desc:"user name for AUTH at RELAY_HOST; with it, TLS with a certificate valid for the relay's name is required and AUTH PLAIN (or LOGIN) is used"`
 	RelayPassword  string `env:"RELAY_PASSWORD" secret:"true" desc:"password for RELAY_USERNAME"`
+	MTASTSMode     string `env:"MTA_STS_MODE" envDefault:"testing" desc:"MTA-STS policy mode (enforce, testing or none; RFC 8461 §5) served for every local domain at /.well-known/mta-sts.txt on HTTP_ADDR, to be published over HTTPS by your TLS proxy; start with testing and switch to enforce once TLS reports show that senders reach you over TLS with a valid certificate"`
 
 	DNSResolver     string        `env:"DNS_RESOLVER" desc:"host:port of the DNS server for outbound routing, MTA-STS and mail authentication; empty uses the system's (/etc/resolv.conf)"`
 	QueueLifetime   time.Duration `env:"QUEUE_LIFETIME" envDefault:"120h" desc:"how long outbound mail is retried (back-off from 1 minute doubling to 1 hour) before its pending recipients fail and the sender gets a DSN"`
 	DeliveryWorkers int           `env:"DELIVERY_WORKERS" envDefault:"16" desc:"concurrent outbound deliveries (SMTP connections) per node"`
+	OutboundIPs     string        `env:"OUTBOUND_IPS" desc:"source address of outbound SMTP connections: one IPv4 and/or one IPv6 address of this host, comma-separated (as Postfix's smtp_bind_address and smtp_bind_address6), so that receivers see the address your SPF record and reverse DNS name; empty lets the system choose"`
 
 	MaxConnsPerIP   int           `env:"MAX_CONNS_PER_IP" envDefault:"50" desc:"open connections allowed per client IP (IPv6 per /64) on each protocol; 0 = unlimited"`
 	MaxConns        int           `env:"MAX_CONNS" envDefault:"2000" desc:"open connections allowed per node for each protocol: SMTP (all three SMTP listeners together), IMAP (both listeners) and POP3 (both listeners) each get this many; beyond it a client gets a temporary refusal (SMTP 421, IMAP BYE [UNAVAILABLE], POP3 -ERR [SYS/TEMP]) and is disconnected. An idle connection measured 9-11 KB of memory in plaintext and up to 70 KB with TLS, so 3 × 2000 idle TLS connections take about 420 MB; 0 = unlimited"`
@@ -151,6 +153,11 @@ func (c *Config) validate() error {
 			return bad("RELAY_HOST", "%q: %v", c.RelayHost, err)
 		}
 	}
+	switch c.MTASTSMode {
+	case "enforce", "testing", "none":
+	default:
+		return bad("MTA_STS_MODE", "%q: want enforce, testing or none", c.MTASTSMode)
+	}
 	if c.RelayUsername != "" && c.RelayHost == "" {
 		return bad("RELAY_USERNAME", "needs RELAY_HOST")
 	}
@@ -164,6 +171,9 @@ func (c *Config) validate() error {
 	}
 	if c.QueueLifetime <= 0 {
 		return bad("QUEUE_LIFETIME", "must be positive")
+	}
+	if _, err := c.OutboundAddrs(); err != nil {
+		return bad("OUTBOUND_IPS", "%q: %v", c.OutboundIPs, err)
 	}
 	if c.DeliveryWorkers < 1 || c.DeliveryWorkers > 1000 {
 		return bad("DELIVERY_WORKERS", "must be between 1 and 1000")
@@ -225,6 +235,30 @@ func checkHostPort(v string) error {
 		return fmt.Errorf("bad host %q", host)
 	}
 	return nil
+}
+
+// OutboundAddrs parses OutboundIPs: at most one IPv4 and one IPv6
+// address.
+func (c *Config) OutboundAddrs() ([]netip.Addr, error) {
+	var out []netip.Addr
+	var v4, v6 bool
+	for _, f := range strings.Split(c.OutboundIPs, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+			return nil, fmt.Errorf("%q is not a unicast IP address", f)
+		}
+		a = a.Unmap()
+		if a.Is4() && v4 || a.Is6() && v6 {
+			return nil, fmt.Errorf("more than one IPv%d address", map[bool]int{true: 4, false: 6}[a.Is4()])
+		}
+		v4, v6 = v4 || a.Is4(), v6 || a.Is6()
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // TrustedProxyPrefixes parses TRUSTED_PROXIES (CIDRs or single addresses).

@@ -193,3 +193,41 @@ func TestOutboundSettings(t *testing.T) {
 		t.Error("POSTRIDER_RELAY_PASSWORD not listed masked")
 	}
 }
+
+func TestOutboundIPs(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string // addresses joined by " ", or "error"
+	}{
+		{"", ""},
+		{"192.0.2.10", "192.0.2.10"},
+		{" 192.0.2.10 , 2001:db8::25 ", "192.0.2.10 2001:db8::25"},
+		{"::ffff:192.0.2.10", "192.0.2.10"},
+		{"192.0.2.10,192.0.2.11", "error"},
+		{"2001:db8::1,2001:db8::2", "error"},
+		{"0.0.0.0", "error"},
+		{"fe80::1%eth0", "error"},
+		{"mail.example.net", "error"},
+		{"224.0.0.1", "error"},
+	} {
+		c := &Config{OutboundIPs: tc.in}
+		got, err := c.OutboundAddrs()
+		s := ""
+		for i, a := range got {
+			if i > 0 {
+				s += " "
+			}
+			s += a.String()
+		}
+		if err != nil {
+			s = "error"
+		}
+		if s != tc.want {
+			t.Errorf("%q: got %q (%v), want %q", tc.in, s, err, tc.want)
+		}
+	}
+	t.Setenv("POSTRIDER_OUTBOUND_IPS", "192.0.2.10,192.0.2.11")
+	if _, err := Load(); err == nil || !strings.Contains(err.Error(), "OUTBOUND_IPS") {
+		t.Errorf("Load with two IPv4 sources: %v", err)
+	}
+}
