@@ -17,10 +17,10 @@ import (
 	"github.com/emersion/go-sasl"
 )
 
-// Timeouts of the SMTP client (RFC 5321 §4.5.3.2 gives minimums of 5
-// minutes for the greeting, MAIL and RCPT, 2 for DATA, 3 per data block
-// and 10 for the final dot, §4.5.3.2.1 to .6; a receiver slower than ours is rare, and a
-// stuck one must not hold a worker for an hour).
+// Timeouts of the SMTP client (RFC 5321 §4.5.3.2.1 to .6 give minimums
+// of 5 minutes for the greeting, MAIL and RCPT, 2 for DATA, 3 per data
+// block and 10 for the final dot; a receiver slower than ours is rare,
+// and a stuck one must not hold a worker for an hour).
 const (
 	dialTimeout      = 30 * time.Second
 	greetingTimeout  = 5 * time.Minute
