@@ -129,6 +129,7 @@ var groups = []struct {
 	}},
 	{"DKIM", []suiteTest{
 		{"Keys", testDKIMKeys},
+		{"SignFrom", testDKIMSignFrom},
 		{"ClusterSecret", testClusterSecret},
 	}},
 	{"BadInput", []suiteTest{
