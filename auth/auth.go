@@ -68,6 +68,7 @@ type Store interface {
 	GetAccount(ctx context.Context, address string) (mailstore.Account, error)
 	SetPasswordHash(ctx context.Context, accountID int64, hash string) error
 	ReserveAuthFailure(ctx context.Context, keys []string, limits []int, since, at time.Time) (mailstore.AuthReservation, error)
+	ConfirmAuthFailure(ctx context.Context, r mailstore.AuthReservation) error
 	ReleaseAuthFailure(ctx context.Context, r mailstore.AuthReservation, forget []string) error
 }
 
@@ -195,7 +196,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	if err != nil {
 		return mailstore.Account{}, fmt.Errorf("auth: reserving login attempt: %w", err)
 	}
-	v := a.policy.decide(keys, res.Counts)
+	v := a.policy.decide(keys, res.Counts, res.Decided)
 	if !res.Reserved || v.blocked {
 		if res.Reserved {
 			// The store and decide apply the same limits; should they
@@ -209,9 +210,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 			slog.String("limit", v.reason), slog.Duration("retry_after", v.retryAfter))
 		return mailstore.Account{}, &ThrottledError{RetryAfter: v.retryAfter}
 	}
-	// The reservation stays a failure only if the password turns out wrong;
-	// an attempt that ends without a verdict (client gone, store error)
-	// gives it back, so it neither counts nor sticks.
+	// The reservation stays a failure only if the password turns out wrong
+	// (then it is confirmed, and counts for the delays too); an attempt that
+	// ends without a verdict (client gone, store error) gives it back, so it
+	// neither counts nor sticks.
 	verdict := false
 	defer func() {
 		if !verdict {
@@ -275,7 +277,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		}
 		log.Info("login failed", userAttr(addr), slog.String("client", keys.bucket), slog.String("reason", reason))
 		// The reservation is the recorded failure: it was written before the
-		// check, so dropping the connection does not make a guess free.
+		// check, so dropping the connection does not make a guess free. It
+		// is confirmed before the verdict goes out, so the client's next
+		// attempt is delayed by it.
+		a.confirmAttempt(ctx, res)
 		return mailstore.Account{}, ErrInvalidCredentials
 	}
 
@@ -293,6 +298,18 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		}
 	}
 	return acct, nil
+}
+
+// confirmAttempt marks the reservation res a decided failure. Like
+// releaseAttempt it runs even when the client has gone away (bounded by
+// storeTTL); a failure to write is logged, and the reservation then stays in
+// flight: it counts for the limits but not for the delays.
+func (a *Authenticator) confirmAttempt(ctx context.Context, res mailstore.AuthReservation) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.storeTTL)
+	defer cancel()
+	if err := a.store.ConfirmAuthFailure(wctx, res); err != nil {
+		a.log(ctx).Warn("confirming failed login attempt", slog.Any("err", err))
+	}
 }
 
 // releaseAttempt gives back the reservation res and forgets the failures of

@@ -22,6 +22,8 @@ type fakeStore struct {
 	attempts int64
 	setHash  map[int64]string
 	err      error // returned by every method when set
+	// confirmErr is returned by ConfirmAuthFailure when set.
+	confirmErr error
 }
 
 func newFakeStore() *fakeStore {
@@ -67,11 +69,12 @@ func (s *fakeStore) SetPasswordHash(_ context.Context, id int64, hash string) er
 }
 
 type fakeFailure struct {
-	at      time.Time
-	attempt int64
+	at       time.Time
+	attempt  int64
+	inFlight bool
 }
 
-// fail records a failure of key at at outside any attempt.
+// fail records a decided failure of key at at outside any attempt.
 func (s *fakeStore) fail(key string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -81,7 +84,7 @@ func (s *fakeStore) fail(key string, at time.Time) {
 func (s *fakeStore) ReserveAuthFailure(_ context.Context, keys []string, limits []int, since, at time.Time) (mailstore.AuthReservation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := mailstore.AuthReservation{Counts: map[string]int{}, Keys: keys, At: at}
+	r := mailstore.AuthReservation{Counts: map[string]int{}, Decided: map[string]int{}, Keys: keys, At: at}
 	if s.err != nil {
 		return r, s.err
 	}
@@ -93,6 +96,9 @@ func (s *fakeStore) ReserveAuthFailure(_ context.Context, keys []string, limits 
 		for _, f := range s.failures[k] {
 			if !f.at.Before(since) {
 				r.Counts[k]++
+				if !f.inFlight {
+					r.Decided[k]++
+				}
 			}
 		}
 		if limits[i] > 0 && r.Counts[k] >= limits[i] {
@@ -103,10 +109,32 @@ func (s *fakeStore) ReserveAuthFailure(_ context.Context, keys []string, limits 
 		s.attempts++
 		r.ID = s.attempts
 		for _, k := range keys {
-			s.failures[k] = append(s.failures[k], fakeFailure{at: at, attempt: r.ID})
+			s.failures[k] = append(s.failures[k], fakeFailure{at: at, attempt: r.ID, inFlight: true})
 		}
 	}
 	return r, nil
+}
+
+func (s *fakeStore) ConfirmAuthFailure(_ context.Context, r mailstore.AuthReservation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if s.confirmErr != nil {
+		return s.confirmErr
+	}
+	if r.ID == 0 {
+		return nil
+	}
+	for _, k := range r.Keys {
+		for i, f := range s.failures[k] {
+			if f.attempt == r.ID {
+				s.failures[k][i].inFlight = false
+			}
+		}
+	}
+	return nil
 }
 
 func (s *fakeStore) ReleaseAuthFailure(_ context.Context, r mailstore.AuthReservation, forget []string) error {
@@ -133,6 +161,19 @@ func (s *fakeStore) count(key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.failures[key])
+}
+
+// inFlight counts the failures of key still in flight.
+func (s *fakeStore) inFlight(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, f := range s.failures[key] {
+		if f.inFlight {
+			n++
+		}
+	}
+	return n
 }
 
 // harness is an Authenticator with a settable clock that records its sleeps

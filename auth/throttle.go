@@ -29,25 +29,39 @@ import (
 //
 // Each attempt is decided and counted in one atomic step in the store
 // (mailstore.Store.ReserveAuthFailure): the counts are read and, unless a
-// limit refuses the attempt, the attempt is recorded as a failure under all
-// its keys at once, under a lock on the keys shared by every node. So
-// however many attempts run in parallel, on however many nodes, a client
-// address gets at most PairBlock wrong-password verdicts per account, and
-// IPBlock in all, within any Window (until a successful login from it
-// forgets its counts, below); the attempts in flight count as failures for
-// the ones that follow. The delay applied is the largest of the three keys'
-// delays, slept (cancellably) after that step and before the password is
-// checked, whatever the outcome, so it cannot be skipped by hanging up
-// early.
+// limit refuses the attempt, the attempt is recorded under all its keys at
+// once as a failure in flight, under a lock on the keys shared by every
+// node. The refusal limits (IPBlock, PairBlock) count every failure, in
+// flight or decided: so however many attempts run in parallel, on however
+// many nodes, a client address gets at most PairBlock wrong-password
+// verdicts per account, and IPBlock in all, within any Window (until a
+// successful login from it forgets its counts, below).
+//
+// The delays count only decided failures: attempts whose password was
+// wrong (ConfirmAuthFailure marks their reservation so before the verdict
+// is returned). Attempts still in flight do not delay the ones that follow,
+// so a client that opens several connections at once with the right
+// password (a mail client at start-up, a phone, a submission client) logs
+// them all in without delay (up to PairBlock at once: the limits refuse
+// further attempts while that many are in flight). A delay only slows a guesser that waits for each verdict before
+// the next guess, and that one's failures are decided before its next
+// attempt; a guesser in parallel is not slowed by delays anyway (they run
+// side by side) but stopped by the limits, which count its attempts in
+// flight. The delay applied is the largest of the three keys' delays, slept
+// (cancellably) after that step and before the password is checked,
+// whatever the outcome, so it cannot be skipped by hanging up early.
 //
 // A wrong password keeps its reservation as the recorded failure (written
 // before the check, so hanging up during the check does not make a guess
-// free). An attempt that ends without a verdict (the client hung up during
-// the delay, the store failed) gives its reservation back, so it neither
-// counts nor sticks; only when that write fails too (or the node dies) does
-// the reservation stay, as a failure that leaves with the window like any
-// other, which cannot lock the real user out (the account-wide key never
-// refuses, the others only hold for this client address). A refused attempt is not recorded as a failure: a
+// free) and confirms it as decided; should the confirm fail to be written,
+// the failure stays in flight: it still counts for the limits, only not for
+// the delays. An attempt that ends without a verdict (the client hung up
+// during the delay, the store failed) gives its reservation back, so it
+// neither counts nor sticks; only when that write fails too (or the node
+// dies) does the reservation stay, in flight, counting for the limits until
+// it leaves the window like any other failure, which cannot lock the real
+// user out (the account-wide key never refuses, the others only hold for
+// this client address). A refused attempt is not recorded as a failure: a
 // misconfigured client retrying an old password stops adding to its
 // address's count once it is refused (PairBlock), so it cannot get its
 // neighbours behind the same NAT refused too. Failures for unknown users
@@ -55,10 +69,11 @@ import (
 // username counts only for the client address).
 //
 // A successful login gives its reservation back and forgets the failures of
-// its client address (the "ip:" key and its own "userip:" key) but not the
-// account-wide count, which expires with the window. So a guesser who owns
-// one valid account can clear its address's count by logging in, but never
-// its per-account counts for the accounts it is guessing.
+// its client address (the "ip:" key and its own "userip:" key, in flight or
+// decided) but not the account-wide count, which expires with the window.
+// So a guesser who owns one valid account can clear its address's count by
+// logging in, but never its per-account counts for the accounts it is
+// guessing.
 type ThrottlePolicy struct {
 	Window          time.Duration // failures older than this are ignored; default 15 min
 	BaseDelay       time.Duration // first delay; default 1 s
@@ -173,10 +188,14 @@ type verdict struct {
 	reason     string // which limit applied, for logs
 }
 
-func (p ThrottlePolicy) decide(k throttleKeyset, counts map[string]int) verdict {
-	ipN, pairN, userN := counts[k.ip], 0, 0
+// decide refuses on the counts of all failures (in flight and decided) and
+// delays by the decided ones only (see ThrottlePolicy).
+func (p ThrottlePolicy) decide(k throttleKeyset, counts, decided map[string]int) verdict {
+	ipN, pairN := counts[k.ip], 0
+	ipD, pairD, userD := decided[k.ip], 0, 0
 	if k.user != "" {
-		pairN, userN = counts[k.pair], counts[k.user]
+		pairN = counts[k.pair]
+		pairD, userD = decided[k.pair], decided[k.user]
 	}
 	if ipN >= p.IPBlock {
 		return verdict{blocked: true, retryAfter: p.Window, reason: fmt.Sprintf("client %d failures", ipN)}
@@ -190,9 +209,9 @@ func (p ThrottlePolicy) decide(k throttleKeyset, counts map[string]int) verdict 
 			v.delay, v.reason = d, reason
 		}
 	}
-	consider(growDelay(ipN, p.IPFree, p.BaseDelay, p.MaxDelay), fmt.Sprintf("client %d failures", ipN))
-	consider(growDelay(pairN, p.PairFree, p.BaseDelay, p.MaxDelay), fmt.Sprintf("account from client %d failures", pairN))
-	consider(growDelay(userN, p.AccountFree, p.BaseDelay, min(p.AccountMaxDelay, p.MaxDelay)), fmt.Sprintf("account %d failures", userN))
+	consider(growDelay(ipD, p.IPFree, p.BaseDelay, p.MaxDelay), fmt.Sprintf("client %d failures", ipD))
+	consider(growDelay(pairD, p.PairFree, p.BaseDelay, p.MaxDelay), fmt.Sprintf("account from client %d failures", pairD))
+	consider(growDelay(userD, p.AccountFree, p.BaseDelay, min(p.AccountMaxDelay, p.MaxDelay)), fmt.Sprintf("account %d failures", userD))
 	return v
 }
 

@@ -208,7 +208,7 @@ func TestDKIMKeyStates(t *testing.T) {
 		{"a retired newer key takes over from nothing", []mailstore.DKIMKey{
 			key("gone", "ed25519", day(10), day(13), day(11)), key("old", "ed25519", day(0), zero, zero)}, day(14),
 			map[string]want{"gone": {DKIMRetired, zero, zero}, "old": {DKIMSigning, zero, zero}}},
-		{"retired after signing (version 6 rotation)", []mailstore.DKIMKey{
+		{"retired after signing (a rotation before sign-from times)", []mailstore.DKIMKey{
 			key("new", "rsa", day(5), zero, zero), key("old", "rsa", day(0), zero, day(5))}, day(6),
 			map[string]want{"new": {DKIMSigning, zero, zero}, "old": {DKIMRetired, zero, day(5)}}},
 		{"retired after being superseded: stopped at the takeover", []mailstore.DKIMKey{

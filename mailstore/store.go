@@ -164,15 +164,24 @@ type AuthFailures interface {
 	// step, cluster-wide: it counts the failures of each key at or after
 	// since and, unless some key with a positive limit (limits[i] for
 	// keys[i]; 0 = no limit) already has that many, records one failure at
-	// time at under every key. So however many attempts run at once on
-	// however many nodes, a key with limit n never has more than n failures
-	// in the window, each of them a reservation. A reservation counts as a
-	// failure until released with ReleaseAuthFailure.
+	// time at under every key, in flight. So however many attempts run at
+	// once on however many nodes, a key with limit n never has more than n
+	// failures in the window, each of them a reservation. A reservation
+	// counts as a failure, in flight, until confirmed with
+	// ConfirmAuthFailure (then it is decided) or released with
+	// ReleaseAuthFailure. The limits count every failure, in flight or
+	// decided; the reservation reports both counts.
 	ReserveAuthFailure(ctx context.Context, keys []string, limits []int, since, at time.Time) (AuthReservation, error)
+	// ConfirmAuthFailure marks the failures that reservation r recorded (if
+	// any are left) decided: the attempt's password was wrong. Confirming
+	// twice, or a released or empty reservation, changes nothing.
+	ConfirmAuthFailure(ctx context.Context, r AuthReservation) error
 	// ReleaseAuthFailure deletes the failures that reservation r recorded
-	// (if any are left) and every failure of the forget keys, in one step.
+	// (if any are left) and every failure of the forget keys, in flight or
+	// decided, in one step.
 	ReleaseAuthFailure(ctx context.Context, r AuthReservation, forget []string) error
-	// AuthFailures counts failures per key at or after since.
+	// AuthFailures counts failures (in flight and decided) per key at or
+	// after since.
 	AuthFailures(ctx context.Context, keys []string, since time.Time) (map[string]int, error)
 }
 
@@ -218,8 +227,12 @@ type Store interface {
 // AuthReservation is the result of ReserveAuthFailure.
 type AuthReservation struct {
 	// Counts are the failures of each key in the window before this
-	// attempt (every requested key is present).
+	// attempt, in flight and decided (every requested key is present); the
+	// limits apply to them.
 	Counts map[string]int
+	// Decided are the decided failures among Counts: reservations whose
+	// attempt was confirmed a failure (every requested key is present).
+	Decided map[string]int
 	// Reserved is false when a key had reached its limit: nothing was
 	// recorded and the attempt must be refused.
 	Reserved bool

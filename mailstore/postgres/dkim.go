@@ -90,7 +90,7 @@ func (s *Store) AddDKIMKey(ctx context.Context, k mailstore.DKIMKey) error {
 	if !k.RetiredAt.IsZero() {
 		retired = &k.RetiredAt
 	}
-	// A NULL sign_from reads as created_at (migration 0007).
+	// A NULL sign_from reads as created_at (migration 0008).
 	_, err = s.pool.Exec(ctx, `INSERT INTO dkim_keys (domain, selector, algorithm, private_key, created_at, sign_from, retired_at)
 		VALUES ($1, $2, $3, $4, coalesce($5, now()), $6, $7)`, dom, sel, k.Algorithm, k.PrivateKey, created, signFrom, retired)
 	switch pgCode(err) {

@@ -33,7 +33,7 @@ func checkKeys(keys []string) error {
 // (pr_auth_reserve, functions/). About once a minute per node it also
 // deletes failures older than Options.AuthFailureRetention.
 func (s *Store) ReserveAuthFailure(ctx context.Context, keys []string, limits []int, since, at time.Time) (mailstore.AuthReservation, error) {
-	r := mailstore.AuthReservation{Counts: make(map[string]int, len(keys)), Keys: keys, At: at}
+	r := mailstore.AuthReservation{Counts: make(map[string]int, len(keys)), Decided: make(map[string]int, len(keys)), Keys: keys, At: at}
 	if err := checkKeys(keys); err != nil {
 		return r, err
 	}
@@ -51,16 +51,17 @@ func (s *Store) ReserveAuthFailure(ctx context.Context, keys []string, limits []
 		r.Reserved = true
 		return r, nil
 	}
-	var counts []int64
+	var counts, decided []int64
 	var id *int64
-	if err := s.pool.QueryRow(ctx, `SELECT r_counts, r_attempt FROM pr_auth_reserve(p_keys => $1, p_limits => $2, p_since => $3, p_at => $4)`, keys, lims, since, at).Scan(&counts, &id); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT r_counts, r_decided, r_attempt FROM pr_auth_reserve(p_keys => $1, p_limits => $2, p_since => $3, p_at => $4)`, keys, lims, since, at).Scan(&counts, &decided, &id); err != nil {
 		return r, mapErr("reserve auth failure", err)
 	}
-	if len(counts) != len(keys) {
-		return r, fmt.Errorf("reserve auth failure: %d counts for %d keys", len(counts), len(keys))
+	if len(counts) != len(keys) || len(decided) != len(keys) {
+		return r, fmt.Errorf("reserve auth failure: %d counts and %d decided counts for %d keys", len(counts), len(decided), len(keys))
 	}
 	for i, k := range keys {
 		r.Counts[k] = int(counts[i])
+		r.Decided[k] = int(decided[i])
 	}
 	if id != nil {
 		r.Reserved, r.ID = true, *id
@@ -73,6 +74,19 @@ func (s *Store) ReserveAuthFailure(ctx context.Context, keys []string, limits []
 		}
 	}
 	return r, nil
+}
+
+// ConfirmAuthFailure implements mailstore.Store in one statement
+// (pr_auth_confirm, asynchronous commit: see there why that is enough).
+func (s *Store) ConfirmAuthFailure(ctx context.Context, r mailstore.AuthReservation) error {
+	if r.ID == 0 || len(r.Keys) == 0 {
+		return nil
+	}
+	if err := checkKeys(r.Keys); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, `SELECT pr_auth_confirm(p_keys => $1, p_at => $2, p_attempt => $3)`, r.Keys, r.At, r.ID)
+	return mapErr("confirm auth failure", err)
 }
 
 // ReleaseAuthFailure implements mailstore.Store in one statement

@@ -97,6 +97,9 @@ func TestOutageIsUnavailable(t *testing.T) {
 			_, err := st.ReserveAuthFailure(ctx, []string{"k"}, []int{10}, time.Now().Add(-time.Minute), time.Now())
 			return err
 		},
+		"ConfirmAuth": func(ctx context.Context) error {
+			return st.ConfirmAuthFailure(ctx, mailstore.AuthReservation{Keys: []string{"k"}, At: time.Now(), ID: 1})
+		},
 		"Acquire": func(ctx context.Context) error { _, err := st.AcquireLease(ctx, "l", "h", time.Second); return err },
 		"Renew":   func(ctx context.Context) error { _, err := st.RenewLease(ctx, "l", "h", time.Second); return err },
 		"Release": func(ctx context.Context) error { return st.ReleaseLease(ctx, "l", "h") },

@@ -109,13 +109,13 @@ func TestUpgradeCreatedModSeq(t *testing.T) {
 	}
 }
 
-// TestUpgradeDKIMSignFrom: keys stored by version 6, which signed from
-// their creation, sign from their creation after the upgrade (sign_from
-// NULL reads as created_at), active and retired alike.
+// TestUpgradeDKIMSignFrom: keys stored before version 8, which signed
+// from their creation, sign from their creation after the upgrade
+// (sign_from NULL reads as created_at), active and retired alike.
 func TestUpgradeDKIMSignFrom(t *testing.T) {
 	ctx := ctxT(t)
 	url := pgtest.NewEmptyDatabase(t)
-	must(t, postgres.MigrateTo(ctx, url, 6))
+	must(t, postgres.MigrateTo(ctx, url, 7))
 	conn, err := pgx.Connect(ctx, url)
 	must(t, err)
 	defer conn.Close(context.Background())
@@ -128,7 +128,7 @@ func TestUpgradeDKIMSignFrom(t *testing.T) {
 	_, err = conn.Exec(ctx, `
 		WITH d AS (INSERT INTO domains (name) VALUES ('example.org'))
 		INSERT INTO dkim_keys (domain, selector, algorithm, private_key, created_at, retired_at)
-		VALUES ('example.org', 'v6old', 'ed25519', $1, $2, $3), ('example.org', 'v6new', 'ed25519', $1, $4, NULL)`,
+		VALUES ('example.org', 'v7old', 'ed25519', $1, $2, $3), ('example.org', 'v7new', 'ed25519', $1, $4, NULL)`,
 		der, created, retired, retired)
 	must(t, err)
 
@@ -136,13 +136,13 @@ func TestUpgradeDKIMSignFrom(t *testing.T) {
 	st := pgtest.OpenStore(t, url)
 	ks, err := st.ListDKIMKeys(ctx, "example.org")
 	must(t, err)
-	if len(ks) != 2 || ks[0].Selector != "v6new" || ks[1].Selector != "v6old" {
+	if len(ks) != 2 || ks[0].Selector != "v7new" || ks[1].Selector != "v7old" {
 		t.Fatalf("keys after the upgrade: %+v", ks)
 	}
 	if !ks[0].SignFrom.Equal(retired) || !ks[0].RetiredAt.IsZero() {
-		t.Errorf("active key of version 6: signs from %v, retired %v; want from its creation %v", ks[0].SignFrom, ks[0].RetiredAt, retired)
+		t.Errorf("active key of version 7: signs from %v, retired %v; want from its creation %v", ks[0].SignFrom, ks[0].RetiredAt, retired)
 	}
 	if !ks[1].SignFrom.Equal(created) || !ks[1].RetiredAt.Equal(retired) {
-		t.Errorf("retired key of version 6: signs from %v, retired %v; want %v, %v", ks[1].SignFrom, ks[1].RetiredAt, created, retired)
+		t.Errorf("retired key of version 7: signs from %v, retired %v; want %v, %v", ks[1].SignFrom, ks[1].RetiredAt, created, retired)
 	}
 }

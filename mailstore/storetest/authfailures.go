@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,4 +190,123 @@ func testAuthReservationsRace(t *testing.T, f Factory) {
 		t.Errorf("%d racing reservations with limit 10: reserved with pair counts %v, want %v", racers, seen, want)
 	}
 	a.failures(keys, since, map[string]int{ip: 10, pair: 10, user: 10}, "after the race")
+}
+
+// confirm calls ConfirmAuthFailure and fails the test on an error.
+func (fx *fixture) confirm(r mailstore.AuthReservation) {
+	fx.t.Helper()
+	must(fx.t, fx.st.ConfirmAuthFailure(fx.ctx, r), "ConfirmAuthFailure")
+}
+
+// testAuthConfirm: reservations are in flight until confirmed; the limits
+// count them all, the decided counts only confirmed ones, on every handle.
+func testAuthConfirm(t *testing.T, f Factory) {
+	a, b := pairOrSingle(t, f)
+	ip, pair, user := "ip:203.0.113.5", "userip:dave@example.org|203.0.113.5", "user:dave@example.org"
+	keys, limits := []string{ip, pair, user}, []int{50, 3, 0}
+	now := time.Now().Truncate(time.Second)
+	since := now.Add(-15 * time.Minute)
+	check := func(what string, r mailstore.AuthReservation, reserved bool, counts, decided map[string]int) {
+		t.Helper()
+		if r.Reserved != reserved || !maps.Equal(r.Counts, counts) || !maps.Equal(r.Decided, decided) {
+			t.Errorf("%s: reservation = %+v; want reserved %v, counts %v, decided %v", what, r, reserved, counts, decided)
+		}
+	}
+	zero := map[string]int{ip: 0, pair: 0, user: 0}
+
+	r1 := a.reserve(keys, limits, since, now)
+	check("first", r1, true, zero, zero)
+	r2 := b.reserve(keys, limits, since, now)
+	check("second, first in flight", r2, true, map[string]int{ip: 1, pair: 1, user: 1}, zero)
+	// Confirmed on the other handle, r1 is decided for both handles.
+	b.confirm(r1)
+	r3 := a.reserve(keys, limits, since, now)
+	check("third, first decided", r3, true, map[string]int{ip: 2, pair: 2, user: 2}, map[string]int{ip: 1, pair: 1, user: 1})
+	// Confirming twice, or an empty or refused reservation, changes nothing.
+	a.confirm(r1)
+	a.confirm(mailstore.AuthReservation{})
+	a.confirm(b.reserve(nil, nil, since, now))
+	b.confirm(r3)
+	// The limit counts the reservation still in flight (r2): refused.
+	r4 := b.reserve(keys, limits, since, now)
+	check("at the limit, one in flight", r4, false, map[string]int{ip: 3, pair: 3, user: 3}, map[string]int{ip: 2, pair: 2, user: 2})
+	a.confirm(r4)
+	a.failures(keys, since, map[string]int{ip: 3, pair: 3, user: 3}, "after confirming a refused reservation")
+
+	// Releasing the one in flight frees its place; a release after a
+	// confirm deletes the decided rows as well.
+	must(t, a.st.ReleaseAuthFailure(a.ctx, r2, nil), "ReleaseAuthFailure in flight")
+	r5 := b.reserve(keys, limits, since, now)
+	check("after releasing the one in flight", r5, true, map[string]int{ip: 2, pair: 2, user: 2}, map[string]int{ip: 2, pair: 2, user: 2})
+	must(t, b.st.ReleaseAuthFailure(b.ctx, r3, nil), "ReleaseAuthFailure decided")
+	// A confirm after the release brings nothing back.
+	a.confirm(r2)
+	b.failures(keys, since, map[string]int{ip: 2, pair: 2, user: 2}, "after releasing a decided reservation and confirming a released one")
+
+	// Forgetting a key drops its rows in flight (r5) and decided (r1); a
+	// later confirm of r5 marks only what is left of it (its user row).
+	must(t, a.st.ReleaseAuthFailure(a.ctx, mailstore.AuthReservation{}, []string{ip, pair}), "ReleaseAuthFailure forget")
+	b.confirm(r5)
+	r6 := a.reserve(keys, limits, since, now)
+	check("after forgetting the address keys", r6, true, map[string]int{ip: 0, pair: 0, user: 2}, map[string]int{ip: 0, pair: 0, user: 2})
+
+	// Failures before since count in neither.
+	check("window", a.reserve(keys, limits, now.Add(time.Second), now), true, zero, zero)
+
+	// Bad input changes nothing.
+	for _, r := range []mailstore.AuthReservation{
+		{Keys: []string{""}, At: now, ID: r6.ID},
+		{Keys: []string{strings.Repeat("k", 100000)}, At: now, ID: r6.ID},
+	} {
+		if err := b.st.ConfirmAuthFailure(b.ctx, r); !errors.Is(err, mailstore.ErrInvalidArgument) {
+			t.Errorf("ConfirmAuthFailure(%.20q) = %v; want ErrInvalidArgument", r.Keys, err)
+		}
+	}
+	r7 := b.reserve(keys, limits, since, now)
+	check("after bad input", r7, true, map[string]int{ip: 2, pair: 2, user: 4}, map[string]int{ip: 0, pair: 0, user: 2})
+}
+
+// testAuthConfirmRace: attempts racing on both handles, each confirming
+// its reservation (a wrong password) or releasing it (a right one), leave
+// exactly the confirmed ones, all decided; none reserved saw a decided
+// count it could not have (at most the confirms before it).
+func testAuthConfirmRace(t *testing.T, f Factory) {
+	a, b := pairOrSingle(t, f)
+	ip, user := "ip:203.0.113.6", "user:erin@example.org"
+	keys, limits := []string{ip, user}, []int{0, 0}
+	now := time.Now().Truncate(time.Second)
+	since := now.Add(-15 * time.Minute)
+
+	const racers = 20
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range racers {
+		fx := []*fixture{a, b}[i%2]
+		wg.Go(func() {
+			<-start
+			r, err := fx.st.ReserveAuthFailure(fx.ctx, keys, limits, since, now)
+			if err != nil {
+				t.Errorf("racing ReserveAuthFailure: %v", err)
+				return
+			}
+			if r.Decided[ip] > r.Counts[ip] || r.Decided[ip] > racers/2 {
+				t.Errorf("racing reservation saw %d decided of %d", r.Decided[ip], r.Counts[ip])
+			}
+			if i%2 == 0 {
+				err = fx.st.ConfirmAuthFailure(fx.ctx, r)
+			} else {
+				err = fx.st.ReleaseAuthFailure(fx.ctx, r, nil)
+			}
+			if err != nil {
+				t.Errorf("racing confirm or release: %v", err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	want := map[string]int{ip: racers / 2, user: racers / 2}
+	r := b.reserve(keys, limits, since, now)
+	if !maps.Equal(r.Counts, want) || !maps.Equal(r.Decided, want) {
+		t.Errorf("after the race: counts %v, decided %v; want both %v", r.Counts, r.Decided, want)
+	}
 }

@@ -110,6 +110,8 @@ var groups = []struct {
 		{"AuthFailures", testAuthFailures},
 		{"AuthReservations", testAuthReservations},
 		{"AuthReservationsRace", testAuthReservationsRace},
+		{"AuthConfirm", testAuthConfirm},
+		{"AuthConfirmRace", testAuthConfirmRace},
 		{"Leases", testLeases},
 	}},
 	{"Concurrency", []suiteTest{

@@ -1,4 +1,4 @@
--- Version 7: a DKIM key is published before it signs (issue 11 follow-up).
+-- Version 8: a DKIM key is published before it signs (issue 11 follow-up).
 --
 -- `postrider dkim rotate` used to make the new keys sign at once, before
 -- their DNS records could exist anywhere: until the admin had published
