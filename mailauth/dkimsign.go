@@ -93,9 +93,15 @@ type DKIMSigner struct {
 	warned map[string]time.Time
 }
 
+// signKeysEntry is a domain's non-retired keys as the store had them,
+// each with its signer (nil when unusable, with the reason in bad).
+// Which of them signs is decided at each Sign (DKIMKeyStates), so that a
+// rotation takes effect at its time, not up to KeyTTL later.
 type signKeysEntry struct {
-	keys []signKey
-	exp  time.Time
+	keys    []mailstore.DKIMKey
+	signers map[string]crypto.Signer
+	bad     map[string]error
+	exp     time.Time
 }
 
 type signKey struct {
@@ -121,16 +127,24 @@ func NewDKIMSigner(src DKIMKeySource, opts DKIMSignerOptions) *DKIMSigner {
 
 // Sign reads a message (header section and body, lines ending in CRLF)
 // once from r and returns the DKIM-Signature header fields to prepend to
-// it, one per active key of each of domains (lower-case A-labels, the
-// domains of the RFC5322.From addresses): the newest active Ed25519 key
-// and the newest active RSA key of each. A domain without an active key
-// is skipped, with a warning at most once per WarnInterval; when no
-// domain has a key the result is empty and the message goes unsigned.
-// The message is streamed, never held: memory is bounded by the header
-// section (which the caller has bounded) and MaxDKIMBlankRun.
+// it, one per signing key of each of domains (lower-case A-labels, the
+// domains of the RFC5322.From addresses): per algorithm, the key that
+// signs at this moment (DKIMKeyStates), the Ed25519 signature first. A
+// domain whose keys do not sign (none, or only ones whose time has not
+// come) is skipped, with a warning at most once per WarnInterval; when no
+// domain has a signing key the result is empty and the message goes
+// unsigned. The message is streamed, never held: memory is bounded by the
+// header section (which the caller has bounded) and MaxDKIMBlankRun.
+//
+// A key whose sign-from time lies ahead does not sign even when it is the
+// only one: its record is, by its admin's word, not published yet, and a
+// signature that receivers cannot verify is worth no more than none to
+// DMARC (RFC 7489 §4.2 needs a passing one) and looks worse to receivers
+// that score broken signatures.
 func (s *DKIMSigner) Sign(ctx context.Context, domains []string, r io.Reader) ([]byte, error) {
 	var opts []*dkim.SignOptions
 	seen := map[string]bool{}
+	now := s.now()
 	for _, d := range domains {
 		d = strings.ToLower(strings.TrimSuffix(d, "."))
 		if d == "" || seen[d] {
@@ -140,12 +154,11 @@ func (s *DKIMSigner) Sign(ctx context.Context, domains []string, r io.Reader) ([
 			break
 		}
 		seen[d] = true
-		keys, err := s.keys(ctx, d)
+		keys, err := s.signingKeys(ctx, d, now)
 		if err != nil {
 			return nil, fmt.Errorf("dkim keys of %s: %w", d, err)
 		}
 		if len(keys) == 0 {
-			s.warnNoKey(d)
 			continue
 		}
 		for _, k := range keys {
@@ -200,47 +213,85 @@ func (s *DKIMSigner) Sign(ctx context.Context, domains []string, r io.Reader) ([
 	return out, nil
 }
 
-// keys returns the active signing keys of a domain (cached), Ed25519
+// signingKeys returns the keys of a domain that sign at now, Ed25519
 // first.
-func (s *DKIMSigner) keys(ctx context.Context, domain string) ([]signKey, error) {
-	now := s.now()
+func (s *DKIMSigner) signingKeys(ctx context.Context, domain string, now time.Time) ([]signKey, error) {
+	e, err := s.keys(ctx, domain, now)
+	if err != nil {
+		return nil, err
+	}
+	var out []signKey
+	var pending time.Time
+	for _, st := range DKIMKeyStates(e.keys, now) {
+		k := st.Key
+		switch st.Status {
+		case DKIMPending:
+			if pending.IsZero() || signFrom(k).Before(pending) {
+				pending = signFrom(k)
+			}
+			continue
+		case DKIMSigning:
+		default:
+			continue
+		}
+		sg := e.signers[k.Selector]
+		if sg == nil {
+			// A key the store holds but we cannot use: the other
+			// algorithm's key signs alone, and we say so (the warning
+			// interval applies).
+			s.warn("dkim key unusable", domain, "selector", k.Selector, "err", e.bad[k.Selector])
+			continue
+		}
+		out = append(out, signKey{selector: k.Selector, algorithm: k.Algorithm, signer: sg})
+	}
+	switch {
+	case len(out) > 0:
+	case !pending.IsZero():
+		s.warn("no DKIM key of the From: domain signs yet; message sent unsigned", domain, "signs_from", pending.UTC().Format(time.RFC3339))
+	default:
+		s.warnNoKey(domain)
+	}
+	if len(out) == 2 && out[0].algorithm != "ed25519" {
+		out[0], out[1] = out[1], out[0]
+	}
+	return out, nil
+}
+
+// keys returns the non-retired keys of a domain, cached for KeyTTL.
+func (s *DKIMSigner) keys(ctx context.Context, domain string, now time.Time) (signKeysEntry, error) {
 	s.mu.Lock()
 	e, ok := s.cache[domain]
 	s.mu.Unlock()
 	if ok && now.Before(e.exp) {
-		return e.keys, nil
+		return e, nil
 	}
 	list, err := s.src.ListDKIMKeys(ctx, domain)
 	if err != nil && !errors.Is(err, mailstore.ErrNoSuchDomain) {
-		return nil, err
+		return signKeysEntry{}, err
 	}
-	// A domain that is not (or no longer) ours has no keys.
-	var keys []signKey
-	have := map[string]bool{}
-	for _, k := range list { // newest first
-		if !k.RetiredAt.IsZero() || have[k.Algorithm] {
+	// A domain that is not (or no longer) ours has no keys. Retired keys
+	// never sign, and take over from none (DKIMKeyStates).
+	e = signKeysEntry{signers: map[string]crypto.Signer{}, bad: map[string]error{}, exp: now.Add(s.opts.KeyTTL)}
+	for _, k := range list {
+		if !k.RetiredAt.IsZero() {
 			continue
 		}
 		sg, err := parseSigningKey(k)
 		if err != nil {
-			// A key the store holds but we cannot use: sign with the
-			// others, and say so (the warning interval applies).
-			s.warn("dkim key unusable", domain, "selector", k.Selector, "err", err)
-			continue
+			e.bad[k.Selector] = err
+		} else {
+			e.signers[k.Selector] = sg
 		}
-		have[k.Algorithm] = true
-		keys = append(keys, signKey{selector: k.Selector, algorithm: k.Algorithm, signer: sg})
-	}
-	if len(keys) == 2 && have["ed25519"] && keys[0].algorithm != "ed25519" {
-		keys[0], keys[1] = keys[1], keys[0]
+		k.PrivateKey = nil // parsed; not kept twice
+		e.keys = append(e.keys, k)
 	}
 	s.mu.Lock()
 	if len(s.cache) >= maxCachedDomains {
 		clear(s.cache)
 	}
-	s.cache[domain] = signKeysEntry{keys: keys, exp: now.Add(s.opts.KeyTTL)}
+	s.cache[domain] = e
 	s.mu.Unlock()
-	return keys, nil
+	return e, nil
 }
 
 // maxCachedDomains bounds the key cache (the local domains).

@@ -81,11 +81,13 @@ type DKIMKeys interface {
 	// selector; ErrNoSuchDomain if the domain is not local;
 	// ErrInvalidArgument unless the selector is a domain name's labels
 	// (RFC 6376 §3.1; stored in lower case) and PrivateKey a PKCS #8 key
-	// of Algorithm. A zero CreatedAt means now. The key goes with its
-	// domain (DeleteDomain).
+	// of Algorithm. A zero CreatedAt means now; a zero SignFrom means
+	// CreatedAt (the key signs at once). The key goes with its domain
+	// (DeleteDomain).
 	AddDKIMKey(ctx context.Context, k DKIMKey) error
 	// ListDKIMKeys lists the keys of one domain, or of all when domain is
-	// "", active and retired, newest first within a domain.
+	// "", active and retired, newest (by CreatedAt) first within a domain.
+	// SignFrom is always set.
 	ListDKIMKeys(ctx context.Context, domain string) ([]DKIMKey, error)
 	// RetireDKIMKeys marks the active keys of domain other than those in
 	// keep (by selector) retired at time at: they no longer sign, and stay
@@ -195,5 +197,11 @@ type DKIMKey struct {
 	// PrivateKey is the PKCS #8 DER of the private key.
 	PrivateKey []byte
 	CreatedAt  time.Time
-	RetiredAt  time.Time // zero while the key signs
+	// SignFrom is when the key may start signing: a rotated-in key is
+	// published first and signs only once its DNS record has had time to
+	// reach the receivers' resolvers. Which non-retired key of an
+	// algorithm signs at a given time is decided by mailauth
+	// (DKIMKeyStates): the newest whose SignFrom has passed.
+	SignFrom  time.Time
+	RetiredAt time.Time // zero unless retired: a retired key never signs
 }

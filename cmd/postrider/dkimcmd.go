@@ -10,10 +10,11 @@ import (
 
 	"github.com/postrider/postrider/internal/dkimkeys"
 	"github.com/postrider/postrider/internal/zonerecords"
+	"github.com/postrider/postrider/mailauth"
 	"github.com/postrider/postrider/mailstore"
 )
 
-const dkimUsage = "usage: postrider dkim generate|rotate DOMAIN | dkim list [DOMAIN] | dkim remove DOMAIN SELECTOR"
+const dkimUsage = "usage: postrider dkim generate DOMAIN | dkim rotate [--sign-after DURATION] DOMAIN | dkim list [DOMAIN] | dkim remove DOMAIN SELECTOR"
 
 // dkimStore is what the dkim and dns commands use.
 type dkimStore interface {
@@ -22,12 +23,16 @@ type dkimStore interface {
 	ResolveRecipient(ctx context.Context, address string) ([]mailstore.Account, error)
 }
 
-func cmdDKIM(args []string, stdout io.Writer) error {
+func cmdDKIM(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageErr(dkimUsage)
 	}
 	sub, rest := args[0], args[1:]
-	rest, err := aLabelArgs(rest)
+	signAfter, rest, err := signAfterFlag(sub, rest)
+	if err != nil {
+		return err
+	}
+	rest, err = aLabelArgs(rest)
 	if err != nil {
 		return err
 	}
@@ -55,18 +60,56 @@ func cmdDKIM(args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	now := time.Now().UTC()
+	// To the microsecond, as the store keeps times: what is printed is
+	// what is stored.
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	switch sub {
 	case "generate":
 		return dkimGenerate(ctx, st, domain, now, stdout)
 	case "rotate":
-		return dkimRotate(ctx, st, domain, now, stdout)
+		return dkimRotate(ctx, st, domain, now, signAfter, stdout)
 	case "list":
-		return dkimList(ctx, st, domain, stdout)
+		return dkimList(ctx, st, domain, now, stdout)
 	case "remove":
-		return dkimRemove(ctx, st, domain, strings.ToLower(rest[1]), stdout)
+		return dkimRemove(ctx, st, domain, strings.ToLower(rest[1]), now, stdout, stderr)
 	}
 	return nil
+}
+
+// signAfterFlag takes --sign-after DURATION (or --sign-after=DURATION,
+// one dash or two) out of the arguments of `dkim rotate`, anywhere among
+// them; the default is dkimkeys.DefaultSignAfter. Other commands take no
+// flags.
+func signAfterFlag(sub string, args []string) (time.Duration, []string, error) {
+	d, seen := dkimkeys.DefaultSignAfter, false
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			rest = append(rest, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if name != "sign-after" || sub != "rotate" {
+			return 0, nil, usageErr("unknown flag %s (%s)", a, dkimUsage)
+		}
+		if seen {
+			return 0, nil, usageErr("--sign-after given twice")
+		}
+		seen = true
+		if !hasVal {
+			if i+1 == len(args) {
+				return 0, nil, usageErr("--sign-after needs a duration, e.g. --sign-after 48h")
+			}
+			i++
+			val = args[i]
+		}
+		var err error
+		if d, err = dkimkeys.ParseSignAfter(val); err != nil {
+			return 0, nil, usageErr("%v", err)
+		}
+	}
+	return d, rest, nil
 }
 
 // checkLocal refuses a domain that is not one of ours: we sign, and
@@ -88,9 +131,12 @@ func dkimGenerate(ctx context.Context, st dkimStore, domain string, now time.Tim
 		return err
 	}
 	if active := dkimkeys.Active(keys); len(active) > 0 {
-		return fmt.Errorf("%s already signs with %s: use `postrider dkim rotate %s` for new keys", domain, selectors(active), domain)
+		return fmt.Errorf("%s already has DKIM keys %s: use `postrider dkim rotate %s` for new ones", domain, selectors(active), domain)
 	}
-	pair, err := addPair(ctx, st, domain, now, keys)
+	// Nothing signed before, so nothing is lost by signing at once: until
+	// the records resolve, receivers see a signature they cannot check,
+	// which DMARC counts as none (RFC 7489 §4.2), as it did the absent one.
+	pair, err := addPair(ctx, st, domain, now, now, keys)
 	if err != nil {
 		return err
 	}
@@ -99,43 +145,83 @@ func dkimGenerate(ctx context.Context, st dkimStore, domain string, now time.Tim
 	return printRecords(pair, stdout)
 }
 
-// dkimRotate replaces the domain's signing keys: a new pair signs from
-// now on and the active keys are retired, listed still so that their
-// records stay published while mail signed with them may be verified.
-// The signer uses the newest active key of each algorithm, so a new key
-// that did not replace the old ones would sign alone all the same: the
-// switch is made at once, and the admin told to publish first thing.
-func dkimRotate(ctx context.Context, st dkimStore, domain string, now time.Time, stdout io.Writer) error {
+// dkimRotate adds a new key pair that signs from now+signAfter; until then
+// the current keys sign, so that the new records can be published and
+// reach the receivers' resolvers before any mail depends on them. At that
+// moment the old keys are superseded (nothing is written then: the signer
+// and this command derive it from the times, mailauth.DKIMKeyStates); they
+// stay listed and published for dkimkeys.KeepRetired, for the mail signed
+// with them. A pending rotation (keys that do not sign yet) is replaced:
+// its keys are retired, never having signed.
+func dkimRotate(ctx context.Context, st dkimStore, domain string, now time.Time, signAfter time.Duration, stdout io.Writer) error {
 	keys, err := st.ListDKIMKeys(ctx, domain)
 	if err != nil {
 		return err
 	}
-	active := dkimkeys.Active(keys)
-	pair, err := addPair(ctx, st, domain, now, keys)
+	var signing, pending, keep []mailstore.DKIMKey
+	for _, s := range dkimkeys.States(keys, now) {
+		switch s.Status {
+		case mailauth.DKIMSigning:
+			signing = append(signing, s.Key)
+		case mailauth.DKIMPending:
+			pending = append(pending, s.Key)
+			continue
+		}
+		keep = append(keep, s.Key)
+	}
+	if len(signing) == 0 && len(pending) == 0 {
+		return fmt.Errorf("%s has no DKIM key to rotate: create its first keys with `postrider dkim generate %s`", domain, domain)
+	}
+	from := now.Add(signAfter)
+	pair, err := addPair(ctx, st, domain, now, from, keys)
 	if err != nil {
 		return err
 	}
-	keep := []string{pair[0].Selector, pair[1].Selector}
-	if err := st.RetireDKIMKeys(ctx, domain, keep, now); err != nil {
-		return fmt.Errorf("dkim rotate %s: new keys %s stored, but the old ones could not be retired (run the command again): %w", domain, strings.Join(keep, ", "), err)
+	if len(pending) > 0 {
+		// Retire the pending keys: every key but those listed and kept,
+		// and the new pair. A key another command added meanwhile would
+		// be retired too; it would not have signed yet either.
+		sels := []string{pair[0].Selector, pair[1].Selector}
+		for _, k := range keep {
+			sels = append(sels, k.Selector)
+		}
+		if err := st.RetireDKIMKeys(ctx, domain, sels, now); err != nil {
+			return fmt.Errorf("dkim rotate %s: new keys %s stored, but the pending keys %s could not be retired: %w", domain, describe(pair), selectors(pending), err)
+		}
 	}
-	note(stdout, "New DKIM keys for %s: %s.\nThey sign its mail from now on (on every node within a minute).", domain, describe(pair))
-	note(stdout, "Publish these records now; until they resolve, receivers cannot check the new signatures\nand DMARC rests on SPF alone:")
+
+	note(stdout, "New DKIM keys for %s: %s.", domain, describe(pair))
+	if signAfter == 0 {
+		note(stdout, "They sign its mail from now on (%s; on every node within a minute), so their records\nmust resolve already (--sign-after 0); if they do not yet, publish them at once:", dkimkeys.Time(from))
+	} else {
+		note(stdout, "Publish these records now. The new keys sign from %s (in %s), on every node;\nuntil then the current keys sign, so receivers can check every message meanwhile:", dkimkeys.Time(from), spell(signAfter))
+	}
 	if err := printRecords(pair, stdout); err != nil {
 		return err
 	}
-	if len(active) == 0 {
-		return nil
+	if signAfter > 0 {
+		note(stdout, "Check before %s that each resolves (e.g. `dig +short TXT %s`).\nIf they cannot be published by then, run `postrider dkim rotate --sign-after DURATION %s`\nagain: it replaces these keys with new ones, and the current keys sign until the new time.", dkimkeys.Time(from), fqdnOf(dkimkeys.RecordName(pair[0].Selector, domain)), domain)
 	}
-	until := now.Add(dkimkeys.KeepRetired).Format("2006-01-02")
-	note(stdout, "Retired %s: they no longer sign. Keep their DNS records until %s (mail signed\nwith them may still be queued or in transit and is checked against them); then delete\nthe records and run:", selectors(active), until)
-	for _, k := range active {
-		note(stdout, "  postrider dkim remove %s %s", domain, k.Selector)
+	if len(pending) > 0 {
+		note(stdout, "This replaces the rotation that was pending: %s never signed and are retired.\nIf their records were published, delete them; then run:", selectors(pending))
+		for _, k := range pending {
+			note(stdout, "  postrider dkim remove %s %s", domain, k.Selector)
+		}
+	}
+	if len(signing) > 0 {
+		when := "stop signing at " + dkimkeys.Time(from)
+		if signAfter == 0 {
+			when = "are superseded now"
+		}
+		note(stdout, "The current keys %s %s. Keep their DNS records until %s\n(mail signed with them may still be queued or in transit and is checked against them);\nthen delete the records and run:", selectors(signing), when, dkimkeys.Time(from.Add(dkimkeys.KeepRetired)))
+		for _, k := range signing {
+			note(stdout, "  postrider dkim remove %s %s", domain, k.Selector)
+		}
 	}
 	return nil
 }
 
-func dkimList(ctx context.Context, st dkimStore, domain string, stdout io.Writer) error {
+func dkimList(ctx context.Context, st dkimStore, domain string, now time.Time, stdout io.Writer) error {
 	keys, err := st.ListDKIMKeys(ctx, domain)
 	if err != nil {
 		return err
@@ -148,47 +234,60 @@ func dkimList(ctx context.Context, st dkimStore, domain string, stdout io.Writer
 		}
 		return nil
 	}
-	for _, k := range keys {
-		state := "active"
-		if !k.RetiredAt.IsZero() {
-			state = fmt.Sprintf("retired %s, keep its record until %s", k.RetiredAt.UTC().Format("2006-01-02"),
-				k.RetiredAt.Add(dkimkeys.KeepRetired).UTC().Format("2006-01-02"))
+	// States are per domain; the list of all is grouped by domain.
+	for len(keys) > 0 {
+		n := 1
+		for n < len(keys) && keys[n].Domain == keys[0].Domain {
+			n++
 		}
-		note(stdout, "%s\t%s\t%s\tcreated %s\t%s", k.Domain, k.Selector, k.Algorithm, k.CreatedAt.UTC().Format("2006-01-02"), state)
-		rec, err := zonerecords.KeyRecord(k)
-		if err != nil {
-			return err
+		for _, s := range dkimkeys.States(keys[:n], now) {
+			k := s.Key
+			note(stdout, "%s\t%s\t%s\tcreated %s\t%s", k.Domain, k.Selector, k.Algorithm, k.CreatedAt.UTC().Format("2006-01-02"), s.Describe())
+			rec, err := zonerecords.KeyRecord(k)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(stdout, rec)
 		}
-		fmt.Fprint(stdout, rec)
+		keys = keys[n:]
 	}
 	return nil
 }
 
-func dkimRemove(ctx context.Context, st dkimStore, domain, selector string, stdout io.Writer) error {
+// dkimRemove deletes a key that neither signs nor will: superseded or
+// retired. Before its remove-after date it is deleted all the same (the
+// admin may know the mail is gone), with a warning.
+func dkimRemove(ctx context.Context, st dkimStore, domain, selector string, now time.Time, stdout, stderr io.Writer) error {
 	keys, err := st.ListDKIMKeys(ctx, domain)
 	if err != nil {
 		return err
 	}
-	for _, k := range keys {
-		if k.Selector != selector {
+	for _, s := range dkimkeys.States(keys, now) {
+		if s.Key.Selector != selector {
 			continue
 		}
-		if k.RetiredAt.IsZero() {
-			return fmt.Errorf("DKIM key %s of %s still signs: replace it with `postrider dkim rotate %s` before removing it", selector, domain, domain)
+		switch s.Status {
+		case mailauth.DKIMSigning:
+			return fmt.Errorf("DKIM key %s of %s still signs: replace it with `postrider dkim rotate %s`, and remove it once it is superseded", selector, domain, domain)
+		case mailauth.DKIMPending:
+			return fmt.Errorf("DKIM key %s of %s signs from %s: it is the next key, not an old one (to replace it, run `postrider dkim rotate %s` again)", selector, domain, dkimkeys.Time(s.Key.SignFrom), domain)
 		}
 		if err := st.DeleteDKIMKey(ctx, domain, selector); err != nil {
 			return fmt.Errorf("dkim remove %s %s: %w", domain, selector, err)
 		}
 		fmt.Fprintf(stdout, "DKIM key %s of %s removed; delete its DNS record %s too\n", selector, domain, fqdnOf(dkimkeys.RecordName(selector, domain)))
+		if now.Before(s.RemoveAfter) {
+			fmt.Fprintf(stderr, "warning: %s signed until %s; mail it signed and checked before %s (e.g. still queued, or forwarded) fails DKIM if its record is gone\n", selector, dkimkeys.Time(s.Stopped), dkimkeys.Time(s.RemoveAfter))
+		}
 		return nil
 	}
 	return fmt.Errorf("%s has no DKIM key %s (see `postrider dkim list %s`)", domain, selector, domain)
 }
 
-// addPair stores a new Ed25519 and RSA key for domain. Selectors are
-// picked unused; should a concurrent command take one first, new ones are
-// picked again.
-func addPair(ctx context.Context, st dkimStore, domain string, now time.Time, keys []mailstore.DKIMKey) ([]mailstore.DKIMKey, error) {
+// addPair stores a new Ed25519 and RSA key for domain, created at now,
+// signing from signFrom. Selectors are picked unused; should a concurrent
+// command take one first, new ones are picked again.
+func addPair(ctx context.Context, st dkimStore, domain string, now, signFrom time.Time, keys []mailstore.DKIMKey) ([]mailstore.DKIMKey, error) {
 	for attempt := 0; ; attempt++ {
 		taken := make([]string, len(keys))
 		for i, k := range keys {
@@ -197,6 +296,9 @@ func addPair(ctx context.Context, st dkimStore, domain string, now time.Time, ke
 		pair, err := dkimkeys.NewPair(domain, now, taken)
 		if err != nil {
 			return nil, err
+		}
+		for i := range pair {
+			pair[i].SignFrom = signFrom
 		}
 		var added []mailstore.DKIMKey
 		for _, k := range pair {
@@ -256,3 +358,20 @@ func selectors(keys []mailstore.DKIMKey) string {
 }
 
 func fqdnOf(s string) string { return strings.TrimSuffix(s, ".") + "." }
+
+// spell writes a publish delay for people: "3 days", "36 hours", "90m0s".
+func spell(d time.Duration) string {
+	plural := func(n int64, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return fmt.Sprintf("%d %ss", n, unit)
+	}
+	switch {
+	case d%(24*time.Hour) == 0:
+		return plural(int64(d/(24*time.Hour)), "day")
+	case d%time.Hour == 0:
+		return plural(int64(d/time.Hour), "hour")
+	}
+	return d.String()
+}

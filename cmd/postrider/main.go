@@ -33,9 +33,11 @@ Usage:
   postrider queue retry ID... | flush     make items (flush: every item) due now
   postrider queue remove ID...            delete items without a bounce
   postrider dkim generate DOMAIN          create the domain's DKIM keys (Ed25519 and RSA)
-  postrider dkim rotate DOMAIN            new keys sign, the current ones are retired
+  postrider dkim rotate DOMAIN            new keys, to publish now; they take over from the
+                                          current ones in 72 hours (--sign-after DURATION
+                                          sets the delay, e.g. 48h or 5d; 0: at once)
   postrider dkim list [DOMAIN]            keys, their state and DNS records
-  postrider dkim remove DOMAIN SELECTOR   delete a retired key
+  postrider dkim remove DOMAIN SELECTOR   delete a superseded or retired key
   postrider dns DOMAIN                    every DNS record the domain needs, in zone-file syntax
   postrider bench smtp [flags]            SMTP load test against a running server (see -h)
   postrider version
@@ -111,7 +113,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	case "queue":
 		return cmdQueue(rest, stdout)
 	case "dkim":
-		return cmdDKIM(rest, stdout)
+		return cmdDKIM(rest, stdout, stderr)
 	case "dns":
 		return cmdDNS(rest, stdout, stderr)
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/postrider/postrider/internal/pgtest"
 	"github.com/postrider/postrider/mailauth"
 	"github.com/postrider/postrider/mailstore"
+	"github.com/postrider/postrider/mailstore/postgres"
 )
 
 // cli runs the binary against one database and fails the test on an
@@ -122,49 +124,210 @@ func TestDKIMCommands(t *testing.T) {
 		t.Fatalf("algorithms %v, want ed25519 and rsa", algs)
 	}
 
-	// Rotation: a new pair signs, the old one is retired; the output says
-	// what to publish and when to remove what.
-	r = c.ok("dkim", "rotate", "example.org")
-	if len(zoneRecords(t, r.stdout)) != 2 {
-		t.Fatalf("rotate prints %d records:\n%s", len(zoneRecords(t, r.stdout)), r.stdout)
+	c.ok("domain", "add", "nokeys.example")
+	c.fail(1, "dkim generate nokeys.example", "dkim", "rotate", "nokeys.example")
+	testDKIMRotation(t, url, c, st, keys)
+}
+
+// keysOf returns example.org's stored keys by selector.
+func keysOf(t *testing.T, st *postgres.Store) map[string]mailstore.DKIMKey {
+	t.Helper()
+	all, err := st.ListDKIMKeys(context.Background(), "example.org")
+	if err != nil {
+		t.Fatal(err)
 	}
+	out := map[string]mailstore.DKIMKey{}
+	for _, k := range all {
+		out[k.Selector] = k
+	}
+	return out
+}
+
+// newPair returns the two keys of m not in old.
+func newPair(t *testing.T, m map[string]mailstore.DKIMKey, old ...mailstore.DKIMKey) []mailstore.DKIMKey {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, k := range old {
+		seen[k.Selector] = true
+	}
+	var out []mailstore.DKIMKey
+	for sel, k := range m {
+		if !seen[sel] {
+			out = append(out, k)
+		}
+	}
+	if len(out) != 2 || out[0].Algorithm == out[1].Algorithm {
+		t.Fatalf("new keys %v, want one pair", out)
+	}
+	return out
+}
+
+// signedBy signs a message with the stored keys (the signer of submitted
+// mail, at the real time) and returns the selectors that signed.
+func signedBy(t *testing.T, st *postgres.Store) []string {
+	t.Helper()
+	msg := "From: alice@example.org\r\nTo: bob@example.com\r\nSubject: test\r\n\r\nHello.\r\n"
+	sigs, err := mailauth.NewDKIMSigner(st, mailauth.DKIMSignerOptions{}).Sign(context.Background(), []string{"example.org"}, strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range regexp.MustCompile(`[;\s]s=([a-z0-9]+);`).FindAllStringSubmatch(string(sigs), -1) {
+		out = append(out, m[1])
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sels(keys ...mailstore.DKIMKey) []string {
+	var out []string
 	for _, k := range keys {
-		if !strings.Contains(r.stdout, "postrider dkim remove example.org "+k.Selector) {
-			t.Errorf("rotate does not tell how to remove %s:\n%s", k.Selector, r.stdout)
-		}
+		out = append(out, k.Selector)
 	}
-	all, _ := st.ListDKIMKeys(ctx, "example.org")
-	active := dkimkeys.Active(all)
-	if len(all) != 4 || len(active) != 2 {
-		t.Fatalf("after rotate: %d keys, %d active", len(all), len(active))
-	}
-	for _, k := range active {
-		if k.Selector == keys[0].Selector || k.Selector == keys[1].Selector {
-			t.Fatalf("old key %s still active", k.Selector)
-		}
-		if !regexp.MustCompile(`^pr\d{8}[er]\d*$`).MatchString(k.Selector) {
-			t.Errorf("new key has selector %s", k.Selector)
-		}
+	sort.Strings(out)
+	return out
+}
+
+// testDKIMRotation: rotate publishes first and switches later. With the
+// default delay the new pair signs 72 hours on and the old keeps signing;
+// a second rotation (--sign-after=36h) replaces the pending one, whose
+// keys are retired never having signed; --sign-after 0 switches at once
+// and supersedes the old pair. list names every state with its dates, dns
+// keeps publishing every key not removed, and remove refuses the keys that
+// sign or will.
+func testDKIMRotation(t *testing.T, url string, c *cli, st *postgres.Store, first []mailstore.DKIMKey) {
+	c.fail(2, "want a duration", "dkim", "rotate", "--sign-after", "-1h", "example.org")
+	c.fail(2, "needs a duration", "dkim", "rotate", "example.org", "--sign-after")
+	c.fail(2, "unknown flag", "dkim", "list", "--sign-after", "1h")
+	c.fail(2, "unknown flag", "dkim", "rotate", "--now", "example.org")
+	if len(keysOf(t, st)) != 2 {
+		t.Fatal("a refused rotate stored keys")
 	}
 
-	// list shows all four, the old ones retired, each with its record.
-	r = c.ok("dkim", "list")
-	if n := strings.Count(r.stdout, "\tactive\n"); n != 2 {
-		t.Errorf("list: %d active, want 2:\n%s", n, r.stdout)
+	// The default: published now, signing in 72 hours.
+	r := c.ok("dkim", "rotate", "example.org")
+	second := newPair(t, keysOf(t, st), first...)
+	for _, k := range second {
+		if d := k.SignFrom.Sub(k.CreatedAt); d != dkimkeys.DefaultSignAfter || !k.RetiredAt.IsZero() {
+			t.Errorf("new key %s signs %v after its creation, retired %v; want %v", k.Selector, d, k.RetiredAt, dkimkeys.DefaultSignAfter)
+		}
 	}
-	if n := strings.Count(r.stdout, "\tretired "); n != 2 {
-		t.Errorf("list: %d retired, want 2:\n%s", n, r.stdout)
+	from := second[0].SignFrom
+	if z := zoneRecords(t, r.stdout); len(z) != 2 || z[dkimkeys.RecordName(second[0].Selector, "example.org")+". TXT"] == nil {
+		t.Fatalf("rotate prints %d records:\n%s", len(z), r.stdout)
+	}
+	for _, want := range []string{
+		"Publish these records now. The new keys sign from " + dkimkeys.Time(from) + " (in 3 days)",
+		"The current keys " + first[0].Selector + ", " + first[1].Selector + " stop signing at " + dkimkeys.Time(from),
+		"Keep their DNS records until " + dkimkeys.Time(from.Add(dkimkeys.KeepRetired)),
+		"postrider dkim remove example.org " + first[0].Selector + "\n",
+		"postrider dkim remove example.org " + first[1].Selector + "\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("rotate output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	for _, k := range first {
+		if got := keysOf(t, st)[k.Selector]; !got.RetiredAt.IsZero() || !got.SignFrom.Equal(got.CreatedAt) {
+			t.Errorf("old key %s after rotate: retired %v, signs from %v", k.Selector, got.RetiredAt, got.SignFrom)
+		}
+	}
+	if got, want := signedBy(t, st), sels(first...); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("during the publish delay mail is signed by %v, want the old keys %v", got, want)
+	}
+	r = c.ok("dkim", "list", "example.org")
+	if n := strings.Count(r.stdout, "\tpublished, signs from "+dkimkeys.Time(from)+"\n"); n != 2 {
+		t.Errorf("list: %d keys published and signing later, want 2:\n%s", n, r.stdout)
+	}
+	if n := strings.Count(r.stdout, "\tsigning since "+dkimkeys.Time(first[0].SignFrom)+", until "+dkimkeys.Time(from)+"\n"); n != 2 {
+		t.Errorf("list: %d keys signing until the switch, want 2:\n%s", n, r.stdout)
 	}
 	if z := zoneRecords(t, r.stdout); len(z) != 4 {
 		t.Errorf("list: %d records, want 4", len(z))
 	}
-
-	c.fail(1, "still signs", "dkim", "remove", "example.org", active[0].Selector)
+	c.fail(1, "still signs", "dkim", "remove", "example.org", first[0].Selector)
+	c.fail(1, "signs from "+dkimkeys.Time(from), "dkim", "remove", "example.org", second[1].Selector)
 	c.fail(1, "no DKIM key", "dkim", "remove", "example.org", "nosuch")
-	c.ok("dkim", "remove", "example.org", keys[0].Selector)
-	all, _ = st.ListDKIMKeys(ctx, "example.org")
-	if len(all) != 3 {
-		t.Fatalf("after remove: %d keys", len(all))
+
+	// Rotating again replaces the pending pair.
+	r = c.ok("dkim", "rotate", "--sign-after=36h", "example.org")
+	third := newPair(t, keysOf(t, st), append(first, second...)...)
+	if d := third[0].SignFrom.Sub(third[0].CreatedAt); d != 36*time.Hour {
+		t.Errorf("--sign-after=36h: signs %v after creation", d)
+	}
+	for _, k := range second {
+		if got := keysOf(t, st)[k.Selector]; got.RetiredAt.IsZero() || !got.RetiredAt.Before(got.SignFrom) {
+			t.Errorf("replaced pending key %s: retired %v, signs from %v", k.Selector, got.RetiredAt, got.SignFrom)
+		}
+	}
+	for _, want := range []string{"(in 36 hours)", "This replaces the rotation that was pending: " + second[0].Selector} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("second rotate output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	// --sign-after 0: the new pair signs at once, the old is superseded.
+	r = c.ok("dkim", "rotate", "example.org", "--sign-after", "0")
+	fourth := newPair(t, keysOf(t, st), append(append(first, second...), third...)...)
+	switched := fourth[0].SignFrom
+	if !switched.Equal(fourth[0].CreatedAt) {
+		t.Errorf("--sign-after 0: created %v, signs from %v", fourth[0].CreatedAt, switched)
+	}
+	if !strings.Contains(r.stdout, "They sign its mail from now on") || !strings.Contains(r.stdout, "are superseded now. Keep their DNS records until "+dkimkeys.Time(switched.Add(dkimkeys.KeepRetired))) {
+		t.Errorf("rotate --sign-after 0 output:\n%s", r.stdout)
+	}
+	if got, want := signedBy(t, st), sels(fourth...); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after rotate --sign-after 0 mail is signed by %v, want %v", got, want)
+	}
+	r = c.ok("dkim", "list")
+	for _, c := range []struct {
+		text string
+		n    int
+	}{
+		{"\tsigning since " + dkimkeys.Time(switched) + "\n", 2},
+		{"\tsuperseded since " + dkimkeys.Time(switched) + ", remove after " + dkimkeys.Time(switched.Add(dkimkeys.KeepRetired)) + "\n", 2},
+		{" before it signed, remove any time\n", 4},
+		{"\tpublished", 0},
+	} {
+		if n := strings.Count(r.stdout, c.text); n != c.n {
+			t.Errorf("list: %d × %q, want %d:\n%s", n, c.text, c.n, r.stdout)
+		}
+	}
+	if z := zoneRecords(t, r.stdout); len(z) != 8 {
+		t.Errorf("list: %d records, want 8", len(z))
+	}
+
+	// remove: the signing key is refused; a superseded key goes, with a
+	// warning before its date; a key that never signed goes quietly.
+	c.fail(1, "still signs", "dkim", "remove", "example.org", fourth[0].Selector)
+	r = c.ok("dkim", "remove", "example.org", first[0].Selector)
+	if !strings.Contains(r.stdout, "removed; delete its DNS record "+dkimkeys.RecordName(first[0].Selector, "example.org")+". too") ||
+		!strings.Contains(r.stderr, "warning: "+first[0].Selector+" signed until "+dkimkeys.Time(switched)) {
+		t.Errorf("remove of a superseded key: %q, %q", r.stdout, r.stderr)
+	}
+	r = c.ok("dkim", "remove", "example.org", second[0].Selector)
+	if r.stderr != "" {
+		t.Errorf("remove of a key that never signed warns: %q", r.stderr)
+	}
+	left := keysOf(t, st)
+	_, gone1 := left[first[0].Selector]
+	_, gone2 := left[second[0].Selector]
+	if len(left) != 6 || gone1 || gone2 {
+		t.Fatalf("after two removals: %d keys left", len(left))
+	}
+	// dns publishes every key not removed, and no other.
+	z := zoneRecords(t, newCLI(t, url, "POSTRIDER_HOSTNAME=mail.example.net").ok("dns", "example.org").stdout)
+	for sel := range left {
+		txtOf(t, z, dkimkeys.RecordName(sel, "example.org")+". TXT")
+	}
+	n := 0
+	for name := range z {
+		if strings.Contains(name, "._domainkey.") {
+			n++
+		}
+	}
+	if n != len(left) {
+		t.Errorf("dns publishes %d DKIM records, want %d", n, len(left))
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/postrider/postrider/internal/dkimkeys"
+	"github.com/postrider/postrider/mailauth"
 	"github.com/postrider/postrider/mailstore"
 )
 
@@ -41,7 +42,8 @@ type Params struct {
 	Policy    Policy
 	Keys      []mailstore.DKIMKey // the domain's DKIM keys, active and retired
 	Services  []Service
-	// Now dates the advice about retired keys.
+	// Now is the moment whose key states (signing, published, superseded)
+	// the DKIM comments describe.
 	Now time.Time
 }
 
@@ -161,24 +163,38 @@ func (z *zone) dkim(p Params) error {
 		z.comment("`postrider dns %s` again for its records.", p.Domain)
 		return nil
 	}
-	for _, k := range p.Keys {
+	// Every key not removed is published: one that signs, one that will
+	// (published first, so that it verifies from its first signature),
+	// and one that stopped, while mail signed with it may still be checked.
+	for _, st := range dkimkeys.States(p.Keys, p.Now) {
+		k := st.Key
 		rec, err := dkimkeys.Record(k)
 		if err != nil {
 			return err
 		}
-		if k.RetiredAt.IsZero() {
-			z.comment("DKIM (RFC 6376, RFC 8463): %s key %s, signing since %s.", k.Algorithm, k.Selector, day(k.CreatedAt))
-		} else {
-			until := k.RetiredAt.Add(dkimkeys.KeepRetired)
-			z.comment("DKIM: %s key %s, retired %s: keep this record until %s, then", k.Algorithm, k.Selector, day(k.RetiredAt), day(until))
-			z.comment("delete it and run `postrider dkim remove %s %s`.", p.Domain, k.Selector)
+		switch st.Status {
+		case mailauth.DKIMSigning:
+			z.comment("DKIM (RFC 6376, RFC 8463): %s key %s, signing since %s.", k.Algorithm, k.Selector, dkimkeys.Time(dkimkeys.SignFrom(k)))
+			if !st.Until.IsZero() {
+				z.comment("A newer key takes over at %s; keep this record until %s, then", dkimkeys.Time(st.Until), dkimkeys.Time(st.Until.Add(dkimkeys.KeepRetired)))
+				z.comment("delete it and run `postrider dkim remove %s %s`.", p.Domain, k.Selector)
+			}
+		case mailauth.DKIMPending:
+			z.comment("DKIM: %s key %s, new: publish this record now; it signs from %s,", k.Algorithm, k.Selector, dkimkeys.Time(dkimkeys.SignFrom(k)))
+			z.comment("when receivers must be able to find it.")
+		default:
+			if st.RemoveAfter.IsZero() {
+				z.comment("DKIM: %s key %s, %s: it never signed; delete this record and run", k.Algorithm, k.Selector, st.Status)
+			} else {
+				z.comment("DKIM: %s key %s, %s: it stopped signing %s; keep this record until %s", k.Algorithm, k.Selector, st.Status, dkimkeys.Time(st.Stopped), dkimkeys.Time(st.RemoveAfter))
+				z.comment("(mail signed with it may still be in transit), then delete it and run")
+			}
+			z.comment("`postrider dkim remove %s %s`.", p.Domain, k.Selector)
 		}
 		z.txt(fqdn(dkimkeys.RecordName(k.Selector, p.Domain)), rec)
 	}
 	return nil
 }
-
-func day(t time.Time) string { return t.UTC().Format("2006-01-02") }
 
 type zone struct{ b strings.Builder }
 

@@ -151,6 +151,71 @@ func TestWriteEveryRecordParses(t *testing.T) {
 	}
 }
 
+// TestWriteRotation: during a rotation every key not removed is
+// published, each with what to do about it at the moment: the new pair
+// before it signs (publish now, signs from), the signing pair (until when,
+// then keep), and after the switch the superseded pair (keep until a week
+// after it stopped, then remove); a key that never signed may go at once.
+func TestWriteRotation(t *testing.T) {
+	created := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	old := newKeys(t, "example.org", created.Add(-90*24*time.Hour))
+	pending := newKeys(t, "example.org", created)
+	for i := range pending {
+		pending[i].SignFrom = created.Add(72 * time.Hour)
+	}
+	cancelled, err := dkimkeys.NewPair("example.org", created.Add(-time.Hour), []string{pending[0].Selector, pending[1].Selector})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range cancelled {
+		cancelled[i].SignFrom = created.Add(48 * time.Hour)
+		cancelled[i].RetiredAt = created
+	}
+	all := append(append(append([]mailstore.DKIMKey(nil), pending...), cancelled...), old...)
+	write := func(now time.Time) (string, map[string][]dns.RR) {
+		t.Helper()
+		p := params(all)
+		p.Now = now
+		text, err := Write(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return text, parseZone(t, text)
+	}
+	mustHave := func(text string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if !strings.Contains(text, w) {
+				t.Errorf("missing %q in:\n%s", w, text)
+			}
+		}
+	}
+	before, z := write(created.Add(time.Hour))
+	for _, k := range all {
+		verifyWith(t, k, txt(t, z, dkimkeys.RecordName(k.Selector, "example.org")+". TXT"))
+	}
+	mustHave(before,
+		"key "+pending[0].Selector+", new: publish this record now; it signs from 2026-12-10 10:00 UTC",
+		"key "+old[0].Selector+", signing since 2026-09-08 10:00 UTC.\n; A newer key takes over at 2026-12-10 10:00 UTC; keep this record until 2026-12-17 10:00 UTC",
+		"key "+cancelled[0].Selector+", retired: it never signed; delete this record",
+		"postrider dkim remove example.org "+cancelled[1].Selector)
+	if strings.Contains(before, "remove example.org "+pending[0].Selector+"`") {
+		t.Errorf("a pending key advised for removal:\n%s", before)
+	}
+
+	after, z := write(created.Add(73 * time.Hour))
+	for _, k := range all {
+		txt(t, z, dkimkeys.RecordName(k.Selector, "example.org")+". TXT")
+	}
+	mustHave(after,
+		"key "+pending[1].Selector+", signing since 2026-12-10 10:00 UTC.",
+		"key "+old[1].Selector+", superseded: it stopped signing 2026-12-10 10:00 UTC; keep this record until 2026-12-17 10:00 UTC",
+		"postrider dkim remove example.org "+old[1].Selector)
+	if strings.Contains(after, "remove example.org "+pending[1].Selector+"`") {
+		t.Errorf("the signing key advised for removal:\n%s", after)
+	}
+}
+
 // verifyWith signs a message with k and verifies it against rec as
 // published at its selector.
 func verifyWith(t *testing.T, k mailstore.DKIMKey, rec string) {

@@ -80,15 +80,19 @@ func (s *Store) AddDKIMKey(ctx context.Context, k mailstore.DKIMKey) error {
 	if err := checkDKIMKey(k.Algorithm, k.PrivateKey); err != nil {
 		return err
 	}
-	var created, retired *time.Time
+	var created, signFrom, retired *time.Time
 	if !k.CreatedAt.IsZero() {
 		created = &k.CreatedAt
+	}
+	if !k.SignFrom.IsZero() {
+		signFrom = &k.SignFrom
 	}
 	if !k.RetiredAt.IsZero() {
 		retired = &k.RetiredAt
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO dkim_keys (domain, selector, algorithm, private_key, created_at, retired_at)
-		VALUES ($1, $2, $3, $4, coalesce($5, now()), $6)`, dom, sel, k.Algorithm, k.PrivateKey, created, retired)
+	// A NULL sign_from reads as created_at (migration 0008).
+	_, err = s.pool.Exec(ctx, `INSERT INTO dkim_keys (domain, selector, algorithm, private_key, created_at, sign_from, retired_at)
+		VALUES ($1, $2, $3, $4, coalesce($5, now()), $6, $7)`, dom, sel, k.Algorithm, k.PrivateKey, created, signFrom, retired)
 	switch pgCode(err) {
 	case "23503":
 		return fmt.Errorf("add DKIM key %s._domainkey.%s: %w", sel, dom, mailstore.ErrNoSuchDomain)
@@ -103,7 +107,7 @@ func (s *Store) AddDKIMKey(ctx context.Context, k mailstore.DKIMKey) error {
 func (s *Store) ListDKIMKeys(ctx context.Context, domain string) ([]mailstore.DKIMKey, error) {
 	var rows pgx.Rows
 	var err error
-	const cols = `k.domain, k.selector, k.algorithm, k.private_key, k.created_at, k.retired_at`
+	const cols = `k.domain, k.selector, k.algorithm, k.private_key, k.created_at, coalesce(k.sign_from, k.created_at), k.retired_at`
 	if domain == "" {
 		rows, err = s.pool.Query(ctx, `SELECT `+cols+` FROM dkim_keys k ORDER BY k.domain, k.created_at DESC, k.selector`)
 	} else {
@@ -126,15 +130,15 @@ func (s *Store) ListDKIMKeys(ctx context.Context, domain string) ([]mailstore.DK
 		found = true
 		var dom, sel, alg *string
 		var der []byte
-		var created, retired *time.Time
-		if err := rows.Scan(&dom, &sel, &alg, &der, &created, &retired); err != nil {
+		var created, signFrom, retired *time.Time
+		if err := rows.Scan(&dom, &sel, &alg, &der, &created, &signFrom, &retired); err != nil {
 			return nil, mapErr("list DKIM keys", err)
 		}
 		if dom == nil {
 			continue // a domain without keys
 		}
 		keys = append(keys, mailstore.DKIMKey{Domain: *dom, Selector: *sel, Algorithm: *alg, PrivateKey: der,
-			CreatedAt: deref(created), RetiredAt: deref(retired)})
+			CreatedAt: deref(created), SignFrom: deref(signFrom), RetiredAt: deref(retired)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, mapErr("list DKIM keys", err)

@@ -2,9 +2,12 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -103,5 +106,43 @@ func TestUpgradeCreatedModSeq(t *testing.T) {
 	must(t, conn.QueryRow(ctx, `SELECT count(*) FROM messages WHERE mailbox_id = $1 AND created_modseq = 0`, mbox).Scan(&oldRows))
 	if oldRows != 20 {
 		t.Errorf("%d rows kept created_modseq 0, want the 20 made before the upgrade", oldRows)
+	}
+}
+
+// TestUpgradeDKIMSignFrom: keys stored before version 8, which signed
+// from their creation, sign from their creation after the upgrade
+// (sign_from NULL reads as created_at), active and retired alike.
+func TestUpgradeDKIMSignFrom(t *testing.T) {
+	ctx := ctxT(t)
+	url := pgtest.NewEmptyDatabase(t)
+	must(t, postgres.MigrateTo(ctx, url, 7))
+	conn, err := pgx.Connect(ctx, url)
+	must(t, err)
+	defer conn.Close(context.Background())
+	_, priv, err := ed25519.GenerateKey(nil)
+	must(t, err)
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	must(t, err)
+	created := time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC)
+	retired := created.Add(30 * 24 * time.Hour)
+	_, err = conn.Exec(ctx, `
+		WITH d AS (INSERT INTO domains (name) VALUES ('example.org'))
+		INSERT INTO dkim_keys (domain, selector, algorithm, private_key, created_at, retired_at)
+		VALUES ('example.org', 'v7old', 'ed25519', $1, $2, $3), ('example.org', 'v7new', 'ed25519', $1, $4, NULL)`,
+		der, created, retired, retired)
+	must(t, err)
+
+	must(t, postgres.Migrate(ctx, url))
+	st := pgtest.OpenStore(t, url)
+	ks, err := st.ListDKIMKeys(ctx, "example.org")
+	must(t, err)
+	if len(ks) != 2 || ks[0].Selector != "v7new" || ks[1].Selector != "v7old" {
+		t.Fatalf("keys after the upgrade: %+v", ks)
+	}
+	if !ks[0].SignFrom.Equal(retired) || !ks[0].RetiredAt.IsZero() {
+		t.Errorf("active key of version 7: signs from %v, retired %v; want from its creation %v", ks[0].SignFrom, ks[0].RetiredAt, retired)
+	}
+	if !ks[1].SignFrom.Equal(created) || !ks[1].RetiredAt.Equal(retired) {
+		t.Errorf("retired key of version 7: signs from %v, retired %v; want %v, %v", ks[1].SignFrom, ks[1].RetiredAt, created, retired)
 	}
 }

@@ -136,6 +136,56 @@ func testDKIMKeys(t *testing.T, f Factory) {
 	}
 }
 
+// testDKIMSignFrom: a key's sign-from time is stored as given and read by
+// every handle (every node must switch keys at the same moment); without
+// one it is the creation time (the key signs at once); retiring keeps it.
+func testDKIMSignFrom(t *testing.T, f Factory) {
+	a, b := pairOrSingle(t, f)
+	a.domain("example.org")
+	ctx := a.ctx
+	created := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	later := created.Add(72*time.Hour + 123456*time.Microsecond)
+	must(t, a.st.AddDKIMKey(ctx, mailstore.DKIMKey{Domain: "example.org", Selector: "old", Algorithm: "ed25519",
+		PrivateKey: ed25519Key(t), CreatedAt: created.Add(-24 * time.Hour)}), "AddDKIMKey without SignFrom")
+	must(t, a.st.AddDKIMKey(ctx, mailstore.DKIMKey{Domain: "example.org", Selector: "new", Algorithm: "ed25519",
+		PrivateKey: ed25519Key(t), CreatedAt: created, SignFrom: later}), "AddDKIMKey with SignFrom")
+	before := time.Now()
+	must(t, a.st.AddDKIMKey(ctx, mailstore.DKIMKey{Domain: "example.org", Selector: "now", Algorithm: "rsa",
+		PrivateKey: rsaKey(t)}), "AddDKIMKey with neither time")
+	for i, fx := range []*fixture{a, b} {
+		ks, err := fx.st.ListDKIMKeys(fx.ctx, "example.org")
+		must(t, err, "ListDKIMKeys")
+		all, err := fx.st.ListDKIMKeys(fx.ctx, "")
+		must(t, err, "ListDKIMKeys of all domains")
+		for _, list := range [][]mailstore.DKIMKey{ks, all} {
+			if fmt.Sprint(keyNames(list)) != "[example.org/now example.org/new example.org/old]" {
+				t.Fatalf("handle %d: keys %v", i, keyNames(list))
+			}
+			if k := list[1]; !k.SignFrom.Equal(later) || !k.CreatedAt.Equal(created) {
+				t.Errorf("handle %d: new key created %v, signs from %v; want %v, %v", i, k.CreatedAt, k.SignFrom, created, later)
+			}
+			if k := list[2]; !k.SignFrom.Equal(k.CreatedAt) || !k.CreatedAt.Equal(created.Add(-24*time.Hour)) {
+				t.Errorf("handle %d: key added without SignFrom: created %v, signs from %v", i, k.CreatedAt, k.SignFrom)
+			}
+			if k := list[0]; k.SignFrom.IsZero() || !k.SignFrom.Equal(k.CreatedAt) || k.CreatedAt.Before(before.Add(-time.Minute)) {
+				t.Errorf("handle %d: key added without times: created %v, signs from %v", i, k.CreatedAt, k.SignFrom)
+			}
+		}
+	}
+	// Retiring (a pending rotation given up) keeps the time it would have
+	// signed from, so that it is known never to have signed.
+	retired := created.Add(time.Hour)
+	must(t, b.st.RetireDKIMKeys(b.ctx, "example.org", []string{"old", "now"}, retired), "RetireDKIMKeys")
+	ks, err := a.st.ListDKIMKeys(ctx, "example.org")
+	must(t, err, "ListDKIMKeys")
+	if k := ks[1]; k.Selector != "new" || !k.RetiredAt.Equal(retired) || !k.SignFrom.Equal(later) {
+		t.Errorf("retired key: %s retired %v, signs from %v", k.Selector, k.RetiredAt, k.SignFrom)
+	}
+	if !ks[0].RetiredAt.IsZero() || !ks[2].RetiredAt.IsZero() {
+		t.Errorf("kept keys retired: %v %v", ks[0].RetiredAt, ks[2].RetiredAt)
+	}
+}
+
 // testClusterSecret: handles on two nodes racing for a secret all get the
 // one stored first; later calls do not generate.
 func testClusterSecret(t *testing.T, f Factory) {

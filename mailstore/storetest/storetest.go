@@ -131,6 +131,7 @@ var groups = []struct {
 	}},
 	{"DKIM", []suiteTest{
 		{"Keys", testDKIMKeys},
+		{"SignFrom", testDKIMSignFrom},
 		{"ClusterSecret", testClusterSecret},
 	}},
 	{"BadInput", []suiteTest{
