@@ -35,7 +35,7 @@ wait_sink() { # t0 -> prints "count seconds"
 load() { # addr [user] -> bench output
   local auth=(); [ -n "${2:-}" ] && auth=(-user "$2" -pass pass)
   "$BIN" bench smtp -addr "$1" -sessions "$S" -messages "$N" -size "$SIZE" -from user1@example.test \
-    -to someone@remote.test "${auth[@]}" 2>&1
+    -to someone@remote.test ${DATA:+-data} "${auth[@]}" 2>&1
 }
 
 build
