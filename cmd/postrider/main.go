@@ -25,7 +25,8 @@ Usage:
   postrider user list [DOMAIN]            list accounts with quota usage
   postrider user quota ADDRESS SIZE       set the storage limit (bytes, or 500M, 2G; 0 = unlimited)
   postrider alias add ALIAS TARGET        deliver ALIAS (local@domain, or @domain for a
-                                          catch-all) to the account TARGET
+                                          catch-all) to TARGET: an account, or an external
+                                          address that mail is forwarded to (SRS)
   postrider alias remove ALIAS [TARGET]   remove one mapping, or all of ALIAS
   postrider alias list [DOMAIN]
   postrider queue list                    outbound queue: an item per line
