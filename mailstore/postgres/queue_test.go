@@ -61,21 +61,47 @@ func TestQueueContentRefcount(t *testing.T) {
 		checkInvariants(t, st)
 	}
 
+	// A remote-only delivery stores a queue-only content: one reference,
+	// no SHA-256, no parse or search data (deliver.go, queueOnly).
+	queueOnly := func(id int64, when string) int64 {
+		t.Helper()
+		var cid, refs int64
+		var sha, parsed *string
+		var hdrs, text string
+		must(t, st.Pool().QueryRow(ctx, `SELECT c.id, c.refcount, c.sha256::text, c.parsed::text, c.search_headers, c.search_text
+			FROM queue_items q JOIN contents c ON c.id = q.content_id WHERE q.id = $1`, id).Scan(&cid, &refs, &sha, &parsed, &hdrs, &text))
+		if refs != 1 || sha != nil || parsed != nil || hdrs != "" || text != "" {
+			t.Errorf("%s: content refcount %d, sha256 %v, parsed %v, %d+%d octets of search text; want a queue-only content",
+				when, refs, sha, parsed, len(hdrs), len(text))
+		}
+		return cid
+	}
+	gone := func(cid int64, when string) {
+		t.Helper()
+		var n int
+		must(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM contents WHERE id = $1) + (SELECT count(*) FROM chunks WHERE content_id = $1)`, cid).Scan(&n))
+		if n != 0 {
+			t.Errorf("%s: %d rows of content %d left", when, n, cid)
+		}
+	}
 	remoteOnly := msg("remote-only", "x")
 	id := enqueue(remoteOnly)
-	check(remoteOnly, 1, "remote-only delivery")
+	cid := queueOnly(id, "remote-only delivery")
+	check(remoteOnly, -1, "remote-only delivery (nothing to share)")
 	finish(id)
-	check(remoteOnly, -1, "remote-only item finished")
+	gone(cid, "remote-only item finished")
 
 	both := msg("both", "y")
 	id = enqueue(both, mailstore.Recipient{AccountID: a.ID}, mailstore.Recipient{AccountID: a.ID, Mailbox: "Archive"})
 	check(both, 3, "two local copies and a queue item")
 	id2 := enqueue(both)
-	check(both, 4, "the same octets queued again")
+	cid2 := queueOnly(id2, "the same octets queued again, remote only")
+	check(both, 3, "the same octets queued again, remote only")
 	finish(id)
-	check(both, 3, "one item finished")
+	check(both, 2, "one item finished")
 	must(t, st.RemoveQueueItem(ctx, id2))
-	check(both, 2, "the other removed")
+	gone(cid2, "the remote-only item removed")
+	check(both, 2, "the remote-only item removed")
 	_, err := st.Expunge(ctx, a.ID, inbox(t, st, a.ID).ID, nil, false)
 	must(t, err)
 	arch, err := st.GetMailbox(ctx, a.ID, "Archive")

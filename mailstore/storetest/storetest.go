@@ -124,6 +124,7 @@ var groups = []struct {
 		{"Deliver", testQueueDeliver},
 		{"Atomic", testQueueAtomic},
 		{"BodyStream", testQueueBodyStream},
+		{"QueueOnlyContent", testQueueOnlyContent},
 		{"ClaimExclusive", testQueueClaimExclusive},
 		{"LeaseExpiry", testQueueLeaseExpiry},
 		{"Finish", testQueueFinish},

@@ -1,0 +1,139 @@
+package storetest
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postrider/postrider/mailstore"
+)
+
+// A message queued for remote recipients only may be stored without the
+// parse results and search data a mailbox copy needs (the PostgreSQL
+// store does so). Whatever a backend does there, the same octets
+// delivered to a mailbox before, with or after such a queued copy must
+// read, parse and search in full, and the two must live and go
+// independently.
+
+// finishAll records delivery to every pending recipient of the items, so
+// they are done and removed.
+func (fx *fixture) finishAll(holder string, now time.Time, items []mailstore.QueueItem) {
+	fx.t.Helper()
+	for _, it := range items {
+		var rs []mailstore.QueueRecipientResult
+		for _, r := range it.Recipients {
+			rs = append(rs, mailstore.QueueRecipientResult{RecipientID: r.ID, State: mailstore.RcptDelivered, Code: "2.0.0", Reply: "250 ok"})
+		}
+		fx.finish(holder, mailstore.QueueAttempt{ItemID: it.ID, At: now, Results: rs})
+	}
+}
+
+// checkFull checks a mailbox copy of body: it reads back, its parse
+// results name the subject, and SEARCH finds it by subject, by a header
+// and by a word of its body.
+func (fx *fixture) checkFull(what string, acct, mbox int64, uid uint32, body []byte, subject, word string) {
+	t := fx.t
+	t.Helper()
+	if got, err := fx.read(acct, mbox, uid, 0, -1); err != nil || !bytes.Equal(got, body) {
+		t.Errorf("%s: read %d octets, %v; want the %d delivered", what, len(got), err, len(body))
+	}
+	ds, err := fx.st.FetchDetails(fx.ctx, acct, mbox, mailstore.UIDs(uid))
+	switch {
+	case err != nil || len(ds) != 1:
+		t.Errorf("%s: FetchDetails = %d details, %v", what, len(ds), err)
+	case ds[0].Parsed == nil || ds[0].Parsed.Envelope.Subject != subject || ds[0].Parsed.HeaderSize == 0 || ds[0].Parsed.Structure.Subtype != "plain":
+		t.Errorf("%s: parse results %+v, want the envelope with subject %q, a header size and a text/plain structure", what, ds[0].Parsed, subject)
+	}
+	for _, c := range []struct {
+		name string
+		c    mailstore.SearchCriteria
+	}{
+		{"SUBJECT", mailstore.SearchCriteria{Header: []mailstore.HeaderCriterion{{Key: "Subject", Value: subject}}}},
+		{"FROM", mailstore.SearchCriteria{Header: []mailstore.HeaderCriterion{{Key: "From", Value: "sender@remote.example"}}}},
+		{"BODY", mailstore.SearchCriteria{Body: []string{word}}},
+		{"TEXT", mailstore.SearchCriteria{Text: []string{strings.ToUpper(word)}}},
+	} {
+		got, err := fx.st.Search(fx.ctx, acct, mbox, &c.c)
+		if err != nil || !slices.Contains(got, uid) {
+			t.Errorf("%s: SEARCH %s = %v, %v; want UID %d among them", what, c.name, got, err, uid)
+		}
+	}
+}
+
+// testQueueOnlyContent: remote-only, mixed and local deliveries of the same
+// octets, small and of several chunks, in every order.
+func testQueueOnlyContent(t *testing.T, f Factory) {
+	fx := newFixture(t, f)
+	st, ctx := fx.st, fx.ctx
+	alice := fx.account("alice@example.org")
+	inbox := fx.mailbox(alice.ID, "INBOX")
+	now := time.Now().Truncate(time.Second)
+	for _, size := range []struct {
+		name string
+		pad  int
+	}{{"small", 0}, {"several chunks", 700_000}} {
+		msg := func(subject, word string) []byte {
+			var pad strings.Builder
+			for pad.Len() < size.pad {
+				pad.WriteString("filler text of a large message\n")
+			}
+			return simpleMessage(subject, pad.String()+"the last word is "+word+"\n")
+		}
+
+		// Remote only first, then the same octets to a mailbox.
+		b1 := msg("queued first "+size.name, "zanzibar")
+		q1, err := st.Deliver(ctx, &mailstore.Delivery{MailFrom: "alice@example.org", Body: bytes.NewReader(b1),
+			Remote: remotes("x@remote.example"), SenderAccount: alice.ID})
+		must(t, err, "remote-only Deliver")
+		if got, err := fx.readQueued(q1.QueueID); err != nil || !bytes.Equal(got, b1) {
+			t.Errorf("%s: queued body reads %d octets, %v; want %d", size.name, len(got), err, len(b1))
+		}
+		l1 := fx.deliver(b1, mailstore.Recipient{AccountID: alice.ID})
+		fx.checkFull(size.name+", delivered after a remote-only copy", alice.ID, inbox.ID, l1.Delivered[0].UID, b1, "queued first "+size.name, "zanzibar")
+		// The queued copy goes; the mailbox copy stays whole.
+		fx.finishAll("w", now, fx.claimQueue("w", now, time.Hour, 10))
+		fx.checkFull(size.name+", after its remote-only twin was sent", alice.ID, inbox.ID, l1.Delivered[0].UID, b1, "queued first "+size.name, "zanzibar")
+		if _, err := st.OpenQueued(ctx, q1.QueueID); err == nil {
+			t.Errorf("%s: the sent item is still queued", size.name)
+		}
+
+		// One delivery to a mailbox and to a remote recipient: the local
+		// copy parses and searches; the queued one reads back; either
+		// may go first.
+		b2 := msg("mixed "+size.name, "kilimanjaro")
+		m2, err := st.Deliver(ctx, &mailstore.Delivery{MailFrom: "alice@example.org", Body: bytes.NewReader(b2),
+			Recipients: []mailstore.Recipient{{AccountID: alice.ID}}, Remote: remotes("y@remote.example"), SenderAccount: alice.ID})
+		must(t, err, "mixed Deliver")
+		fx.checkFull(size.name+", mixed delivery", alice.ID, inbox.ID, m2.Delivered[0].UID, b2, "mixed "+size.name, "kilimanjaro")
+		fx.expunge(alice.ID, inbox.ID, mailstore.UIDs(m2.Delivered[0].UID), false)
+		if got, err := fx.readQueued(m2.QueueID); err != nil || !bytes.Equal(got, b2) {
+			t.Errorf("%s: queued body of a mixed delivery after its local copy was expunged: %d octets, %v; want %d", size.name, len(got), err, len(b2))
+		}
+		fx.finishAll("w", now, fx.claimQueue("w", now, time.Hour, 10))
+
+		// A mailbox copy first, then the same octets remote only, then
+		// the mailbox copy goes before the queued one.
+		b3 := msg("local first "+size.name, "timbuktu")
+		l3 := fx.deliver(b3, mailstore.Recipient{AccountID: alice.ID})
+		q3, err := st.Deliver(ctx, &mailstore.Delivery{MailFrom: "alice@example.org", Body: bytes.NewReader(b3),
+			Remote: remotes("z@remote.example"), SenderAccount: alice.ID})
+		must(t, err, "remote-only Deliver of a stored message")
+		fx.checkFull(size.name+", with a remote-only twin queued", alice.ID, inbox.ID, l3.Delivered[0].UID, b3, "local first "+size.name, "timbuktu")
+		fx.expunge(alice.ID, inbox.ID, mailstore.UIDs(l3.Delivered[0].UID), false)
+		if got, err := fx.readQueued(q3.QueueID); err != nil || !bytes.Equal(got, b3) {
+			t.Errorf("%s: queued body after its mailbox twin was expunged: %d octets, %v; want %d", size.name, len(got), err, len(b3))
+		}
+		// And delivered to the mailbox again while the queued copy waits.
+		l4 := fx.deliver(b3, mailstore.Recipient{AccountID: alice.ID})
+		fx.checkFull(size.name+", delivered again while queued", alice.ID, inbox.ID, l4.Delivered[0].UID, b3, "local first "+size.name, "timbuktu")
+		fx.finishAll("w", now, fx.claimQueue("w", now, time.Hour, 10))
+		fx.checkFull(size.name+", after the queued twin was sent", alice.ID, inbox.ID, l4.Delivered[0].UID, b3, "local first "+size.name, "timbuktu")
+	}
+	if items, err := st.ListQueue(ctx, 0); err != nil || len(items) != 0 {
+		t.Errorf("queue at the end = %v, %v; want empty", itemIDs(items), err)
+	}
+	fx.checkQuota(alice.ID, fx.sumSizes(alice.ID), fmt.Sprintf("after %s", t.Name()))
+}
