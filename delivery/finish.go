@@ -151,7 +151,7 @@ func (e *Engine) sendDSN(ctx context.Context, it *mailstore.QueueItem, notes []D
 		d.Headers = true // a delay report carries the header only
 	}
 	var orig io.Reader
-	body, err := e.st.OpenQueued(ctx, it.ID)
+	body, err := openBody(ctx, e.st, it)
 	if err != nil {
 		return fmt.Errorf("opening the original: %w", err)
 	}

@@ -136,6 +136,38 @@ func TestQueueContentRefcount(t *testing.T) {
 	}
 }
 
+// ClaimQueue brings the bodies of messages of up to 64 KiB along, once per
+// item whatever its recipients; larger ones are read with OpenQueued.
+func TestQueueClaimBodies(t *testing.T) {
+	st, _, _ := fixture(t)
+	ctx := ctxT(t)
+	sizes := map[int64]int{}
+	bodies := map[int64]string{}
+	for _, n := range []int{0, 100, 10_000, 64 << 10, 64<<10 + 1, 300_000} {
+		body := strings.Repeat("x", n)
+		res, err := st.Deliver(ctx, &mailstore.Delivery{Body: strings.NewReader(body),
+			Remote: []mailstore.RemoteRecipient{{Address: "a@remote.example"}, {Address: "b@remote.example"}, {Address: "c@other.example"}}})
+		must(t, err)
+		sizes[res.QueueID], bodies[res.QueueID] = n, body
+	}
+	items, err := st.ClaimQueue(ctx, "w", time.Now(), time.Minute, 100)
+	must(t, err)
+	if len(items) != len(sizes) {
+		t.Fatalf("claimed %d items, want %d", len(items), len(sizes))
+	}
+	for _, it := range items {
+		n := sizes[it.ID]
+		switch {
+		case len(it.Recipients) != 3:
+			t.Errorf("item of %d octets: %d recipients", n, len(it.Recipients))
+		case n <= 64<<10 && (it.Body == nil || string(it.Body) != bodies[it.ID]):
+			t.Errorf("item of %d octets: claimed with a body of %d octets (nil: %v)", n, len(it.Body), it.Body == nil)
+		case n > 64<<10 && it.Body != nil:
+			t.Errorf("item of %d octets: claimed with its body", n)
+		}
+	}
+}
+
 // planNode is the part of an EXPLAIN (FORMAT JSON) node this test reads.
 type planNode struct {
 	NodeType        string     `json:"Node Type"`
@@ -185,7 +217,7 @@ func TestQueueClaimReadsOnlyDueItems(t *testing.T) {
 		Plan planNode `json:"Plan"`
 	}
 	var raw string
-	must(t, tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+postgres.ClaimSQL, now, "w", now.Add(time.Minute), 10).Scan(&raw))
+	must(t, tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+postgres.ClaimSQL, now, "w", now.Add(time.Minute), 10, 65536).Scan(&raw))
 	must(t, json.Unmarshal([]byte(raw), &plan))
 	var due, seq int
 	walkPlan(plan[0].Plan, func(n planNode) {
