@@ -135,5 +135,21 @@ func testQueueOnlyContent(t *testing.T, f Factory) {
 	if items, err := st.ListQueue(ctx, 0); err != nil || len(items) != 0 {
 		t.Errorf("queue at the end = %v, %v; want empty", itemIDs(items), err)
 	}
+
+	// A remote-only delivery keeps its envelope like any other: the
+	// parameters, the sender, the recipients in order with their DSN
+	// parameters.
+	params := map[string]string{"ret": "FULL", "envid": "q-only"}
+	res, err := st.Deliver(ctx, &mailstore.Delivery{MailFrom: "alice@example.org", Body: bytes.NewReader(simpleMessage("envelope", "e")),
+		Params: params, SenderAccount: alice.ID, Remote: []mailstore.RemoteRecipient{
+			{Address: "z@remote.example", Notify: "FAILURE", ORCPT: "rfc822;z@remote.example"}, {Address: "a@other.example"}}})
+	must(t, err, "remote-only Deliver with parameters")
+	it := fx.queueItem(res.QueueID)
+	if it.MailFrom != "alice@example.org" || it.SenderAccount != alice.ID || len(it.Params) != 2 || it.Params["envid"] != "q-only" ||
+		len(it.Recipients) != 2 || it.Recipients[0].Address != "z@remote.example" || it.Recipients[0].Notify != "FAILURE" ||
+		it.Recipients[0].ORCPT != "rfc822;z@remote.example" || it.Recipients[1].Address != "a@other.example" ||
+		it.Recipients[1].Domain != "other.example" || it.Recipients[0].ID >= it.Recipients[1].ID {
+		t.Errorf("remote-only queue item = %+v", it)
+	}
 	fx.checkQuota(alice.ID, fx.sumSizes(alice.ID), fmt.Sprintf("after %s", t.Name()))
 }
