@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/textproto"
 	"strings"
 	"time"
 
@@ -269,10 +268,12 @@ func (s *session) transact(ctx context.Context, st opener, it *mailstore.QueueIt
 // never sent: the connection is dropped, so that the receiver discards
 // what it has (RFC 5321 §4.1.1.4: only the dot makes a message).
 func (s *session) sendBody(body io.Reader, accepted []mailstore.QueueRecipient, out map[int64]*result) (map[int64]*result, error) {
-	bw := bufio.NewWriterSize(s.c.nc, 32<<10)
+	if s.bw == nil {
+		s.bw = bufio.NewWriterSize(s.c.nc, 32<<10) // one per connection
+	}
 	// RFC 5321 §4.5.2: a line that begins with a dot gets another;
 	// lines end in CRLF; Close adds the final dot.
-	dw := textproto.NewWriter(bw).DotWriter()
+	dw := &dotWriter{w: s.bw}
 	src := &readTracker{r: stripReturnPath(body)} // RFC 5321 §4.4
 	_, err := io.Copy(dw, src)
 	if src.err != nil {
