@@ -314,8 +314,8 @@ func (e *Engine) jobDone(j *job) {
 		}
 	}
 	e.mu.Unlock()
-	for _, ir := range finished {
-		e.finish(ir)
+	if len(finished) > 0 {
+		e.finish(finished)
 	}
 	select {
 	case e.freed <- struct{}{}:

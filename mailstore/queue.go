@@ -53,6 +53,11 @@ type Queue interface {
 	// result with State RcptPending records a temporary failure. Next
 	// must be set when some recipient stays pending. At zero means now.
 	FinishAttempt(ctx context.Context, holder string, a QueueAttempt) error
+	// FinishAttempts records several attempts by holder, each as
+	// FinishAttempt would (the i-th error is FinishAttempt's for as[i]),
+	// in fewer round trips where the store can: one attempt that is
+	// refused does not keep the others from being recorded.
+	FinishAttempts(ctx context.Context, holder string, as []QueueAttempt) []error
 
 	// ListQueue lists queued items, oldest (first queued) first, with all
 	// their recipients (max <= 0: all).

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -213,15 +214,18 @@ func clip(s string, n int) string {
 	return s[:n]
 }
 
-// FinishAttempt implements mailstore.Queue in one statement
-// (pr_finish_attempt). Replies, codes and remote host names longer than
-// MaxQueueReply octets are cut.
-func (s *Store) FinishAttempt(ctx context.Context, holder string, a mailstore.QueueAttempt) error {
+const finishSQL = `SELECT pr_finish_attempt(p_item => $1, p_holder => $2, p_at => $3, p_rcpts => $4,
+	p_states => $5, p_codes => $6, p_replies => $7, p_mtas => $8, p_next => $9, p_warned => $10)`
+
+// finishArgs validates an attempt and returns finishSQL's arguments.
+// Replies, codes and remote host names longer than MaxQueueReply octets
+// are cut.
+func finishArgs(holder string, a mailstore.QueueAttempt) ([]any, error) {
 	if err := checkHolder(holder); err != nil {
-		return err
+		return nil, err
 	}
 	if len(a.Results) > MaxRecipients {
-		return fmt.Errorf("%w: more than %d attempt results", mailstore.ErrInvalidArgument, MaxRecipients)
+		return nil, fmt.Errorf("%w: more than %d attempt results", mailstore.ErrInvalidArgument, MaxRecipients)
 	}
 	n := len(a.Results)
 	ids, states := make([]int64, n), make([]string, n)
@@ -230,7 +234,7 @@ func (s *Store) FinishAttempt(ctx context.Context, holder string, a mailstore.Qu
 		switch r.State {
 		case mailstore.RcptPending, mailstore.RcptDelivered, mailstore.RcptFailed:
 		default:
-			return fmt.Errorf("%w: recipient state %q", mailstore.ErrInvalidArgument, r.State)
+			return nil, fmt.Errorf("%w: recipient state %q", mailstore.ErrInvalidArgument, r.State)
 		}
 		ids[i], states[i] = r.RecipientID, string(r.State)
 		codes[i], replies[i], mtas[i] = clip(r.Code, MaxQueueReply), clip(r.Reply, MaxQueueReply), clip(r.RemoteMTA, MaxQueueReply)
@@ -246,12 +250,27 @@ func (s *Store) FinishAttempt(ctx context.Context, holder string, a mailstore.Qu
 	if !a.Warned.IsZero() {
 		warned = &a.Warned
 	}
+	return []any{a.ItemID, holder, at, ids, states, codes, replies, mtas, next, warned}, nil
+}
+
+// finishOutcome turns pr_finish_attempt's outcome into FinishAttempt's
+// error.
+func finishOutcome(item int64, outcome string) error {
+	switch outcome {
+	case "gone":
+		return fmt.Errorf("finish attempt of queue item %d: %w: %w", item, mailstore.ErrLeaseLost, mailstore.ErrNoSuchQueueItem)
+	case "lost":
+		return fmt.Errorf("finish attempt of queue item %d: %w", item, mailstore.ErrLeaseLost)
+	}
+	return nil
+}
+
+// finishOne runs pr_finish_attempt alone, retried on deadlock.
+func (s *Store) finishOne(ctx context.Context, args []any) error {
 	var outcome string
 	var err error
 	for attempt := 0; ; attempt++ {
-		err = s.pool.QueryRow(ctx, `SELECT pr_finish_attempt(p_item => $1, p_holder => $2, p_at => $3, p_rcpts => $4,
-			p_states => $5, p_codes => $6, p_replies => $7, p_mtas => $8, p_next => $9, p_warned => $10)`,
-			a.ItemID, holder, at, ids, states, codes, replies, mtas, next, warned).Scan(&outcome)
+		err = s.pool.QueryRow(ctx, finishSQL, args...).Scan(&outcome)
 		if err != nil && retryable(err) && attempt < 3 {
 			continue
 		}
@@ -260,13 +279,88 @@ func (s *Store) FinishAttempt(ctx context.Context, holder string, a mailstore.Qu
 	if err != nil {
 		return mapErr("finish attempt", err)
 	}
-	switch outcome {
-	case "gone":
-		return fmt.Errorf("finish attempt of queue item %d: %w: %w", a.ItemID, mailstore.ErrLeaseLost, mailstore.ErrNoSuchQueueItem)
-	case "lost":
-		return fmt.Errorf("finish attempt of queue item %d: %w", a.ItemID, mailstore.ErrLeaseLost)
+	return finishOutcome(args[0].(int64), outcome)
+}
+
+// FinishAttempt implements mailstore.Queue in one statement
+// (pr_finish_attempt).
+func (s *Store) FinishAttempt(ctx context.Context, holder string, a mailstore.QueueAttempt) error {
+	args, err := finishArgs(holder, a)
+	if err != nil {
+		return err
 	}
-	return nil
+	return s.finishOne(ctx, args)
+}
+
+// FinishAttempts implements mailstore.Queue: pr_finish_attempt for each
+// attempt, all in one transaction and one round trip (the commit, like
+// each one's, asynchronous: see pr_finish_attempt), items in id order so
+// that two such transactions lock them in the same order. A delivery
+// worker finishes the messages of one connection together: one round
+// trip and one commit instead of one per message. If a statement fails
+// (an attempt whose results do not fit its item, a deadlock), nothing of
+// the batch is kept and each attempt is recorded alone, so that one
+// refusal never takes the others with it.
+func (s *Store) FinishAttempts(ctx context.Context, holder string, as []mailstore.QueueAttempt) []error {
+	errs := make([]error, len(as))
+	args := make([][]any, len(as))
+	var order []int
+	for i, a := range as {
+		if args[i], errs[i] = finishArgs(holder, a); errs[i] == nil {
+			order = append(order, i)
+		}
+	}
+	slices.SortStableFunc(order, func(x, y int) int { return cmp.Compare(as[x].ItemID, as[y].ItemID) })
+	if len(order) > 1 {
+		outcomes, err := s.finishTogether(ctx, args, order)
+		if err == nil {
+			for k, i := range order {
+				errs[i] = finishOutcome(as[i].ItemID, outcomes[k])
+			}
+			return errs
+		}
+	}
+	for _, i := range order {
+		errs[i] = s.finishOne(ctx, args[i])
+	}
+	return errs
+}
+
+// finishTogether runs the attempts args[order...] in one transaction.
+func (s *Store) finishTogether(ctx context.Context, args [][]any, order []int) ([]string, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	for _, i := range order {
+		b.Queue(finishSQL, args[i]...)
+	}
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	out := make([]string, len(order))
+	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		for k := range order {
+			if err := br.QueryRow().Scan(&out[k]); err != nil {
+				return err
+			}
+		}
+		_, err := br.Exec()
+		return err
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		rollback(conn)
+		return nil, err
+	}
+	return out, nil
 }
 
 // ListQueue implements mailstore.Queue.

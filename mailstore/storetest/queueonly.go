@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -152,4 +153,77 @@ func testQueueOnlyContent(t *testing.T, f Factory) {
 		t.Errorf("remote-only queue item = %+v", it)
 	}
 	fx.checkQuota(alice.ID, fx.sumSizes(alice.ID), fmt.Sprintf("after %s", t.Name()))
+}
+
+// testQueueFinishMany: FinishAttempts records each attempt as
+// FinishAttempt would, whatever the others: done, still pending, a lost
+// lease, refused results.
+func testQueueFinishMany(t *testing.T, f Factory) {
+	fx := newFixture(t, f)
+	st, ctx := fx.st, fx.ctx
+	t0 := time.Now().Truncate(time.Second)
+	var ids []int64
+	for i := range 5 {
+		ids = append(ids, fx.enqueue(simpleMessage(fmt.Sprint("many ", i), "m"), nil, "a@remote.example", "b@remote.example").QueueID)
+	}
+	// The last item is claimed by another holder.
+	items := fx.claimQueue("w", t0, time.Hour, 4)
+	other := fx.claimQueue("other", t0, time.Hour, 10)
+	if len(items) != 4 || len(other) != 1 || other[0].ID != ids[4] {
+		t.Fatalf("claims: %v and %v", itemIDs(items), itemIDs(other))
+	}
+	byID := map[int64]mailstore.QueueItem{}
+	for _, it := range append(items, other...) {
+		byID[it.ID] = it
+	}
+	res := func(id int64, states ...mailstore.QueueRecipientState) []mailstore.QueueRecipientResult {
+		var out []mailstore.QueueRecipientResult
+		for i, s := range states {
+			out = append(out, mailstore.QueueRecipientResult{RecipientID: byID[id].Recipients[i].ID, State: s, Code: "2.0.0", Reply: "250 ok"})
+		}
+		return out
+	}
+	d, p := mailstore.RcptDelivered, mailstore.RcptPending
+	bad := res(ids[3], d)
+	bad[0].RecipientID = byID[ids[0]].Recipients[0].ID // another item's recipient
+	errs := st.FinishAttempts(ctx, "w", []mailstore.QueueAttempt{
+		{ItemID: ids[3], At: t0, Results: bad},
+		{ItemID: ids[0], At: t0, Results: res(ids[0], d, d)},
+		{ItemID: ids[4], At: t0, Results: res(ids[4], d, d)},
+		{ItemID: ids[1], At: t0, Next: t0.Add(time.Hour), Results: res(ids[1], d, p)},
+		{ItemID: ids[2], At: t0, Results: []mailstore.QueueRecipientResult{{RecipientID: byID[ids[2]].Recipients[0].ID, State: "bounced"}}},
+	})
+	if len(errs) != 5 || !errors.Is(errs[0], mailstore.ErrInvalidArgument) || errs[1] != nil || !errors.Is(errs[2], mailstore.ErrLeaseLost) ||
+		errs[3] != nil || !errors.Is(errs[4], mailstore.ErrInvalidArgument) {
+		t.Fatalf("FinishAttempts = %v", errs)
+	}
+	if _, err := st.GetQueueItem(ctx, ids[0]); !errors.Is(err, mailstore.ErrNoSuchQueueItem) {
+		t.Errorf("the delivered item: %v", err)
+	}
+	if it := fx.queueItem(ids[1]); len(it.Recipients) != 2 || it.Recipients[0].State != d || it.Recipients[1].State != p ||
+		!near(it.NextAttempt, t0.Add(time.Hour)) || it.LeaseHolder != "" {
+		t.Errorf("the item left pending: %+v", it)
+	}
+	for _, id := range []int64{ids[2], ids[3], ids[4]} {
+		if it := fx.queueItem(id); it.Recipients[0].State != p || it.Recipients[0].Attempts != 0 || it.LeaseHolder == "" {
+			t.Errorf("item %d changed by a refused attempt: %+v", id, it)
+		}
+	}
+
+	// All valid: all recorded.
+	errs = st.FinishAttempts(ctx, "w", []mailstore.QueueAttempt{
+		{ItemID: ids[3], At: t0, Results: res(ids[3], d, d)},
+		{ItemID: ids[2], At: t0, Results: res(ids[2], mailstore.RcptFailed, d)},
+	})
+	if len(errs) != 2 || errs[0] != nil || errs[1] != nil {
+		t.Fatalf("FinishAttempts of two valid attempts = %v", errs)
+	}
+	for _, id := range ids[2:4] {
+		if _, err := st.GetQueueItem(ctx, id); !errors.Is(err, mailstore.ErrNoSuchQueueItem) {
+			t.Errorf("item %d after its last recipients: %v", id, err)
+		}
+	}
+	if errs := st.FinishAttempts(ctx, "w", nil); len(errs) != 0 {
+		t.Errorf("FinishAttempts of nothing = %v", errs)
+	}
 }

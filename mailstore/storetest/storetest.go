@@ -128,6 +128,7 @@ var groups = []struct {
 		{"ClaimExclusive", testQueueClaimExclusive},
 		{"LeaseExpiry", testQueueLeaseExpiry},
 		{"Finish", testQueueFinish},
+		{"FinishMany", testQueueFinishMany},
 		{"Admin", testQueueAdmin},
 	}},
 	{"DKIM", []suiteTest{
