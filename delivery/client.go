@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -66,6 +67,8 @@ type session struct {
 	// broken: the connection failed after a transaction's results were
 	// known; the next transaction fails at once with this.
 	broken *result
+	bw     *bufio.Writer // message content (sendBody), made at the first
+	sent   int           // transactions over this connection (connCache)
 }
 
 // errOpportunisticTLS marks a failed opportunistic handshake: the same

@@ -137,6 +137,8 @@ type Engine struct {
 	cancelRun context.CancelFunc
 	jobs      sync.WaitGroup
 
+	conns connCache
+
 	mu         sync.Mutex
 	activeJobs int
 	inflight   map[int64]*itemRun
@@ -203,6 +205,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.cancelRun()
 		<-done
 	}
+	e.conns.close()
 	e.cancelRun()
 	return nil
 }
@@ -217,6 +220,7 @@ func (e *Engine) loop() {
 	for {
 		for e.claim(nil) {
 		}
+		e.conns.prune(e.cfg.Now(), false)
 		select {
 		case <-e.stopping:
 			return
@@ -240,6 +244,7 @@ func (e *Engine) RunOnce(ctx context.Context) {
 		}
 	}
 	wg.Wait()
+	e.conns.prune(time.Time{}, true) // nothing is left open after a step
 }
 
 // claim takes due items while there is room, and starts their jobs. It
@@ -309,8 +314,8 @@ func (e *Engine) jobDone(j *job) {
 		}
 	}
 	e.mu.Unlock()
-	for _, ir := range finished {
-		e.finish(ir)
+	if len(finished) > 0 {
+		e.finish(finished)
 	}
 	select {
 	case e.freed <- struct{}{}:

@@ -12,22 +12,43 @@ import (
 	"github.com/postrider/postrider/mailstore"
 )
 
-// finish records an item's attempt once all its jobs are done: each
-// recipient's state (expired ones failed), the next attempt, and the DSN
-// the attempt calls for. Nothing is recorded for an item whose attempt was
-// cut short by shutdown, or whose lease was lost.
-func (e *Engine) finish(ir *itemRun) {
-	ir.mu.Lock()
-	aborted := ir.aborted
-	ir.mu.Unlock()
-	if aborted || ir.lost.Load() {
-		e.log.Info("delivery attempt abandoned; the lease will expire", "queue", ir.item.ID)
-		return
-	}
-	// The attempt happened: record it even if shutdown begins now.
+// finish records the attempts of items whose jobs are all done (those of
+// one job, usually: in one store call, FinishAttempts): each recipient's
+// state (expired ones failed), the next attempt, and the DSN the attempt
+// calls for. Nothing is recorded for an item whose attempt was cut short
+// by shutdown, or whose lease was lost.
+func (e *Engine) finish(irs []*itemRun) {
+	// The attempts happened: record them even if shutdown begins now.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.runCtx), 30*time.Second)
 	defer cancel()
+	var as []mailstore.QueueAttempt
+	for _, ir := range irs {
+		ir.mu.Lock()
+		aborted := ir.aborted
+		ir.mu.Unlock()
+		if aborted || ir.lost.Load() {
+			e.log.Info("delivery attempt abandoned; the lease will expire", "queue", ir.item.ID)
+			continue
+		}
+		as = append(as, e.attempt(ctx, ir))
+	}
+	if len(as) == 0 {
+		return
+	}
+	for i, err := range e.st.FinishAttempts(ctx, e.cfg.Holder, as) {
+		switch {
+		case err == nil:
+		case errors.Is(err, mailstore.ErrLeaseLost):
+			e.log.Warn("queue lease lost before the attempt was recorded", "queue", as[i].ItemID)
+		default:
+			e.log.Error("recording a delivery attempt failed", "queue", as[i].ItemID, "err", err)
+		}
+	}
+}
 
+// attempt makes what finish records of an item's attempt, and sends the
+// DSN it calls for.
+func (e *Engine) attempt(ctx context.Context, ir *itemRun) mailstore.QueueAttempt {
 	it := &ir.item
 	now := e.cfg.Now()
 	a := mailstore.QueueAttempt{ItemID: it.ID, At: now}
@@ -116,13 +137,7 @@ func (e *Engine) finish(ir *itemRun) {
 			a.Warned = time.Time{}
 		}
 	}
-	if err := e.st.FinishAttempt(ctx, e.cfg.Holder, a); err != nil {
-		if errors.Is(err, mailstore.ErrLeaseLost) {
-			e.log.Warn("queue lease lost before the attempt was recorded", "queue", it.ID)
-			return
-		}
-		e.log.Error("recording a delivery attempt failed", "queue", it.ID, "err", err)
-	}
+	return a
 }
 
 // backoff is the wait before attempt n+1: RetryMin doubling to RetryMax.
@@ -151,7 +166,7 @@ func (e *Engine) sendDSN(ctx context.Context, it *mailstore.QueueItem, notes []D
 		d.Headers = true // a delay report carries the header only
 	}
 	var orig io.Reader
-	body, err := e.st.OpenQueued(ctx, it.ID)
+	body, err := openBody(ctx, e.st, it)
 	if err != nil {
 		return fmt.Errorf("opening the original: %w", err)
 	}

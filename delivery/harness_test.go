@@ -379,6 +379,14 @@ func (m *memStore) OpenQueued(ctx context.Context, id int64) (io.ReadCloser, err
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
+func (m *memStore) FinishAttempts(ctx context.Context, holder string, as []mailstore.QueueAttempt) []error {
+	errs := make([]error, len(as))
+	for i, a := range as {
+		errs[i] = m.FinishAttempt(ctx, holder, a)
+	}
+	return errs
+}
+
 func (m *memStore) FinishAttempt(ctx context.Context, holder string, a mailstore.QueueAttempt) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

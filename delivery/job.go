@@ -110,27 +110,14 @@ func (e *Engine) runJob(ctx context.Context, j *job) {
 			break
 		}
 		lastHost = t.host
-		s, r, err := dial(ctx, t, e.cfg.Hostname, e.cfg.RootCAs, e.cfg.SourceAddrs)
-		if errors.Is(err, errOpportunisticTLS) {
-			// RFC 7435 §3: opportunistic TLS that fails falls back to
-			// clear text (an enforce policy never gets here).
-			e.log.Info("TLS handshake failed; retrying in clear", "mx", t.host, "remote", t.addr)
-			t.noTLS = true
-			s, r, _ = dial(ctx, t, e.cfg.Hostname, e.cfg.RootCAs, e.cfg.SourceAddrs)
-		}
-		if r != nil {
-			last = r
-			e.log.Info("delivery connection failed", "domain", j.domain, "mx", t.host, "remote", t.addr,
-				"code", r.code, "reply", r.reply)
-			continue
-		}
-		if s.tlsVersion != "" {
-			e.metrics.connections.WithLabelValues("tls").Inc()
-		} else {
-			e.metrics.connections.WithLabelValues("plain").Inc()
-		}
-		if s.tlsFailed != nil {
-			e.log.Warn("MTA-STS testing policy: certificate would fail verification", "domain", j.domain, "mx", t.host, "err", s.tlsFailed)
+		s := e.conns.get(t, e.cfg.Now())
+		reused := s != nil
+		if s == nil {
+			var r *result
+			if s, r = e.open(ctx, &t, j.domain); r != nil {
+				last = r
+				continue
+			}
 		}
 		for next < len(j.items) {
 			ir := j.items[next]
@@ -138,22 +125,49 @@ func (e *Engine) runJob(ctx context.Context, j *job) {
 				next++ // another node holds it now
 				continue
 			}
+			if s.sent >= e.cfg.MaxPerConn {
+				// The connection has carried its share: a new one.
+				s.quit()
+				var r *result
+				if s, r = e.open(ctx, &t, j.domain); r != nil {
+					last = r
+					break
+				}
+				reused = false
+			}
 			t0 := time.Now()
 			res, err := s.transact(ctx, e.st, &ir.item, j.rcpts[next])
 			var ce *errConnection
 			if errors.As(err, &ce) {
+				if reused && ctx.Err() == nil {
+					// A cached connection the receiver has closed
+					// meanwhile (an idle timeout, RFC 5321 §4.5.3.2.7):
+					// the transaction again on a new one.
+					s.close()
+					var r *result
+					if s, r = e.open(ctx, &t, j.domain); r != nil {
+						last = r
+						break
+					}
+					reused = false
+					continue
+				}
 				last = ce.r
 				e.log.Info("delivery connection lost", "queue", ir.item.ID, "domain", j.domain, "mx", t.host,
 					"remote", t.addr, "code", ce.r.code, "reply", ce.r.reply)
 				break
 			}
+			reused = false
+			s.sent++
 			ir.set(res)
 			e.logAttempt(ir, j.domain, t.host, s.tlsVersion, summarize(res), len(res), t0)
 			next++ // the next transaction begins with RSET (transact)
 		}
-		if next == len(j.items) {
-			s.quit()
-		} else {
+		switch {
+		case s == nil:
+		case next == len(j.items):
+			e.conns.put(t, s, e.cfg.Now(), e.cfg.MaxPerConn)
+		default:
 			s.close()
 		}
 	}
@@ -162,6 +176,33 @@ func (e *Engine) runJob(ctx context.Context, j *job) {
 		e.logAttempt(j.items[i], j.domain, lastHost, "", last, len(j.rcpts[i]), start)
 	}
 	e.checkAbort(ctx, j)
+}
+
+// open connects to t, again in clear when opportunistic TLS fails (then
+// t says so), or returns the result the failure gives the recipients.
+func (e *Engine) open(ctx context.Context, t *target, domain string) (*session, *result) {
+	s, r, err := dial(ctx, *t, e.cfg.Hostname, e.cfg.RootCAs, e.cfg.SourceAddrs)
+	if errors.Is(err, errOpportunisticTLS) {
+		// RFC 7435 §3: opportunistic TLS that fails falls back to
+		// clear text (an enforce policy never gets here).
+		e.log.Info("TLS handshake failed; retrying in clear", "mx", t.host, "remote", t.addr)
+		t.noTLS = true
+		s, r, _ = dial(ctx, *t, e.cfg.Hostname, e.cfg.RootCAs, e.cfg.SourceAddrs)
+	}
+	if r != nil {
+		e.log.Info("delivery connection failed", "domain", domain, "mx", t.host, "remote", t.addr,
+			"code", r.code, "reply", r.reply)
+		return nil, r
+	}
+	if s.tlsVersion != "" {
+		e.metrics.connections.WithLabelValues("tls").Inc()
+	} else {
+		e.metrics.connections.WithLabelValues("plain").Inc()
+	}
+	if s.tlsFailed != nil {
+		e.log.Warn("MTA-STS testing policy: certificate would fail verification", "domain", domain, "mx", t.host, "err", s.tlsFailed)
+	}
+	return s, nil
 }
 
 func (e *Engine) checkAbort(ctx context.Context, j *job) {

@@ -45,6 +45,17 @@ type rawReceiver struct {
 	loneDots     int    // data that was a single dot (no message)
 	cutData      int    // connections closed in the middle of data
 	authed       string // the user:pass AUTH LOGIN took
+	open         []net.Conn
+}
+
+// dropAll closes every connection accepted so far, as a receiver's idle
+// timeout would.
+func (r *rawReceiver) dropAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.open {
+		c.Close()
+	}
 }
 
 const holdWait = 10 * time.Second
@@ -61,6 +72,7 @@ func startRaw(t *testing.T, n *testNet, ip string, r *rawReceiver) *rawReceiver 
 			}
 			r.mu.Lock()
 			r.accepts++
+			r.open = append(r.open, c)
 			r.mu.Unlock()
 			go r.serve(c)
 		}

@@ -2,10 +2,10 @@ package delivery
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"net/textproto"
 	"strings"
 	"time"
 
@@ -79,6 +79,15 @@ type opener interface {
 	OpenQueued(ctx context.Context, id int64) (io.ReadCloser, error)
 }
 
+// openBody reads an item's message: from memory when the claim brought it
+// (mailstore.QueueItem.Body: small messages), else from the store.
+func openBody(ctx context.Context, st opener, it *mailstore.QueueItem) (io.ReadCloser, error) {
+	if it.Body != nil {
+		return io.NopCloser(bytes.NewReader(it.Body)), nil
+	}
+	return st.OpenQueued(ctx, it.ID)
+}
+
 // transact sends one message to some of its recipients in one
 // transaction (RFC 5321 §3.3) and returns a result per recipient, by
 // recipient ID. A *errConnection error means the connection failed:
@@ -114,7 +123,7 @@ func (s *session) transact(ctx context.Context, st opener, it *mailstore.QueueIt
 			reply: fmt.Sprintf("message of %d octets exceeds the %d-octet limit of %s", it.Size, s.size, s.host)}), nil
 	}
 	if !s.eightBit {
-		if r := check7bit(ctx, st, it.ID, s.host); r != nil {
+		if r := check7bit(ctx, st, it, s.host); r != nil {
 			return all(r), nil
 		}
 	}
@@ -134,7 +143,7 @@ func (s *session) transact(ctx context.Context, st opener, it *mailstore.QueueIt
 	}
 	// The body is opened before the transaction begins: a store failure
 	// costs no transaction and leaves the connection usable.
-	body, err := st.OpenQueued(ctx, it.ID)
+	body, err := openBody(ctx, st, it)
 	if err != nil {
 		return all(tempResult("4.3.0", "local error opening the queued message: "+errText(err))), nil
 	}
@@ -259,10 +268,12 @@ func (s *session) transact(ctx context.Context, st opener, it *mailstore.QueueIt
 // never sent: the connection is dropped, so that the receiver discards
 // what it has (RFC 5321 §4.1.1.4: only the dot makes a message).
 func (s *session) sendBody(body io.Reader, accepted []mailstore.QueueRecipient, out map[int64]*result) (map[int64]*result, error) {
-	bw := bufio.NewWriterSize(s.c.nc, 32<<10)
+	if s.bw == nil {
+		s.bw = bufio.NewWriterSize(s.c.nc, 32<<10) // one per connection
+	}
 	// RFC 5321 §4.5.2: a line that begins with a dot gets another;
 	// lines end in CRLF; Close adds the final dot.
-	dw := textproto.NewWriter(bw).DotWriter()
+	dw := &dotWriter{w: s.bw}
 	src := &readTracker{r: stripReturnPath(body)} // RFC 5321 §4.4
 	_, err := io.Copy(dw, src)
 	if src.err != nil {
@@ -368,8 +379,8 @@ func (t *readTracker) Read(p []byte) (int, error) {
 // base64 would break the signature (and DMARC with it) at the receiver;
 // the conversion is also a MIME rewriter (nested multiparts,
 // message/rfc822 parts) for a case that has almost vanished.
-func check7bit(ctx context.Context, st opener, id int64, host string) *result {
-	body, err := st.OpenQueued(ctx, id)
+func check7bit(ctx context.Context, st opener, it *mailstore.QueueItem, host string) *result {
+	body, err := openBody(ctx, st, it)
 	if err != nil {
 		return tempResult("4.3.0", "local error opening the queued message: "+errText(err))
 	}

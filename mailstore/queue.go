@@ -25,7 +25,7 @@ type Queue interface {
 	// time another holder may take it. holder must be unique to one
 	// process (a lease is checked by holder only). Times are the callers'
 	// clocks; items queued by Deliver or made due by RetryQueue are due
-	// at any now.
+	// at any now. Items may come with their Body.
 	ClaimQueue(ctx context.Context, holder string, now time.Time, lease time.Duration, max int) ([]QueueItem, error)
 	// RenewQueueLease extends holder's lease of the items until now+lease
 	// (and their NextAttempt with it); it returns the IDs whose lease
@@ -53,6 +53,11 @@ type Queue interface {
 	// result with State RcptPending records a temporary failure. Next
 	// must be set when some recipient stays pending. At zero means now.
 	FinishAttempt(ctx context.Context, holder string, a QueueAttempt) error
+	// FinishAttempts records several attempts by holder, each as
+	// FinishAttempt would (the i-th error is FinishAttempt's for as[i]),
+	// in fewer round trips where the store can: one attempt that is
+	// refused does not keep the others from being recorded.
+	FinishAttempts(ctx context.Context, holder string, as []QueueAttempt) []error
 
 	// ListQueue lists queued items, oldest (first queued) first, with all
 	// their recipients (max <= 0: all).
@@ -160,6 +165,10 @@ type QueueItem struct {
 	LeaseHolder string // "" when not leased
 	LeaseUntil  time.Time
 	Recipients  []QueueRecipient
+	// Body, when not nil, is the whole message: ClaimQueue may read a
+	// small one along with the item (a store read less per message for
+	// the delivery workers). nil: read it with OpenQueued.
+	Body []byte
 }
 
 // QueueRecipientResult is the outcome of an attempt for one recipient.

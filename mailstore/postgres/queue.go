@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,8 +34,9 @@ const rcptCols = `r.id, r.address, r.domain, r.orcpt, r.notify, r.state, r.attem
 	r.last_code, r.last_reply, r.remote_mta`
 
 // scanItems reads rows of itemCols and rcptCols, ordered by item, into
-// items with their recipients, and closes rows.
-func scanItems(rows pgx.Rows) ([]mailstore.QueueItem, error) {
+// items with their recipients, and closes rows. withBody: a last column
+// holds the item's body (claimSQL).
+func scanItems(rows pgx.Rows, withBody bool) ([]mailstore.QueueItem, error) {
 	defer rows.Close()
 	var items []mailstore.QueueItem
 	for rows.Next() {
@@ -44,10 +46,24 @@ func scanItems(rows pgx.Rows) ([]mailstore.QueueItem, error) {
 		var holder, addr, dom, orcpt, notify, state, code, reply, mta *string
 		var rid *int64
 		var attempts *int32
-		if err := rows.Scan(&it.ID, &it.MailFrom, &it.SenderAccount, &params, &it.Size, &it.CreatedAt,
+		dst := []any{&it.ID, &it.MailFrom, &it.SenderAccount, &params, &it.Size, &it.CreatedAt,
 			&it.NextAttempt, &warned, &holder, &leaseUntil,
-			&rid, &addr, &dom, &orcpt, &notify, &state, &attempts, &last, &code, &reply, &mta); err != nil {
+			&rid, &addr, &dom, &orcpt, &notify, &state, &attempts, &last, &code, &reply, &mta}
+		var body []byte
+		if withBody {
+			dst = append(dst, &body)
+		}
+		if err := rows.Scan(dst...); err != nil {
 			return nil, err
+		}
+		if body != nil && int64(len(body)) != it.Size {
+			return nil, fmt.Errorf("queue item %d: %d octets read for a body of %d", it.ID, len(body), it.Size)
+		}
+		if withBody && body == nil && it.Size == 0 {
+			body = []byte{} // an empty message has no chunk
+		}
+		if body != nil {
+			it.Body = body
 		}
 		if n := len(items); n == 0 || items[n-1].ID != it.ID {
 			if params != "{}" {
@@ -89,8 +105,14 @@ func checkHolder(holder string) error {
 	return nil
 }
 
+// claimBodyMax is the largest message ClaimQueue returns with its item
+// (QueueItem.Body): a claim of MaxQueueClaim items holds at most that
+// many times as much; the delivery engine claims a few hundred.
+const claimBodyMax = 64 << 10
+
 // claimSQL claims (up to $4 items due at $1, leased to $2 until $3) and
-// returns them with their pending recipients.
+// returns them with their pending recipients, and the body of those of at
+// most $5 octets (one chunk) in the row of their first recipient.
 const claimSQL = `
 	WITH c AS (
 		SELECT id, next_attempt AS due FROM queue_items
@@ -103,14 +125,18 @@ const claimSQL = `
 		  FROM c WHERE qi.id = c.id
 		RETURNING qi.*, c.due
 	)
-	SELECT ` + itemCols + `, ` + rcptCols + `
+	SELECT ` + itemCols + `, ` + rcptCols + `,
+	       CASE WHEN q.size <= $5 AND row_number() OVER (PARTITION BY q.id ORDER BY r.id) = 1
+	            THEN (SELECT ch.data FROM chunks ch WHERE ch.content_id = q.content_id AND ch.seq = 0) END
 	  FROM q LEFT JOIN queue_recipients r ON r.item_id = q.id AND r.state = 'pending'
 	 ORDER BY q.due, q.id, r.id`
 
 // ClaimQueue implements mailstore.Queue in one statement. The scan of
 // queue_items_due stops at now: leased items lie above it (a claim moves
 // next_attempt to the lease's end), so it reads only items it may take,
-// and those a concurrent claim holds locked, which it skips.
+// and those a concurrent claim holds locked, which it skips. Messages of
+// up to claimBodyMax octets come along (QueueItem.Body): most mail, which
+// then costs its delivery worker no OpenQueued query.
 func (s *Store) ClaimQueue(ctx context.Context, holder string, now time.Time, lease time.Duration, max int) ([]mailstore.QueueItem, error) {
 	if err := checkHolder(holder); err != nil {
 		return nil, err
@@ -118,11 +144,11 @@ func (s *Store) ClaimQueue(ctx context.Context, holder string, now time.Time, le
 	if lease <= 0 || max <= 0 || max > MaxQueueClaim {
 		return nil, fmt.Errorf("%w: queue claim of %d items for %v", mailstore.ErrInvalidArgument, max, lease)
 	}
-	rows, err := s.pool.Query(ctx, claimSQL, now, holder, now.Add(lease), max)
+	rows, err := s.pool.Query(ctx, claimSQL, now, holder, now.Add(lease), max, int64(min(claimBodyMax, ChunkSize)))
 	if err != nil {
 		return nil, mapErr("claim queue", err)
 	}
-	items, err := scanItems(rows)
+	items, err := scanItems(rows, true)
 	return items, mapErr("claim queue", err)
 }
 
@@ -188,15 +214,18 @@ func clip(s string, n int) string {
 	return s[:n]
 }
 
-// FinishAttempt implements mailstore.Queue in one statement
-// (pr_finish_attempt). Replies, codes and remote host names longer than
-// MaxQueueReply octets are cut.
-func (s *Store) FinishAttempt(ctx context.Context, holder string, a mailstore.QueueAttempt) error {
+const finishSQL = `SELECT pr_finish_attempt(p_item => $1, p_holder => $2, p_at => $3, p_rcpts => $4,
+	p_states => $5, p_codes => $6, p_replies => $7, p_mtas => $8, p_next => $9, p_warned => $10)`
+
+// finishArgs validates an attempt and returns finishSQL's arguments.
+// Replies, codes and remote host names longer than MaxQueueReply octets
+// are cut.
+func finishArgs(holder string, a mailstore.QueueAttempt) ([]any, error) {
 	if err := checkHolder(holder); err != nil {
-		return err
+		return nil, err
 	}
 	if len(a.Results) > MaxRecipients {
-		return fmt.Errorf("%w: more than %d attempt results", mailstore.ErrInvalidArgument, MaxRecipients)
+		return nil, fmt.Errorf("%w: more than %d attempt results", mailstore.ErrInvalidArgument, MaxRecipients)
 	}
 	n := len(a.Results)
 	ids, states := make([]int64, n), make([]string, n)
@@ -205,7 +234,7 @@ func (s *Store) FinishAttempt(ctx context.Context, holder string, a mailstore.Qu
 		switch r.State {
 		case mailstore.RcptPending, mailstore.RcptDelivered, mailstore.RcptFailed:
 		default:
-			return fmt.Errorf("%w: recipient state %q", mailstore.ErrInvalidArgument, r.State)
+			return nil, fmt.Errorf("%w: recipient state %q", mailstore.ErrInvalidArgument, r.State)
 		}
 		ids[i], states[i] = r.RecipientID, string(r.State)
 		codes[i], replies[i], mtas[i] = clip(r.Code, MaxQueueReply), clip(r.Reply, MaxQueueReply), clip(r.RemoteMTA, MaxQueueReply)
@@ -221,12 +250,27 @@ func (s *Store) FinishAttempt(ctx context.Context, holder string, a mailstore.Qu
 	if !a.Warned.IsZero() {
 		warned = &a.Warned
 	}
+	return []any{a.ItemID, holder, at, ids, states, codes, replies, mtas, next, warned}, nil
+}
+
+// finishOutcome turns pr_finish_attempt's outcome into FinishAttempt's
+// error.
+func finishOutcome(item int64, outcome string) error {
+	switch outcome {
+	case "gone":
+		return fmt.Errorf("finish attempt of queue item %d: %w: %w", item, mailstore.ErrLeaseLost, mailstore.ErrNoSuchQueueItem)
+	case "lost":
+		return fmt.Errorf("finish attempt of queue item %d: %w", item, mailstore.ErrLeaseLost)
+	}
+	return nil
+}
+
+// finishOne runs pr_finish_attempt alone, retried on deadlock.
+func (s *Store) finishOne(ctx context.Context, args []any) error {
 	var outcome string
 	var err error
 	for attempt := 0; ; attempt++ {
-		err = s.pool.QueryRow(ctx, `SELECT pr_finish_attempt(p_item => $1, p_holder => $2, p_at => $3, p_rcpts => $4,
-			p_states => $5, p_codes => $6, p_replies => $7, p_mtas => $8, p_next => $9, p_warned => $10)`,
-			a.ItemID, holder, at, ids, states, codes, replies, mtas, next, warned).Scan(&outcome)
+		err = s.pool.QueryRow(ctx, finishSQL, args...).Scan(&outcome)
 		if err != nil && retryable(err) && attempt < 3 {
 			continue
 		}
@@ -235,13 +279,88 @@ func (s *Store) FinishAttempt(ctx context.Context, holder string, a mailstore.Qu
 	if err != nil {
 		return mapErr("finish attempt", err)
 	}
-	switch outcome {
-	case "gone":
-		return fmt.Errorf("finish attempt of queue item %d: %w: %w", a.ItemID, mailstore.ErrLeaseLost, mailstore.ErrNoSuchQueueItem)
-	case "lost":
-		return fmt.Errorf("finish attempt of queue item %d: %w", a.ItemID, mailstore.ErrLeaseLost)
+	return finishOutcome(args[0].(int64), outcome)
+}
+
+// FinishAttempt implements mailstore.Queue in one statement
+// (pr_finish_attempt).
+func (s *Store) FinishAttempt(ctx context.Context, holder string, a mailstore.QueueAttempt) error {
+	args, err := finishArgs(holder, a)
+	if err != nil {
+		return err
 	}
-	return nil
+	return s.finishOne(ctx, args)
+}
+
+// FinishAttempts implements mailstore.Queue: pr_finish_attempt for each
+// attempt, all in one transaction and one round trip (the commit, like
+// each one's, asynchronous: see pr_finish_attempt), items in id order so
+// that two such transactions lock them in the same order. A delivery
+// worker finishes the messages of one connection together: one round
+// trip and one commit instead of one per message. If a statement fails
+// (an attempt whose results do not fit its item, a deadlock), nothing of
+// the batch is kept and each attempt is recorded alone, so that one
+// refusal never takes the others with it.
+func (s *Store) FinishAttempts(ctx context.Context, holder string, as []mailstore.QueueAttempt) []error {
+	errs := make([]error, len(as))
+	args := make([][]any, len(as))
+	var order []int
+	for i, a := range as {
+		if args[i], errs[i] = finishArgs(holder, a); errs[i] == nil {
+			order = append(order, i)
+		}
+	}
+	slices.SortStableFunc(order, func(x, y int) int { return cmp.Compare(as[x].ItemID, as[y].ItemID) })
+	if len(order) > 1 {
+		outcomes, err := s.finishTogether(ctx, args, order)
+		if err == nil {
+			for k, i := range order {
+				errs[i] = finishOutcome(as[i].ItemID, outcomes[k])
+			}
+			return errs
+		}
+	}
+	for _, i := range order {
+		errs[i] = s.finishOne(ctx, args[i])
+	}
+	return errs
+}
+
+// finishTogether runs the attempts args[order...] in one transaction.
+func (s *Store) finishTogether(ctx context.Context, args [][]any, order []int) ([]string, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	for _, i := range order {
+		b.Queue(finishSQL, args[i]...)
+	}
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	out := make([]string, len(order))
+	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		for k := range order {
+			if err := br.QueryRow().Scan(&out[k]); err != nil {
+				return err
+			}
+		}
+		_, err := br.Exec()
+		return err
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		rollback(conn)
+		return nil, err
+	}
+	return out, nil
 }
 
 // ListQueue implements mailstore.Queue.
@@ -259,7 +378,7 @@ func (s *Store) ListQueue(ctx context.Context, max int) ([]mailstore.QueueItem, 
 	if err != nil {
 		return nil, mapErr("list queue", err)
 	}
-	items, err := scanItems(rows)
+	items, err := scanItems(rows, false)
 	return items, mapErr("list queue", err)
 }
 
@@ -273,7 +392,7 @@ func (s *Store) GetQueueItem(ctx context.Context, id int64) (mailstore.QueueItem
 	if err != nil {
 		return mailstore.QueueItem{}, mapErr("get queue item", err)
 	}
-	items, err := scanItems(rows)
+	items, err := scanItems(rows, false)
 	if err != nil {
 		return mailstore.QueueItem{}, mapErr("get queue item", err)
 	}

@@ -61,21 +61,47 @@ func TestQueueContentRefcount(t *testing.T) {
 		checkInvariants(t, st)
 	}
 
+	// A remote-only delivery stores a queue-only content: one reference,
+	// no SHA-256, no parse or search data (deliver.go, queueOnly).
+	queueOnly := func(id int64, when string) int64 {
+		t.Helper()
+		var cid, refs int64
+		var sha, parsed *string
+		var hdrs, text string
+		must(t, st.Pool().QueryRow(ctx, `SELECT c.id, c.refcount, c.sha256::text, c.parsed::text, c.search_headers, c.search_text
+			FROM queue_items q JOIN contents c ON c.id = q.content_id WHERE q.id = $1`, id).Scan(&cid, &refs, &sha, &parsed, &hdrs, &text))
+		if refs != 1 || sha != nil || parsed != nil || hdrs != "" || text != "" {
+			t.Errorf("%s: content refcount %d, sha256 %v, parsed %v, %d+%d octets of search text; want a queue-only content",
+				when, refs, sha, parsed, len(hdrs), len(text))
+		}
+		return cid
+	}
+	gone := func(cid int64, when string) {
+		t.Helper()
+		var n int
+		must(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM contents WHERE id = $1) + (SELECT count(*) FROM chunks WHERE content_id = $1)`, cid).Scan(&n))
+		if n != 0 {
+			t.Errorf("%s: %d rows of content %d left", when, n, cid)
+		}
+	}
 	remoteOnly := msg("remote-only", "x")
 	id := enqueue(remoteOnly)
-	check(remoteOnly, 1, "remote-only delivery")
+	cid := queueOnly(id, "remote-only delivery")
+	check(remoteOnly, -1, "remote-only delivery (nothing to share)")
 	finish(id)
-	check(remoteOnly, -1, "remote-only item finished")
+	gone(cid, "remote-only item finished")
 
 	both := msg("both", "y")
 	id = enqueue(both, mailstore.Recipient{AccountID: a.ID}, mailstore.Recipient{AccountID: a.ID, Mailbox: "Archive"})
 	check(both, 3, "two local copies and a queue item")
 	id2 := enqueue(both)
-	check(both, 4, "the same octets queued again")
+	cid2 := queueOnly(id2, "the same octets queued again, remote only")
+	check(both, 3, "the same octets queued again, remote only")
 	finish(id)
-	check(both, 3, "one item finished")
+	check(both, 2, "one item finished")
 	must(t, st.RemoveQueueItem(ctx, id2))
-	check(both, 2, "the other removed")
+	gone(cid2, "the remote-only item removed")
+	check(both, 2, "the remote-only item removed")
 	_, err := st.Expunge(ctx, a.ID, inbox(t, st, a.ID).ID, nil, false)
 	must(t, err)
 	arch, err := st.GetMailbox(ctx, a.ID, "Archive")
@@ -107,6 +133,38 @@ func TestQueueContentRefcount(t *testing.T) {
 		+ (SELECT count(*) FROM queue_items) + (SELECT count(*) FROM queue_recipients)`).Scan(&rows))
 	if rows != 0 {
 		t.Errorf("%d chunk, text and queue rows left", rows)
+	}
+}
+
+// ClaimQueue brings the bodies of messages of up to 64 KiB along, once per
+// item whatever its recipients; larger ones are read with OpenQueued.
+func TestQueueClaimBodies(t *testing.T) {
+	st, _, _ := fixture(t)
+	ctx := ctxT(t)
+	sizes := map[int64]int{}
+	bodies := map[int64]string{}
+	for _, n := range []int{0, 100, 10_000, 64 << 10, 64<<10 + 1, 300_000} {
+		body := strings.Repeat("x", n)
+		res, err := st.Deliver(ctx, &mailstore.Delivery{Body: strings.NewReader(body),
+			Remote: []mailstore.RemoteRecipient{{Address: "a@remote.example"}, {Address: "b@remote.example"}, {Address: "c@other.example"}}})
+		must(t, err)
+		sizes[res.QueueID], bodies[res.QueueID] = n, body
+	}
+	items, err := st.ClaimQueue(ctx, "w", time.Now(), time.Minute, 100)
+	must(t, err)
+	if len(items) != len(sizes) {
+		t.Fatalf("claimed %d items, want %d", len(items), len(sizes))
+	}
+	for _, it := range items {
+		n := sizes[it.ID]
+		switch {
+		case len(it.Recipients) != 3:
+			t.Errorf("item of %d octets: %d recipients", n, len(it.Recipients))
+		case n <= 64<<10 && (it.Body == nil || string(it.Body) != bodies[it.ID]):
+			t.Errorf("item of %d octets: claimed with a body of %d octets (nil: %v)", n, len(it.Body), it.Body == nil)
+		case n > 64<<10 && it.Body != nil:
+			t.Errorf("item of %d octets: claimed with its body", n)
+		}
 	}
 }
 
@@ -159,7 +217,7 @@ func TestQueueClaimReadsOnlyDueItems(t *testing.T) {
 		Plan planNode `json:"Plan"`
 	}
 	var raw string
-	must(t, tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+postgres.ClaimSQL, now, "w", now.Add(time.Minute), 10).Scan(&raw))
+	must(t, tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+postgres.ClaimSQL, now, "w", now.Add(time.Minute), 10, 65536).Scan(&raw))
 	must(t, json.Unmarshal([]byte(raw), &plan))
 	var due, seq int
 	walkPlan(plan[0].Plan, func(n planNode) {

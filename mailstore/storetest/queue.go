@@ -234,13 +234,15 @@ func testQueueAtomic(t *testing.T, f Factory) {
 func testQueueBodyStream(t *testing.T, f Factory) {
 	fx := newFixture(t, f)
 	st, ctx := fx.st, fx.ctx
-	for _, size := range []int64{0, 1, 256 << 10, 256<<10 + 1, 700_000} {
+	bodies := map[int64][]byte{}
+	for _, size := range []int64{0, 1, 10_000, 64 << 10, 64<<10 + 1, 256 << 10, 256<<10 + 1, 700_000} {
 		var body []byte
 		if size > 0 {
 			body = genMessage(max(size, 400), uint64(size))[:size]
 		}
 		res, err := st.Deliver(ctx, &mailstore.Delivery{MailFrom: "", Body: bytes.NewReader(body), Remote: remotes("big@remote.example")})
 		must(t, err, fmt.Sprintf("remote-only Deliver of %d octets", size))
+		bodies[res.QueueID] = body
 		if res.Size != size || len(res.Delivered) != 0 || res.QueueID == 0 {
 			t.Errorf("Deliver of %d octets = %+v", size, res)
 			continue
@@ -251,6 +253,12 @@ func testQueueBodyStream(t *testing.T, f Factory) {
 		}
 		if it := fx.queueItem(res.QueueID); it.Size != size || it.MailFrom != "" {
 			t.Errorf("queue item of %d octets: Size %d, MailFrom %q", size, it.Size, it.MailFrom)
+		}
+	}
+	// A claim may bring an item's body along: then all of it.
+	for _, it := range fx.claimQueue("w", time.Now(), time.Hour, 100) {
+		if it.Body != nil && !bytes.Equal(it.Body, bodies[it.ID]) {
+			t.Errorf("claimed item of %d octets came with a body of %d", it.Size, len(it.Body))
 		}
 	}
 	_, err := st.OpenQueued(ctx, 1<<40)

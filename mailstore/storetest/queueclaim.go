@@ -181,6 +181,11 @@ func testQueueFinish(t *testing.T, f Factory) {
 			{RecipientID: r[1].ID, State: mailstore.RcptPending}, {RecipientID: r[0].ID, State: mailstore.RcptDelivered}}}},
 		{"a recipient twice", mailstore.QueueAttempt{ItemID: res.QueueID, Next: t1.Add(time.Hour), Results: []mailstore.QueueRecipientResult{
 			{RecipientID: r[1].ID, State: mailstore.RcptPending}, {RecipientID: r[1].ID, State: mailstore.RcptPending}}}},
+		// The same with final results only (which end an item at once).
+		{"a delivered recipient, all final", mailstore.QueueAttempt{ItemID: res.QueueID, Results: []mailstore.QueueRecipientResult{
+			{RecipientID: r[1].ID, State: mailstore.RcptDelivered}, {RecipientID: r[0].ID, State: mailstore.RcptDelivered}}}},
+		{"a recipient twice, all final", mailstore.QueueAttempt{ItemID: res.QueueID, Results: []mailstore.QueueRecipientResult{
+			{RecipientID: r[1].ID, State: mailstore.RcptFailed}, {RecipientID: r[1].ID, State: mailstore.RcptFailed}}}},
 		{"another item's recipient", mailstore.QueueAttempt{ItemID: res.QueueID, Next: t1.Add(time.Hour), Results: []mailstore.QueueRecipientResult{
 			{RecipientID: 1 << 40, State: mailstore.RcptDelivered}}}},
 		{"an unknown state", mailstore.QueueAttempt{ItemID: res.QueueID, Next: t1.Add(time.Hour), Results: []mailstore.QueueRecipientResult{

@@ -124,9 +124,11 @@ var groups = []struct {
 		{"Deliver", testQueueDeliver},
 		{"Atomic", testQueueAtomic},
 		{"BodyStream", testQueueBodyStream},
+		{"QueueOnlyContent", testQueueOnlyContent},
 		{"ClaimExclusive", testQueueClaimExclusive},
 		{"LeaseExpiry", testQueueLeaseExpiry},
 		{"Finish", testQueueFinish},
+		{"FinishMany", testQueueFinishMany},
 		{"Admin", testQueueAdmin},
 	}},
 	{"DKIM", []suiteTest{
