@@ -66,9 +66,10 @@ type session struct {
 	dirty bool
 	// broken: the connection failed after a transaction's results were
 	// known; the next transaction fails at once with this.
-	broken *result
-	bw     *bufio.Writer // message content (sendBody), made at the first
-	sent   int           // transactions over this connection (connCache)
+	broken  *result
+	bw      *bufio.Writer // message content (sendBody), made at the first
+	copyBuf []byte        // sendBody's, made at the first
+	sent    int           // transactions over this connection (connCache)
 }
 
 // errOpportunisticTLS marks a failed opportunistic handshake: the same

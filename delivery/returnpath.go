@@ -17,10 +17,21 @@ const maxReturnPathLine = 4096
 // (the final receiver adds its own). The field is outside every DKIM
 // signature we make, so signatures stay valid.
 func stripReturnPath(r io.Reader) io.Reader {
+	if m, ok := r.(*memBody); ok {
+		// A message in memory (claimed with its item): no buffer to fill.
+		return bytes.NewReader(m.b[returnPathLen(m.b[:min(len(m.b), maxReturnPathLine)]):])
+	}
 	br := bufio.NewReaderSize(r, maxReturnPathLine)
 	// Peek fills the buffer (up to its size, or to the end of a short
 	// message) before answering.
 	buf, _ := br.Peek(maxReturnPathLine)
+	return discard(br, returnPathLen(buf))
+}
+
+// returnPathLen returns the length of the Return-Path: fields at the
+// start of buf, the first maxReturnPathLine octets of a message (or all of
+// a shorter one).
+func returnPathLen(buf []byte) int {
 	n := 0
 	for len(buf)-n >= len("return-path:") && bytes.EqualFold(buf[n:n+len("return-path:")], []byte("return-path:")) {
 		// The field's first line and its continuation lines (RFC 5322
@@ -29,11 +40,11 @@ func stripReturnPath(r io.Reader) io.Reader {
 		for {
 			i := bytes.IndexByte(buf[end:], '\n')
 			if i < 0 {
-				return discard(br, n) // too long, or no line end at all: leave it
+				return n // too long, or no line end at all: leave it
 			}
 			end += i + 1
 			if end == len(buf) && len(buf) == maxReturnPathLine {
-				return discard(br, n) // the field may go on beyond the bound
+				return n // the field may go on beyond the bound
 			}
 			if end < len(buf) && (buf[end] == ' ' || buf[end] == '\t') {
 				continue
@@ -42,7 +53,7 @@ func stripReturnPath(r io.Reader) io.Reader {
 		}
 		n = end
 	}
-	return discard(br, n)
+	return n
 }
 
 // discard drops the first n buffered octets of br.

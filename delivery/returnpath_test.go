@@ -23,8 +23,9 @@ func TestStripReturnPath(t *testing.T) {
 		{long, long}, // longer than the bound: left alone
 	} {
 		for name, r := range map[string]io.Reader{
-			"whole":    strings.NewReader(tc.in),
-			"one byte": iotest.OneByteReader(strings.NewReader(tc.in)),
+			"whole":     strings.NewReader(tc.in),
+			"one byte":  iotest.OneByteReader(strings.NewReader(tc.in)),
+			"in memory": &memBody{Reader: bytes.NewReader([]byte(tc.in)), b: []byte(tc.in)},
 		} {
 			got, err := io.ReadAll(stripReturnPath(r))
 			if err != nil || string(got) != tc.want {
@@ -55,6 +56,11 @@ func FuzzStripReturnPath(f *testing.F) {
 		}
 		if len(got) < len(in) && !bytes.HasPrefix(bytes.ToLower(in), []byte("return-path:")) {
 			t.Fatalf("stripped a message that does not start with Return-Path:")
+		}
+		// A message in memory loses the same prefix.
+		mem, err := io.ReadAll(stripReturnPath(&memBody{Reader: bytes.NewReader(in), b: in}))
+		if err != nil || !bytes.Equal(mem, got) {
+			t.Fatalf("in memory: %q, %v; streamed: %q", mem, err, got)
 		}
 	})
 }

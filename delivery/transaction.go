@@ -83,10 +83,19 @@ type opener interface {
 // (mailstore.QueueItem.Body: small messages), else from the store.
 func openBody(ctx context.Context, st opener, it *mailstore.QueueItem) (io.ReadCloser, error) {
 	if it.Body != nil {
-		return io.NopCloser(bytes.NewReader(it.Body)), nil
+		return &memBody{Reader: bytes.NewReader(it.Body), b: it.Body}, nil
 	}
 	return st.OpenQueued(ctx, it.ID)
 }
+
+// memBody is a message in memory (openBody), which stripReturnPath reads
+// without a buffer of its own.
+type memBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (*memBody) Close() error { return nil }
 
 // transact sends one message to some of its recipients in one
 // transaction (RFC 5321 §3.3) and returns a result per recipient, by
@@ -275,7 +284,10 @@ func (s *session) sendBody(body io.Reader, accepted []mailstore.QueueRecipient, 
 	// lines end in CRLF; Close adds the final dot.
 	dw := &dotWriter{w: s.bw}
 	src := &readTracker{r: stripReturnPath(body)} // RFC 5321 §4.4
-	_, err := io.Copy(dw, src)
+	if s.copyBuf == nil {
+		s.copyBuf = make([]byte, 32<<10) // one per connection, as bw
+	}
+	_, err := io.CopyBuffer(dw, src, s.copyBuf)
 	if src.err != nil {
 		return nil, &errConnection{tempResult("4.3.0", "local error reading the queued message: "+errText(src.err))}
 	}
