@@ -38,6 +38,20 @@ load() { # addr [user] -> bench output
     -to someone@remote.test ${DATA:+-data} "${auth[@]}" 2>&1
 }
 
+# own_port PORT PID: wait until PID listens on PORT. A server left running on
+# the benchmark's ports would otherwise be measured in our place (wait_port
+# only sees that something answers).
+own_port() {
+  local i
+  for i in $(seq 100); do
+    ss -Hltnp "( sport = :$1 )" | grep -q "pid=$2," && return 0
+    kill -0 "$2" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "port $1 is not our server's (pid $2): $(ss -Hltnp "( sport = :$1 )" | grep -o 'users:.*'); $(tail -2 "$OUT/serve.log")" >&2
+  return 1
+}
+
 build
 url=$(fresh_db postrider_bench); seed "$url"
 
@@ -48,6 +62,7 @@ setsid env $(srv_env "$url") POSTRIDER_SUBMISSION_ADDR=127.0.0.1:$P_SUB POSTRIDE
   "$BIN" serve >"$OUT/serve.log" 2>&1 &
 echo $! >"$OUT/serve.pid"
 wait_port $P_HTTP 20 || { echo "postrider did not start: $(tail -3 "$OUT/serve.log")" >&2; exit 1; }
+own_port $P_SUB "$(cat "$OUT/serve.pid")" || { serve_stop; sink_stop; exit 1; }
 t0=$(now); pr_load=$(load 127.0.0.1:$P_SUB user1@example.test); read -r pr_c pr_t <<<"$(wait_sink "$t0")"
 serve_stop; sink_stop
 left=$(psql -qAt "$url" -c "SELECT count(*) FROM queue_items" 2>/dev/null)
