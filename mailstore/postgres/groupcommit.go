@@ -175,32 +175,50 @@ func (s *Store) commitGroup(ctx context.Context, batch []*groupReq) {
 // deliverTogether runs every pr_deliver of the batch and the commit in one
 // round trip.
 func (s *Store) deliverTogether(ctx context.Context, batch []*groupReq) ([][]delivered, error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Release()
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	for _, r := range batch {
-		b.Queue(deliverSQL, r.args...)
-	}
-	b.Queue("COMMIT")
-	br := conn.SendBatch(ctx, b)
 	out := make([][]delivered, len(batch))
-	err = func() error {
-		if _, err := br.Exec(); err != nil {
-			return err
+	err := s.txBatch(ctx, func(b *pgx.Batch) {
+		for _, r := range batch {
+			b.Queue(deliverSQL, r.args...)
 		}
+	}, func(br pgx.BatchResults) error {
 		for i := range batch {
 			rows, err := br.Query()
 			if err != nil {
 				return err
 			}
-			out[i], err = scanDelivered(rows, nil)
-			if err != nil {
+			if out[i], err = scanDelivered(rows, nil); err != nil {
 				return err
 			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// txBatch runs the statements queue adds as one transaction in one round
+// trip (BEGIN, the statements, COMMIT in a pipelined batch); read takes
+// the statements' results in order. On any error the transaction is
+// rolled back.
+func (s *Store) txBatch(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	queue(b)
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if err := read(br); err != nil {
+			return err
 		}
 		_, err := br.Exec()
 		return err
@@ -210,9 +228,8 @@ func (s *Store) deliverTogether(ctx context.Context, batch []*groupReq) ([][]del
 	}
 	if err != nil {
 		rollback(conn)
-		return nil, err
 	}
-	return out, nil
+	return err
 }
 
 // deliverAlone runs one pr_deliver as its own transaction, retried on

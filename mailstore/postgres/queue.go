@@ -328,36 +328,20 @@ func (s *Store) FinishAttempts(ctx context.Context, holder string, as []mailstor
 
 // finishTogether runs the attempts args[order...] in one transaction.
 func (s *Store) finishTogether(ctx context.Context, args [][]any, order []int) ([]string, error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Release()
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	for _, i := range order {
-		b.Queue(finishSQL, args[i]...)
-	}
-	b.Queue("COMMIT")
-	br := conn.SendBatch(ctx, b)
 	out := make([]string, len(order))
-	err = func() error {
-		if _, err := br.Exec(); err != nil {
-			return err
+	err := s.txBatch(ctx, func(b *pgx.Batch) {
+		for _, i := range order {
+			b.Queue(finishSQL, args[i]...)
 		}
+	}, func(br pgx.BatchResults) error {
 		for k := range order {
 			if err := br.QueryRow().Scan(&out[k]); err != nil {
 				return err
 			}
 		}
-		_, err := br.Exec()
-		return err
-	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+		return nil
+	})
 	if err != nil {
-		rollback(conn)
 		return nil, err
 	}
 	return out, nil
