@@ -70,6 +70,9 @@ func (s *Store) CreateMailbox(ctx context.Context, accountID int64, name, specia
 		)
 		SELECT `+mailboxCols+` FROM mb`, accountID, n, specialUse, parents(n))
 	m, err := scanMailbox(row)
+	if err == nil {
+		s.notifyChanges(accountChange(accountID))
+	}
 	switch pgCode(err) {
 	case "23505":
 		return m, fmt.Errorf("create mailbox %q: %w", n, mailstore.ErrExists)
@@ -126,7 +129,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, accountID int64, name string)
 			continue
 		}
 		if err == nil {
-			s.notifyAccounts([]int64{accountID})
+			s.notifyChanges(accountChange(accountID))
 		}
 		return mapErr("delete mailbox", err)
 	}
@@ -163,7 +166,7 @@ func (s *Store) RenameMailbox(ctx context.Context, accountID int64, oldName, new
 			continue
 		}
 		if err == nil {
-			s.notifyAccounts([]int64{accountID})
+			s.notifyChanges(accountChange(accountID))
 		}
 		switch pgCode(err) {
 		case "23505":
@@ -300,35 +303,6 @@ func (s *Store) ListMailboxes(ctx context.Context, accountID int64) ([]mailstore
 	}
 	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (mailstore.Mailbox, error) { return scanMailbox(r) })
 	return ms, mapErr("list mailboxes", err)
-}
-
-func (s *Store) MailboxStatus(ctx context.Context, accountID, mailboxID int64) (mailstore.MailboxStatus, error) {
-	var st mailstore.MailboxStatus
-	var uidvalidity, uidnext, hms int64
-	var msgs, unseen, deleted, recent int64
-	// Recent: an index range scan of the messages at or above the
-	// watermark (few, once a session has claimed them); a watermark of 1
-	// (never claimed) covers every message, counted already.
-	err := s.pool.QueryRow(ctx, `
-		SELECT mb.id, mb.account_id, mb.name, mb.special_use, mb.uidvalidity, mb.uidnext, mb.highestmodseq,
-		       EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mb.account_id AND s.name = mb.name),
-		       mb.msg_count, mb.msg_unseen, mb.msg_deleted, mb.msg_size,
-		       CASE WHEN mb.recent_uid <= 1 THEN mb.msg_count
-		            WHEN mb.recent_uid >= mb.uidnext THEN 0
-		            ELSE (SELECT count(*) FROM messages m WHERE m.mailbox_id = mb.id AND m.uid >= mb.recent_uid) END
-		  FROM mailboxes mb
-		 WHERE mb.id = $2 AND mb.account_id = $1`, accountID, mailboxID).Scan(
-		&st.ID, &st.AccountID, &st.Name, &st.SpecialUse, &uidvalidity, &uidnext, &hms, &st.Subscribed,
-		&msgs, &unseen, &deleted, &st.Size, &recent)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return st, fmt.Errorf("mailbox status: %w", mailstore.ErrNoSuchMailbox)
-	}
-	if err != nil {
-		return st, mapErr("mailbox status", err)
-	}
-	st.UIDValidity, st.UIDNext, st.HighestModSeq = uint32(uidvalidity), uint32(uidnext), uint64(hms)
-	st.Messages, st.Unseen, st.Deleted, st.Recent = uint32(msgs), uint32(unseen), uint32(deleted), uint32(recent)
-	return st, nil
 }
 
 // ClaimRecent implements mailstore.Store via pr_claim_recent: one round

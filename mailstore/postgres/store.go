@@ -114,6 +114,10 @@ type Options struct {
 	// keeps in memory for ListMessages (0: DefaultListCacheMessages;
 	// negative: no cache). See listcache.go.
 	ListCacheMessages int
+	// ContentCacheBytes bounds this node's cache of message contents
+	// (0: DefaultContentCacheBytes; negative: no cache). See
+	// contentcache.go.
+	ContentCacheBytes int64
 	// NoGroupCommit delivers every message in its own transaction, even
 	// when several go to one mailbox at once (see groupcommit.go); for
 	// comparisons.
@@ -127,7 +131,8 @@ type Store struct {
 	opts Options
 
 	hub        *hub
-	lists      *listCache // nil when disabled
+	lists      *listCache    // nil when disabled
+	contents   *contentCache // nil when disabled
 	notifier   *notifier
 	stopListen context.CancelFunc
 	listenDone chan struct{}
@@ -177,6 +182,9 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if opts.ListCacheMessages == 0 {
 		opts.ListCacheMessages = DefaultListCacheMessages
 	}
+	if opts.ContentCacheBytes == 0 {
+		opts.ContentCacheBytes = DefaultContentCacheBytes
+	}
 	cfg.ConnConfig.DialFunc = markEOF(cfg.ConnConfig.DialFunc)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -192,6 +200,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		opts:       opts,
 		hub:        newHub(),
 		lists:      newListCache(opts.ListCacheMessages),
+		contents:   newContentCache(opts.ContentCacheBytes),
 		notifier:   newNotifier(),
 		listenDone: make(chan struct{}),
 		notifyDone: make(chan struct{}),

@@ -1,8 +1,12 @@
 -- pr_copy copies (p_move: moves) the messages of src in the ranges to dst,
--- in ascending UID order, returning the UID pairs.
+-- in ascending UID order, returning the UID pairs with dst's new highest
+-- modseq (that of the copies) and, for a move, src's (that of the
+-- tombstones; 0 for a copy). Each raises its mailbox's highest modseq by
+-- exactly one, so a session that knew the mailbox at that value minus one
+-- knows it still.
 CREATE OR REPLACE FUNCTION pr_copy(p_account bigint, p_src bigint, p_dst bigint, p_starts bigint[], p_stops bigint[],
                         p_move boolean)
-RETURNS TABLE (r_src bigint, r_dst bigint, r_uidvalidity bigint)
+RETURNS TABLE (r_src bigint, r_dst bigint, r_uidvalidity bigint, r_modseq bigint, r_src_modseq bigint)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
@@ -11,6 +15,7 @@ DECLARE
     v_bytes bigint;
     v_first bigint;
     v_modseq bigint;
+    v_src_modseq bigint := 0;
     v_uidvalidity bigint;
     v_limit bigint;
     v_used bigint;
@@ -57,11 +62,12 @@ BEGIN
         UPDATE mailboxes SET highestmodseq = highestmodseq + 1,
                msg_count = msg_count - cardinality(v_uids), msg_size = msg_size - v_bytes,
                msg_unseen = msg_unseen - v_unseen, msg_deleted = msg_deleted - v_deleted
-         WHERE id = p_src RETURNING highestmodseq INTO v_modseq;
+         WHERE id = p_src RETURNING highestmodseq INTO v_src_modseq;
         INSERT INTO expunged (mailbox_id, uid, modseq)
-        SELECT p_src, u, v_modseq FROM unnest(v_uids) u
+        SELECT p_src, u, v_src_modseq FROM unnest(v_uids) u
         ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq;
     END IF;
-    RETURN QUERY SELECT s.uid, v_first + s.i - 1, v_uidvalidity FROM unnest(v_uids) WITH ORDINALITY AS s(uid, i) ORDER BY s.i;
+    RETURN QUERY SELECT s.uid, v_first + s.i - 1, v_uidvalidity, v_modseq, v_src_modseq
+                   FROM unnest(v_uids) WITH ORDINALITY AS s(uid, i) ORDER BY s.i;
 END
 $$;
