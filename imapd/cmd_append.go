@@ -117,7 +117,9 @@ func cmdAppend(c *conn, cx *cmdCtx) error {
 	}
 	cx.okCode = "APPENDUID " + itoa(res.UIDValidity) + " " + itoa(res.UID)
 	if c.sel != nil && c.sel.mbox.ID == mbox.ID {
-		cx.refresh = true // announce the new message (RFC 9051 §6.3.12)
+		// Announce the new message (RFC 9051 §6.3.12): from the result, or
+		// by the catch-up after a gap.
+		return c.applyAppend(res)
 	}
 	return nil
 }
