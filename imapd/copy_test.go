@@ -1,6 +1,8 @@
 package imapd
 
 import (
+	"github.com/postrider/postrider/mailstore"
+
 	"fmt"
 	"testing"
 )
@@ -98,4 +100,26 @@ func TestTranscriptAppend(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2.run([]step{{"APPEND INBOX {300}", []string{"$T NO [OVERQUOTA] Quota exceeded"}}})
+}
+
+// An IMAP4rev1 session told of expunges that took \Recent messages away is
+// sent the new RECENT count (RFC 3501 §7.3.2): its last count would
+// otherwise still include messages that no longer exist.
+func TestTranscriptRecentAfterExpunge(t *testing.T) {
+	e := newEnv(t)
+	for i := range 3 {
+		e.deliver("alice", "INBOX", testMessage(fmt.Sprintf("m%d", i), "x\r\n"))
+	}
+	c := e.dial()
+	c.login("alice")
+	c.run([]step{{"SELECT INBOX", append(selectLines(8), "re:$T OK .*")}})
+	other := e.dial()
+	other.login("alice")
+	other.cmd("E", "EXAMINE INBOX")
+	if _, err := e.store.Expunge(t.Context(), e.accts["alice"].ID, e.mailbox("alice", "INBOX").ID, mailstore.UIDs(2), false); err != nil {
+		t.Fatal(err)
+	}
+	c.run([]step{{"NOOP", []string{"* 2 EXPUNGE", "* 2 RECENT", "$T OK NOOP completed"}}})
+	// The EXAMINE session took no \Recent: its count is unchanged, unsent.
+	other.run([]step{{"NOOP", []string{"* 2 EXPUNGE", "$T OK NOOP completed"}}})
 }
