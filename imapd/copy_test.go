@@ -23,15 +23,15 @@ func TestTranscriptCopyMoveExpunge(t *testing.T) {
 		{"UID COPY 6 Archive", []string{fmt.Sprintf("$T OK [COPYUID %d 6 3] UID COPY completed", arch.UIDValidity)}},
 		{"COPY 1 Nope", []string{"$T NO [TRYCREATE] No such mailbox"}},
 		{"MOVE 2 Nope", []string{"$T NO [TRYCREATE] No such mailbox"}},
-		{"MOVE 2 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 2 1] Moved", trash.UIDValidity), "* 2 EXPUNGE", "$T OK MOVE completed"}},
+		{"MOVE 2 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 2 1] Moved", trash.UIDValidity), "* 2 EXPUNGE", "* 5 RECENT", "$T OK MOVE completed"}},
 		// Sequence numbers shifted: 2 is now UID 3.
 		{"FETCH 2 (UID)", []string{"* 2 FETCH (UID 3)", "$T OK FETCH completed"}},
-		{"UID MOVE 4:5 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 4:5 2:3] Moved", trash.UIDValidity), "* 4 EXPUNGE", "* 3 EXPUNGE", "$T OK UID MOVE completed"}},
+		{"UID MOVE 4:5 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 4:5 2:3] Moved", trash.UIDValidity), "* 4 EXPUNGE", "* 3 EXPUNGE", "* 3 RECENT", "$T OK UID MOVE completed"}},
 		{"STORE 1:* +FLAGS.SILENT (\\Deleted)", []string{"$T OK STORE completed"}},
 		{"STORE 1 -FLAGS.SILENT (\\Deleted)", []string{"$T OK STORE completed"}},
 		{"FETCH 1:* (UID)", []string{"* 1 FETCH (UID 1)", "* 2 FETCH (UID 3)", "* 3 FETCH (UID 6)", "$T OK FETCH completed"}},
-		{"UID EXPUNGE 6", []string{"* 3 EXPUNGE", "$T OK UID EXPUNGE completed"}},
-		{"EXPUNGE", []string{"* 2 EXPUNGE", "$T OK EXPUNGE completed"}},
+		{"UID EXPUNGE 6", []string{"* 3 EXPUNGE", "* 2 RECENT", "$T OK UID EXPUNGE completed"}},
+		{"EXPUNGE", []string{"* 2 EXPUNGE", "* 1 RECENT", "$T OK EXPUNGE completed"}},
 		{"FETCH 1:* (UID)", []string{"* 1 FETCH (UID 1)", "$T OK FETCH completed"}},
 		{"COPY 5 Trash", []string{"$T BAD Invalid message sequence number"}},
 		{"ENABLE QRESYNC", []string{"$T BAD Command not allowed in this state"}},
@@ -42,9 +42,9 @@ func TestTranscriptCopyMoveExpunge(t *testing.T) {
 	c2.cmd("E", "ENABLE QRESYNC")
 	c2.cmd("S", "SELECT Archive")
 	c2.run([]step{
-		{"MOVE 1 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 1 4] Moved", trash.UIDValidity), "* VANISHED 1", "$T OK MOVE completed"}},
+		{"MOVE 1 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 1 4] Moved", trash.UIDValidity), "* VANISHED 1", "* 2 RECENT", "$T OK MOVE completed"}},
 		{"STORE 1 +FLAGS.SILENT (\\Deleted)", []string{"re:\\* 1 FETCH \\(UID 2 MODSEQ \\(\\d+\\)\\)", "$T OK STORE completed"}},
-		{"EXPUNGE", []string{"* VANISHED 2", "$T OK EXPUNGE completed"}},
+		{"EXPUNGE", []string{"* VANISHED 2", "* 1 RECENT", "$T OK EXPUNGE completed"}},
 	})
 }
 
