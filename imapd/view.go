@@ -335,9 +335,21 @@ func (c *conn) sendExpunges(allowed bool) {
 	c.announceExpunged(gone)
 }
 
-// announceExpunged removes uids from the view and tells the client.
+// announceExpunged removes uids from the view and tells the client. When
+// that took \Recent messages away, an IMAP4rev1 client is sent the new
+// RECENT count too: clients (imaptest's checkpoints among them) keep the
+// last count they were told, which would otherwise still include messages
+// that no longer exist (RFC 3501 §7.3.2: the client records each update).
 func (c *conn) announceExpunged(uids []uint32) {
 	s := c.sel
+	if !c.rev2 && len(s.recent) > 0 {
+		before := s.recentCount()
+		defer func() {
+			if s.recentCount() != before {
+				c.writeRecent()
+			}
+		}()
+	}
 	if c.qresync {
 		var in []uint32
 		for _, u := range uids {
