@@ -84,10 +84,16 @@ func cmdAppend(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return tryCreate(err)
 	}
-	if used, limit, err := c.srv.store.QuotaUsage(ctx, c.acct.ID); err != nil {
-		return err
-	} else if limit > 0 && used+lit.n > limit {
-		return errNo(codeOverQuota, "Quota exceeded")
+	// Before a synchronizing literal, a message over quota is refused
+	// before it is sent. A non-synchronizing one is on its way anyway: the
+	// store refuses it at commit (NO [OVERQUOTA] all the same), and the
+	// check would cost a query per APPEND.
+	if lit.sync {
+		if used, limit, err := c.srv.store.QuotaUsage(ctx, c.acct.ID); err != nil {
+			return err
+		} else if limit > 0 && used+lit.n > limit {
+			return errNo(codeOverQuota, "Quota exceeded")
+		}
 	}
 	if date.IsZero() {
 		date = time.Now()

@@ -159,7 +159,14 @@ func TestViewAnswersFromMemory(t *testing.T) {
 	a.send(fmt.Sprintf("A APPEND INBOX (\\Flagged $Work) {%d+}\r\n%s", len(msg), msg))
 	check(t, "APPEND", a.until("A"), []string{"* 5 EXISTS", "* 5 RECENT", `re:\* FLAGS \(.* \$Work\)`, `re:\* OK \[PERMANENTFLAGS .*`,
 		`re:A OK \[APPENDUID \d+ 6\] APPEND completed`})
-	want("APPEND", map[string]int{"GetMailbox": 1, "QuotaUsage": 1, "Append": 1, "ClaimRecent": 1})
+	want("APPEND", map[string]int{"GetMailbox": 1, "Append": 1, "ClaimRecent": 1})
+	// With a synchronizing literal, the quota is checked before the
+	// message is asked for.
+	a.send(fmt.Sprintf("A APPEND Trash {%d}", len(msg)))
+	check(t, "APPEND continuation", []string{a.line()}, []string{"+ Ready for literal data"})
+	a.send(msg)
+	check(t, "APPEND to another mailbox", a.until("A"), []string{`re:A OK \[APPENDUID \d+ \d+\] APPEND completed`})
+	want("APPEND to another mailbox", map[string]int{"GetMailbox": 1, "QuotaUsage": 1, "Append": 1})
 	a.run([]step{{"COPY 1 INBOX", []string{"* 6 EXISTS", "* 6 RECENT", `re:$T OK \[COPYUID \d+ 1 7\] COPY completed`}}})
 	want("COPY into the selected mailbox", map[string]int{"GetMailbox": 1, "Copy": 1, "ClaimRecent": 1})
 	a.run([]step{{"FETCH 5:6 (UID FLAGS RFC822.SIZE)", []string{

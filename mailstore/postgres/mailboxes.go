@@ -11,8 +11,15 @@ import (
 	"github.com/postrider/postrider/mailstore"
 )
 
+// mailboxCols are a mailbox's columns (mb: the mailboxes row). Whether it
+// is subscribed is a scalar subquery, one primary-key probe per mailbox:
+// written as EXISTS, the planner may hash it instead, which reads every
+// account's subscriptions for one LIST (measured: a sequential scan of the
+// whole table per LIST, 0.37 ms for 100 accounts and growing with them).
 const mailboxCols = `mb.id, mb.account_id, mb.name, mb.special_use, mb.uidvalidity, mb.uidnext, mb.highestmodseq,
-	EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mb.account_id AND s.name = mb.name)`
+	` + subscribedCol
+
+const subscribedCol = `coalesce((SELECT true FROM subscriptions s WHERE s.account_id = mb.account_id AND s.name = mb.name LIMIT 1), false)`
 
 func scanMailbox(row pgx.Row) (mailstore.Mailbox, error) {
 	var m mailstore.Mailbox

@@ -15,7 +15,7 @@ import (
 // watermark (few, once a session has claimed them); a watermark of 1
 // (never claimed) covers every message, counted already.
 const statusCols = `mb.id, mb.account_id, mb.name, mb.special_use, mb.uidvalidity, mb.uidnext, mb.highestmodseq,
-	       EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mb.account_id AND s.name = mb.name),
+	       ` + subscribedCol + `,
 	       mb.msg_count, mb.msg_unseen, mb.msg_deleted, mb.msg_size,
 	       CASE WHEN mb.recent_uid <= 1 THEN mb.msg_count
 	            WHEN mb.recent_uid >= mb.uidnext THEN 0
