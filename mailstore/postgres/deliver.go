@@ -492,6 +492,7 @@ func (s *Store) runDeliver(ctx context.Context, conn *pgxpool.Conn, args []any) 
 	if err == nil {
 		s.notifyChanges(deliveredChanges(out))
 	}
+	s.notifyUncertain(err, deliverAccounts(args)...)
 	if err != nil || qid == nil {
 		return out, 0, err
 	}
@@ -524,6 +525,12 @@ func scanDelivered(rows pgx.Rows, qid *int64) ([]delivered, error) {
 		}
 	}
 	return out, rows.Err()
+}
+
+// deliverAccounts returns the p_accounts argument of deliverArgs.
+func deliverAccounts(args []any) []int64 {
+	as, _ := args[11].([]int64)
+	return as
 }
 
 // deliveredChanges are the notifications of stored copies.

@@ -158,6 +158,9 @@ func (s *Store) commitGroup(ctx context.Context, batch []*groupReq) {
 		s.groupFallbacks.Add(1)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) {
+			for _, r := range batch {
+				s.notifyUncertain(err, deliverAccounts(r.args)...)
+			}
 			err = mapErr("deliver", err)
 			for _, r := range batch {
 				r.done <- groupRes{err: err}

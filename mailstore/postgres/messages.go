@@ -236,6 +236,7 @@ func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids
 		if err == nil && len(res.Updated) > 0 {
 			s.notifyChanges(mailboxChange(accountID, mailboxID, res.Updated[0].ModSeq)) // one new modseq for all
 		}
+		s.notifyUncertain(err, accountID)
 		return res, mapErr("store flags", err)
 	}
 }
@@ -281,6 +282,7 @@ func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids ma
 		if err == nil && len(res.UIDs) > 0 {
 			s.notifyChanges(mailboxChange(accountID, mailboxID, res.HighestModSeq))
 		}
+		s.notifyUncertain(err, accountID)
 		return res, mapErr("expunge", err)
 	}
 }
@@ -331,6 +333,7 @@ func (s *Store) copyMove(ctx context.Context, accountID, src int64, uids mailsto
 		break
 	}
 	if err != nil {
+		s.notifyUncertain(err, accountID)
 		return mailstore.CopyResult{}, mapErr(op, err)
 	}
 	if len(res.SrcUIDs) > 0 {

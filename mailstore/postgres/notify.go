@@ -2,10 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // notifyChannel is the LISTEN/NOTIFY channel. A payload is a
@@ -36,6 +38,23 @@ func mailboxChange(account, mailbox int64, modseq uint64) []change {
 
 // accountChange is a change to any mailbox of account.
 func accountChange(account int64) []change { return []change{{account: account}} }
+
+// notifyUncertain is for a write that failed without telling whether it
+// committed (a broken connection, not an error the database reported,
+// which rolls the transaction back): every mailbox of its accounts counts
+// as possibly changed, on every node, so that no session takes its view
+// as current when it may not be.
+func (s *Store) notifyUncertain(err error, accounts ...int64) {
+	var pe *pgconn.PgError
+	if err == nil || errors.As(err, &pe) {
+		return
+	}
+	cs := make([]change, len(accounts))
+	for i, a := range accounts {
+		cs[i] = change{account: a}
+	}
+	s.notifyChanges(cs)
+}
 
 // Writers do not NOTIFY inside their transactions: a transaction that
 // notifies holds a cluster-wide lock from pre-commit until its commit

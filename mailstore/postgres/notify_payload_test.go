@@ -1,9 +1,13 @@
 package postgres
 
 import (
+	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func TestNotifyPayloadRoundTrip(t *testing.T) {
@@ -117,5 +121,23 @@ func TestNotifierCoalesces(t *testing.T) {
 	s.notifier.requeue([]change{{account: 7, mailbox: 8, modseq: 9}}, false)
 	if cs, _ := s.notifier.take(); !slices.Equal(cs, []change{{account: 7, mailbox: 8, modseq: 9}}) {
 		t.Fatalf("requeued %v", cs)
+	}
+}
+
+// TestNotifyUncertain: a write that failed in the database committed
+// nothing; one whose connection broke may have: its accounts count as
+// changed.
+func TestNotifyUncertain(t *testing.T) {
+	s := &Store{hub: newHub(), notifier: newNotifier()}
+	s.notifyUncertain(nil, 1)
+	s.notifyUncertain(fmt.Errorf("store flags: %w", &pgconn.PgError{Code: "40P01"}), 2)
+	if cs, all := s.notifier.take(); cs != nil || all {
+		t.Fatalf("definite outcomes notified %v", cs)
+	}
+	s.notifyUncertain(fmt.Errorf("deliver: %w", io.ErrUnexpectedEOF), 3, 4)
+	cs, _ := s.notifier.take()
+	slices.SortFunc(cs, func(a, b change) int { return int(a.account - b.account) })
+	if !slices.Equal(cs, []change{{account: 3}, {account: 4}}) {
+		t.Fatalf("uncertain outcome notified %v", cs)
 	}
 }
