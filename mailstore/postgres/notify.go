@@ -255,6 +255,9 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, connected f
 		if err != nil {
 			return err
 		}
+		if s.ownPIDs.has(n.PID) {
+			continue // sent by this Store, whose hub recorded it at commit
+		}
 		cs = cs[:0]
 		all := false
 		ok := parseNotifyPayload(n.Payload, func(c change) { cs = append(cs, c) }, func() { all = true })
@@ -270,4 +273,32 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, connected f
 			s.hub.record(cs)
 		}
 	}
+}
+
+// pidSet holds the backend process IDs of a pool's open connections. A
+// notification from one of them is this node's own: PostgreSQL gives no
+// two live backends the same PID, and a PID leaves the set when its
+// connection closes, before another backend can reuse it.
+type pidSet struct {
+	mu   sync.Mutex
+	pids map[uint32]struct{}
+}
+
+func (p *pidSet) add(pid uint32) {
+	p.mu.Lock()
+	p.pids[pid] = struct{}{}
+	p.mu.Unlock()
+}
+
+func (p *pidSet) remove(pid uint32) {
+	p.mu.Lock()
+	delete(p.pids, pid)
+	p.mu.Unlock()
+}
+
+func (p *pidSet) has(pid uint32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.pids[pid]
+	return ok
 }

@@ -131,6 +131,7 @@ type Store struct {
 	opts Options
 
 	hub        *hub
+	ownPIDs    *pidSet // backends of this Store's pool (notify.go)
 	lists      *listCache    // nil when disabled
 	contents   *contentCache // nil when disabled
 	notifier   *notifier
@@ -186,6 +187,12 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		opts.ContentCacheBytes = DefaultContentCacheBytes
 	}
 	cfg.ConnConfig.DialFunc = markEOF(cfg.ConnConfig.DialFunc)
+	own := &pidSet{pids: map[uint32]struct{}{}}
+	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		own.add(c.PgConn().PID())
+		return nil
+	}
+	cfg.BeforeClose = func(c *pgx.Conn) { own.remove(c.PgConn().PID()) }
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: create pool: %w", err)
@@ -199,6 +206,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		log:        opts.Logger.With("component", "mailstore/postgres"),
 		opts:       opts,
 		hub:        newHub(),
+		ownPIDs:    own,
 		lists:      newListCache(opts.ListCacheMessages),
 		contents:   newContentCache(opts.ContentCacheBytes),
 		notifier:   newNotifier(),
