@@ -24,9 +24,12 @@
 //     one global lock order (see the file's header).
 //
 // Around the schema: deliveries stream large messages through COPY
-// (content.go, deliver.go); notifications are sent after commit, coalesced
-// (notify.go); large mailboxes' message lists are cached per node and
-// brought up to date by modseq (listcache.go).
+// (content.go, deliver.go); notifications are sent after commit, coalesced,
+// and say which mailbox changed to which modseq (notify.go, payload.go),
+// so that each node's hub can tell a session whether its mailbox may have
+// changed (hub.go); large mailboxes' message lists are cached per node and
+// brought up to date by modseq (listcache.go); message contents, which
+// never change, are cached per node (contentcache.go).
 package postgres
 
 import (
