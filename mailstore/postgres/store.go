@@ -134,7 +134,7 @@ type Store struct {
 	opts Options
 
 	hub        *hub
-	ownPIDs    *pidSet // backends of this Store's pool (notify.go)
+	ownPIDs    *pidSet       // backends of this Store's pool (notify.go)
 	lists      *listCache    // nil when disabled
 	contents   *contentCache // nil when disabled
 	notifier   *notifier
