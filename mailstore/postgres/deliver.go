@@ -542,7 +542,9 @@ func (s *Store) writeBatch(ctx context.Context, conn *pgxpool.Conn, sql string, 
 		if err != nil {
 			return err
 		}
-		s.notifyAccounts(accounts)
+		if len(accounts) > 0 {
+			s.notifyAccounts(accounts)
+		}
 		return nil
 	}
 	// conn is inside a transaction that already holds a streamed message.

@@ -75,6 +75,10 @@ var invariants = []struct{ name, sql string }{
 		    OR EXISTS (SELECT 1 FROM expunged e JOIN messages m ON m.mailbox_id = e.mailbox_id AND m.uid = e.uid
 		                WHERE e.mailbox_id = mb.id)`},
 	{"stage empty", `SELECT content_id FROM content_stage`},
+	// The \Recent watermark (0009) never passes uidnext.
+	{"recent watermark", `
+		SELECT r.mailbox_id FROM mailbox_recent r JOIN mailboxes mb ON mb.id = r.mailbox_id
+		 WHERE r.recent_uid < 1 OR r.recent_uid > mb.uidnext`},
 }
 
 func checkInvariants(t testing.TB, st *postgres.Store) {
@@ -134,7 +138,7 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 					return
 				}
 				var opErr error
-				switch op := rng.IntN(9); op {
+				switch op := rng.IntN(11); op {
 				case 0, 1:
 					var rc []mailstore.Recipient
 					for _, x := range accts {
@@ -182,6 +186,12 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 					_, opErr = st.Expunge(ctx, acct, mb.ID, nil, true)
 				case 8:
 					opErr = queueWork(ctx, st, fmt.Sprintf("w%d", w), rng)
+				case 9:
+					_, opErr = st.ClaimRecent(ctx, acct, mb.ID)
+				case 10:
+					// Mostly no-ops: \Seen or \Deleted as it already is.
+					f := mailstore.Flags{System: []mailstore.SystemFlag{mailstore.FlagSeen, mailstore.FlagDeleted}[rng.IntN(2)]}
+					_, opErr = st.StoreFlags(ctx, acct, mb.ID, mailstore.UIDSet{{Start: 1, Stop: 0}}, mailstore.FlagOp(rng.IntN(2)+1), f, 0)
 				}
 				if opErr != nil && !errors.Is(opErr, mailstore.ErrNoSuchMailbox) && !errors.Is(opErr, mailstore.ErrExists) {
 					t.Errorf("worker %d op on %s: %v", w, mbName, opErr)

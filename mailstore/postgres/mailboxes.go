@@ -308,15 +308,16 @@ func (s *Store) MailboxStatus(ctx context.Context, accountID, mailboxID int64) (
 	var msgs, unseen, deleted, recent int64
 	// Recent: an index range scan of the messages at or above the
 	// watermark (few, once a session has claimed them); a watermark of 1
-	// (never claimed) covers every message, counted already.
+	// (never claimed: no mailbox_recent row, migration 0009) covers every
+	// message, counted already.
 	err := s.pool.QueryRow(ctx, `
 		SELECT mb.id, mb.account_id, mb.name, mb.special_use, mb.uidvalidity, mb.uidnext, mb.highestmodseq,
 		       EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mb.account_id AND s.name = mb.name),
 		       mb.msg_count, mb.msg_unseen, mb.msg_deleted, mb.msg_size,
-		       CASE WHEN mb.recent_uid <= 1 THEN mb.msg_count
-		            WHEN mb.recent_uid >= mb.uidnext THEN 0
-		            ELSE (SELECT count(*) FROM messages m WHERE m.mailbox_id = mb.id AND m.uid >= mb.recent_uid) END
-		  FROM mailboxes mb
+		       CASE WHEN r.recent_uid IS NULL OR r.recent_uid <= 1 THEN mb.msg_count
+		            WHEN r.recent_uid >= mb.uidnext THEN 0
+		            ELSE (SELECT count(*) FROM messages m WHERE m.mailbox_id = mb.id AND m.uid >= r.recent_uid) END
+		  FROM mailboxes mb LEFT JOIN mailbox_recent r ON r.mailbox_id = mb.id
 		 WHERE mb.id = $2 AND mb.account_id = $1`, accountID, mailboxID).Scan(
 		&st.ID, &st.AccountID, &st.Name, &st.SpecialUse, &uidvalidity, &uidnext, &hms, &st.Subscribed,
 		&msgs, &unseen, &deleted, &st.Size, &recent)
@@ -332,7 +333,9 @@ func (s *Store) MailboxStatus(ctx context.Context, accountID, mailboxID int64) (
 }
 
 // ClaimRecent implements mailstore.Store via pr_claim_recent: one round
-// trip, one mailbox row lock, no notification (no mail changes).
+// trip; it locks the mailbox's watermark row (never the mailbox row), and
+// only when there is something to claim; no notification (no mail
+// changes).
 func (s *Store) ClaimRecent(ctx context.Context, accountID, mailboxID int64) ([]uint32, error) {
 	var uids []int64
 	err := s.pool.QueryRow(ctx, `SELECT pr_claim_recent(p_account => $1, p_mailbox => $2)`, accountID, mailboxID).Scan(&uids)

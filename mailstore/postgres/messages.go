@@ -175,7 +175,10 @@ func (s *Store) FetchDetails(ctx context.Context, accountID, mailboxID int64, ui
 	return out, nil
 }
 
-// StoreFlags implements mailstore.Store via pr_store_flags.
+// StoreFlags implements mailstore.Store via pr_store_flags: one statement.
+// A STORE that changes nothing takes no lock and writes nothing; one that
+// changes flags commits asynchronously (see the function). Sessions are
+// woken only when a flag changed.
 func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids mailstore.UIDSet, op mailstore.FlagOp, flags mailstore.Flags, unchangedSince uint64) (mailstore.StoreResult, error) {
 	var res mailstore.StoreResult
 	if op != mailstore.FlagsReplace && op != mailstore.FlagsAdd && op != mailstore.FlagsRemove {
@@ -200,7 +203,7 @@ func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids
 		res = mailstore.StoreResult{}
 		err = s.writeBatch(ctx, nil, `SELECT * FROM pr_store_flags(p_account => $1, p_mailbox => $2,
 			p_starts => $3, p_stops => $4, p_op => $5, p_flags => $6, p_keywords => $7, p_unchanged => $8)`, args,
-			[]int64{accountID}, func(rows pgx.Rows) error {
+			nil, func(rows pgx.Rows) error {
 				for rows.Next() {
 					var uid, modseq int64
 					var fl int16
@@ -225,11 +228,16 @@ func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids
 		if err != nil && retryable(err) && attempt < 3 {
 			continue
 		}
+		if err == nil && len(res.Updated) > 0 {
+			s.notifyAccounts([]int64{accountID})
+		}
 		return res, mapErr("store flags", err)
 	}
 }
 
-// Expunge implements mailstore.Store via pr_expunge.
+// Expunge implements mailstore.Store via pr_expunge: one statement. An
+// expunge that finds nothing to remove takes no lock and writes nothing;
+// sessions are woken only when messages went.
 func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids mailstore.UIDSet, onlyDeleted bool) (mailstore.ExpungeResult, error) {
 	var res mailstore.ExpungeResult
 	starts, stops, err := uidRanges(uids)
@@ -250,7 +258,7 @@ func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids ma
 		res = mailstore.ExpungeResult{}
 		err = s.writeBatch(ctx, nil, `SELECT o_uids, o_highestmodseq FROM pr_expunge(p_account => $1, p_mailbox => $2,
 			p_starts => $3, p_stops => $4, p_only_deleted => $5)`,
-			[]any{accountID, mailboxID, starts, stops, onlyDeleted}, []int64{accountID}, func(rows pgx.Rows) error {
+			[]any{accountID, mailboxID, starts, stops, onlyDeleted}, nil, func(rows pgx.Rows) error {
 				for rows.Next() {
 					var us []int64
 					var hms int64
@@ -266,6 +274,9 @@ func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids ma
 			})
 		if err != nil && retryable(err) && attempt < 3 {
 			continue
+		}
+		if err == nil && len(res.UIDs) > 0 {
+			s.notifyAccounts([]int64{accountID})
 		}
 		return res, mapErr("expunge", err)
 	}

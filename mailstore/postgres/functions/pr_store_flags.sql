@@ -3,13 +3,57 @@
 -- exceeds p_unchanged (when > 0) are left alone and returned with
 -- r_modified (RFC 7162 §3.1.3). Changed messages share one new modseq;
 -- messages whose flags do not change are not returned.
+--
+-- A STORE that changes nothing (+FLAGS \Seen on seen messages, say) is
+-- answered from one plain snapshot read: no row lock, no transaction id,
+-- no commit record. It takes effect at that snapshot, where applying it
+-- changed no message; a change committed after the snapshot is simply
+-- ordered after this STORE. (One that finds UNCHANGEDSINCE conflicts takes
+-- the locked path, which reports them.)
+--
+-- A STORE that changes flags commits without waiting for the WAL flush:
+-- it sets synchronous_commit off for the calling transaction (a
+-- transaction-local setting made inside the function outlives it, as the
+-- function has no SET clause for synchronous_commit), so it holds the
+-- mailbox row only while it runs, not for a disk flush, and deliveries are
+-- not queued behind flag changes. A database crash can lose the last
+-- fraction of a second of flag changes (at most about 3 x wal_writer_delay),
+-- never a message: everything that creates or removes messages commits
+-- synchronously, and its commit flushes the WAL written before it, flag
+-- changes included. Call it in a transaction of its own.
 CREATE OR REPLACE FUNCTION pr_store_flags(p_account bigint, p_mailbox bigint, p_starts bigint[], p_stops bigint[],
                                p_op integer, p_flags smallint, p_keywords text[], p_unchanged bigint)
 RETURNS TABLE (r_uid bigint, r_modseq bigint, r_flags smallint, r_keywords text[],
                r_internal_date timestamptz, r_size bigint, r_crlf_size bigint, r_modified boolean)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
+DECLARE
+    v_any boolean;
 BEGIN
+    -- 1. No lock: would the STORE change (or report) any message?
+    SELECT EXISTS (
+        SELECT 1 FROM (
+            SELECT m.modseq, m.flags, m.keywords FROM messages m WHERE p_starts IS NULL AND m.mailbox_id = p_mailbox
+            UNION ALL
+            SELECT m.modseq, m.flags, m.keywords FROM unnest(p_starts, p_stops) r(s, e)
+              JOIN messages m ON m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e
+        ) m
+        CROSS JOIN LATERAL (
+            SELECT CASE p_op WHEN 0 THEN p_flags WHEN 1 THEN m.flags | p_flags ELSE m.flags & ~p_flags END AS nf,
+                   CASE WHEN p_op <> 0 AND cardinality(p_keywords) = 0 THEN m.keywords
+                        ELSE pr_kwapply(p_op, m.keywords, p_keywords) END AS nk) n
+         WHERE (p_unchanged > 0 AND m.modseq > p_unchanged) OR n.nf <> m.flags
+            OR (n.nk IS DISTINCT FROM m.keywords AND pr_kwnorm(n.nk) <> pr_kwnorm(m.keywords)))
+      INTO v_any FROM mailboxes mb WHERE mb.id = p_mailbox AND mb.account_id = p_account;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';
+    END IF;
+    IF NOT v_any THEN
+        RETURN;
+    END IF;
+
+    -- 2. A flag change: asynchronous commit (see above), then the mailbox lock.
+    PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM 1 FROM mailboxes WHERE id = p_mailbox AND account_id = p_account FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';

@@ -1,0 +1,262 @@
+package postgres_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/postrider/postrider/mailstore"
+	"github.com/postrider/postrider/mailstore/postgres"
+)
+
+// asyncFuncs are the functions that commit asynchronously
+// (synchronous_commit off for the calling transaction): flag changes and
+// \Recent claims, login-failure records, outbound attempt records. None
+// creates or removes a message of a mailbox.
+var asyncFuncs = []string{"pr_auth_confirm", "pr_auth_release", "pr_auth_reserve", "pr_claim_recent",
+	"pr_finish_attempt", "pr_store_flags"}
+
+// messageFuncs create or remove messages (or their contents): they commit
+// synchronously, so none may call an asynchronous one.
+var messageFuncs = []string{"pr_copy", "pr_delete_contents", "pr_delete_mailboxes", "pr_deliver", "pr_enqueue",
+	"pr_expunge", "pr_release_contents", "pr_store_content"}
+
+// TestSyncCommitOnlyForFlagChanges: the flag-only functions switch
+// synchronous_commit off for the transaction that calls them, and only when
+// they write; every other function leaves it alone, so deliveries, appends,
+// copies, moves and expunges commit synchronously. Checked in explicit
+// transactions (the setting a function leaves is the one COMMIT uses), and
+// in the functions' definitions: no other pr_ function mentions the setting,
+// and none has a SET clause for it (which would undo the change at function
+// exit).
+func TestSyncCommitOnlyForFlagChanges(t *testing.T) {
+	st, _, a := fixture(t)
+	ctx := ctxT(t)
+	in := inbox(t, st, a.ID)
+	arch, err := st.GetMailbox(ctx, a.ID, "Archive")
+	must(t, err)
+	for i := 0; i < 3; i++ {
+		deliver(t, st, msg("s"+string(rune('a'+i)), "x"), mailstore.Recipient{AccountID: a.ID})
+	}
+
+	rows, err := st.Pool().Query(ctx, `
+		SELECT p.proname, p.prosrc, coalesce(array_to_string(p.proconfig, ','), '')
+		  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		 WHERE n.nspname = current_schema() AND p.proname LIKE 'pr\_%'`)
+	must(t, err)
+	var mention []string
+	srcs := map[string]string{}
+	for rows.Next() {
+		var name, src, cfg string
+		must(t, rows.Scan(&name, &src, &cfg))
+		srcs[name] = src
+		if strings.Contains(strings.ToLower(src), "synchronous_commit") {
+			mention = append(mention, name)
+		}
+		if strings.Contains(strings.ToLower(cfg), "synchronous_commit") {
+			t.Errorf("%s has a SET clause for synchronous_commit", name)
+		}
+	}
+	must(t, rows.Err())
+	slices.Sort(mention)
+	if !slices.Equal(mention, asyncFuncs) {
+		t.Errorf("functions that set synchronous_commit: %v; want exactly %v", mention, asyncFuncs)
+	}
+	for _, m := range messageFuncs {
+		src, ok := srcs[m]
+		if !ok {
+			t.Errorf("no function %s", m)
+		}
+		for _, f := range asyncFuncs {
+			if strings.Contains(src, f) {
+				t.Errorf("%s calls %s, which commits asynchronously", m, f)
+			}
+		}
+	}
+
+	// setting runs sql (one call) in a transaction and returns the
+	// transaction's synchronous_commit after it; the transaction is rolled
+	// back.
+	setting := func(what, sql string, args ...any) string {
+		t.Helper()
+		tx, err := st.Pool().Begin(ctx)
+		must(t, err)
+		defer tx.Rollback(ctx)
+		r, err := tx.Query(ctx, sql, args...)
+		must(t, err)
+		r.Close()
+		if r.Err() != nil {
+			t.Fatalf("%s: %v", what, r.Err())
+		}
+		var v string
+		must(t, tx.QueryRow(ctx, `SELECT current_setting('synchronous_commit')`).Scan(&v))
+		return v
+	}
+	var def string
+	must(t, st.Pool().QueryRow(ctx, `SELECT current_setting('synchronous_commit')`).Scan(&def))
+	if def == "off" {
+		t.Skip("the server's default synchronous_commit is off")
+	}
+	const storeSQL = `SELECT * FROM pr_store_flags(p_account => $1, p_mailbox => $2, p_starts => $3, p_stops => $4,
+		p_op => $5, p_flags => $6, p_keywords => $7, p_unchanged => 0)`
+	all := []int64{1}
+	end := []int64{1 << 32}
+	for _, c := range []struct {
+		what, sql string
+		args      []any
+		want      string
+	}{
+		{"STORE that changes flags", storeSQL, []any{a.ID, in.ID, all, end, 1, int16(mailstore.FlagFlagged), []string{}}, "off"},
+		{"STORE that changes nothing", storeSQL, []any{a.ID, in.ID, all, end, 2, int16(mailstore.FlagFlagged), []string{}}, def},
+		{"claim of new messages", `SELECT pr_claim_recent(p_account => $1, p_mailbox => $2)`, []any{a.ID, in.ID}, "off"},
+		{"expunge", `SELECT * FROM pr_expunge(p_account => $1, p_mailbox => $2, p_starts => NULL, p_stops => NULL, p_only_deleted => false)`,
+			[]any{a.ID, in.ID}, def},
+		{"copy", `SELECT * FROM pr_copy(p_account => $1, p_src => $2, p_dst => $3, p_starts => $4, p_stops => $5, p_move => false)`,
+			[]any{a.ID, in.ID, arch.ID, all, end}, def},
+		{"move", `SELECT * FROM pr_copy(p_account => $1, p_src => $2, p_dst => $3, p_starts => $4, p_stops => $5, p_move => true)`,
+			[]any{a.ID, in.ID, arch.ID, all, end}, def},
+	} {
+		if got := setting(c.what, c.sql, c.args...); got != c.want {
+			t.Errorf("%s: synchronous_commit = %s at commit, want %s", c.what, got, c.want)
+		}
+	}
+	// With nothing to claim (all claimed, committed).
+	_, err = st.ClaimRecent(ctx, a.ID, in.ID)
+	must(t, err)
+	if got := setting("claim", `SELECT pr_claim_recent(p_account => $1, p_mailbox => $2)`, a.ID, in.ID); got != def {
+		t.Errorf("claim with nothing to claim: synchronous_commit = %s, want %s", got, def)
+	}
+}
+
+// TestFlagCommitDoesNotLeak: the flag functions' setting is local to their
+// transaction. On a pool of one connection, a delivery after a STORE and a
+// claim runs with the server's synchronous_commit.
+func TestFlagCommitDoesNotLeak(t *testing.T) {
+	_, url, a := fixture(t)
+	ctx := ctxT(t)
+	st, err := postgres.Open(ctx, url, postgres.Options{MaxConns: 1})
+	must(t, err)
+	defer st.Close()
+	var def string
+	must(t, st.Pool().QueryRow(ctx, `SHOW synchronous_commit`).Scan(&def))
+	in := inbox(t, st, a.ID)
+	u := deliver(t, st, msg("leak", "x"), mailstore.Recipient{AccountID: a.ID}).Delivered[0].UID
+	r, err := st.StoreFlags(ctx, a.ID, in.ID, mailstore.UIDs(u), mailstore.FlagsAdd, mailstore.Flags{System: mailstore.FlagSeen}, 0)
+	must(t, err)
+	if len(r.Updated) != 1 {
+		t.Fatalf("STORE updated %d", len(r.Updated))
+	}
+	cl, err := st.ClaimRecent(ctx, a.ID, in.ID)
+	must(t, err)
+	if len(cl) != 1 {
+		t.Fatalf("claimed %v", cl)
+	}
+	var got string
+	must(t, st.Pool().QueryRow(ctx, `SHOW synchronous_commit`).Scan(&got))
+	if got != def {
+		t.Errorf("after a STORE and a claim, the connection's synchronous_commit is %s, want %s", got, def)
+	}
+}
+
+// TestNoopWritesTakeNoLock: with the account and mailbox rows locked by
+// another transaction (as a delivery holds them until its commit), a STORE
+// that changes nothing, an EXPUNGE that finds nothing and a \Recent claim
+// with nothing to claim still answer, and so does a claim of new messages
+// (it locks only the watermark row). Had any of them waited for a row
+// lock, it would hang here until the test's context ended.
+func TestNoopWritesTakeNoLock(t *testing.T) {
+	st, _, a := fixture(t)
+	ctx := ctxT(t)
+	in := inbox(t, st, a.ID)
+	u1 := deliver(t, st, msg("n1", "x"), mailstore.Recipient{AccountID: a.ID}).Delivered[0].UID
+	deliver(t, st, msg("n2", "x"), mailstore.Recipient{AccountID: a.ID})
+	_, err := st.StoreFlags(ctx, a.ID, in.ID, mailstore.UIDs(u1), mailstore.FlagsAdd, mailstore.Flags{System: mailstore.FlagSeen}, 0)
+	must(t, err)
+	before, err := st.MailboxStatus(ctx, a.ID, in.ID)
+	must(t, err)
+
+	tx, err := st.Pool().Begin(ctx)
+	must(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE`, a.ID)
+	must(t, err)
+	_, err = tx.Exec(ctx, `UPDATE mailboxes SET highestmodseq = highestmodseq WHERE id = $1`, in.ID)
+	must(t, err)
+
+	r, err := st.StoreFlags(ctx, a.ID, in.ID, mailstore.UIDs(u1), mailstore.FlagsAdd, mailstore.Flags{System: mailstore.FlagSeen}, 0)
+	must(t, err)
+	if len(r.Updated)+len(r.Modified) != 0 {
+		t.Errorf("no-op STORE reported %+v", r)
+	}
+	r, err = st.StoreFlags(ctx, a.ID, in.ID, mailstore.UIDSet{{Start: 1, Stop: 0}}, mailstore.FlagsRemove, mailstore.Flags{System: mailstore.FlagDeleted, Keywords: []string{"nope"}}, 0)
+	must(t, err)
+	if len(r.Updated)+len(r.Modified) != 0 {
+		t.Errorf("no-op STORE -FLAGS reported %+v", r)
+	}
+	for _, set := range []mailstore.UIDSet{nil, {{Start: 1, Stop: 0}}} {
+		for _, onlyDeleted := range []bool{true, false} {
+			if !onlyDeleted && set == nil {
+				continue // would remove every message
+			}
+			s := set
+			if !onlyDeleted {
+				s = mailstore.UIDs(999)
+			}
+			x, err := st.Expunge(ctx, a.ID, in.ID, s, onlyDeleted)
+			must(t, err)
+			if len(x.UIDs) != 0 || x.HighestModSeq != before.HighestModSeq {
+				t.Errorf("no-op EXPUNGE %v (only \\Deleted %v) = %+v, want nothing at highestmodseq %d", s, onlyDeleted, x, before.HighestModSeq)
+			}
+		}
+	}
+	cl, err := st.ClaimRecent(ctx, a.ID, in.ID)
+	must(t, err)
+	if len(cl) != 2 {
+		t.Errorf("first claim = %v, want both messages", cl)
+	}
+	cl, err = st.ClaimRecent(ctx, a.ID, in.ID)
+	must(t, err)
+	if len(cl) != 0 {
+		t.Errorf("second claim = %v, want nothing", cl)
+	}
+	must(t, tx.Rollback(ctx))
+	after, err := st.MailboxStatus(ctx, a.ID, in.ID)
+	must(t, err)
+	if after.HighestModSeq != before.HighestModSeq || after.Messages != 2 || after.Unseen != 1 || after.Deleted != 0 || after.Recent != 0 {
+		t.Errorf("status after the no-ops = %+v; before %+v", after, before)
+	}
+}
+
+// TestClaimRecentAfterMailboxDelete: a claim racing the deletion of its
+// mailbox ends with ErrNoSuchMailbox or a claim, never another error (the
+// watermark row's foreign key), and the watermark row goes with the
+// mailbox.
+func TestClaimRecentAfterMailboxDelete(t *testing.T) {
+	st, _, a := fixture(t)
+	ctx := ctxT(t)
+	for i := 0; i < 20; i++ {
+		name := "Box" + strings.Repeat("x", i)
+		mb, err := st.CreateMailbox(ctx, a.ID, name, "")
+		must(t, err)
+		deliver(t, st, msg("d"+name, "x"), mailstore.Recipient{AccountID: a.ID, Mailbox: name})
+		done := make(chan error, 1)
+		go func() {
+			_, err := st.ClaimRecent(ctx, a.ID, mb.ID)
+			done <- err
+		}()
+		must(t, st.DeleteMailbox(ctx, a.ID, name))
+		if err := <-done; err != nil && !errorsIs(err, mailstore.ErrNoSuchMailbox) {
+			t.Fatalf("claim racing the deletion of %s: %v", name, err)
+		}
+		if _, err := st.ClaimRecent(ctx, a.ID, mb.ID); !errorsIs(err, mailstore.ErrNoSuchMailbox) {
+			t.Fatalf("claim after the deletion of %s: %v, want ErrNoSuchMailbox", name, err)
+		}
+	}
+	var n int
+	must(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM mailbox_recent r
+		WHERE NOT EXISTS (SELECT 1 FROM mailboxes mb WHERE mb.id = r.mailbox_id)`).Scan(&n))
+	if n != 0 {
+		t.Errorf("%d watermark rows outlived their mailboxes", n)
+	}
+	checkInvariants(t, st)
+}

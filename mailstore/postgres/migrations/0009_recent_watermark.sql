@@ -1,0 +1,24 @@
+-- Version 9: the \Recent watermark leaves the mailbox row (issue 12).
+--
+-- The mailbox row is the allocation point of UIDs and mod-sequences: every
+-- delivery, append, flag change and expunge of the mailbox locks it. A
+-- \Recent claim (RFC 3501 §2.3.2) locked it too, only to move recent_uid,
+-- and claims are the most frequent writes of a mailbox that receives mail
+-- while sessions are open: every session that sees new mail claims it.
+-- Under imaptest with deliveries into the same mailbox they were the
+-- commonest waiters on the mailbox row, queued with and ahead of the
+-- deliveries. The watermark now has a row of its own, locked only by the
+-- claims; the mailbox row is only read (a plain snapshot) by them.
+--
+-- A mailbox without a row here has watermark 1: nothing claimed yet
+-- (pr_claim_recent creates the row on the first claim). The row goes with
+-- its mailbox (ON DELETE CASCADE); the foreign key's check on the first
+-- claim takes a key-share lock on the mailbox row, which conflicts with
+-- no lock that deliveries, flag changes or expunges take.
+
+CREATE TABLE mailbox_recent (
+    mailbox_id bigint PRIMARY KEY REFERENCES mailboxes (id) ON DELETE CASCADE,
+    recent_uid bigint NOT NULL
+) WITH (fillfactor = 50);
+INSERT INTO mailbox_recent (mailbox_id, recent_uid) SELECT id, recent_uid FROM mailboxes WHERE recent_uid > 1;
+ALTER TABLE mailboxes DROP COLUMN recent_uid;
