@@ -4,6 +4,8 @@
 #   alone   deliveries into one account with nothing else running (user99: an account as empty as
 #           user1 is when the clients start, so the mailbox sizes match);
 #   one     the same while 10 imaptest clients work on user1 with logout=0 (sessions stay open);
+#   other   control: deliveries into user98 while the 10 clients work on user2, so the two loads
+#           share the machine (CPU, WAL) but no row: what "one" loses beyond this is lock contention;
 #   two     two `postrider serve` nodes over the same database, 50 imaptest clients (25 on each node)
 #           over user1..user$USERS2, deliveries into the same users, half the sessions through each node.
 # Inbound SPF/DKIM/DMARC checks are off (POSTRIDER_INBOUND_AUTH=false): their DNS look-ups are not what
@@ -149,6 +151,10 @@ metrics $A_HTTP >"$OUT/m-one-0"
 deliver $A_SMTP user1@example.test 10 "$OUT/one" $ipid
 metrics $A_HTTP >"$OUT/m-one-1"
 wait $ipid
+imaptest_run $A_IMAP user2@example.test 1 10 other; ipid=$!
+sleep 2
+deliver $A_SMTP user98@example.test 10 "$OUT/other" $ipid
+wait $ipid
 nodes_stop
 
 # 2. Two nodes over the same database, 50 clients over USERS2 users, deliveries into those users
@@ -178,13 +184,14 @@ metrics $A_HTTP >"$OUT/m-twoA-3"; metrics $B_HTTP >"$OUT/m-twoB-3"
 nodes_stop
 
 sum_rate() { local t=0 f; for f in "$@"; do t=$((t + $(rate "$f"))); done; echo $t; }
-r0=$(rate "$OUT/alone"); r1=$(rate "$OUT/one")
+r0=$(rate "$OUT/alone"); r1=$(rate "$OUT/one"); rc=$(rate "$OUT/other")
 r2a=$(sum_rate "$OUT"/alone2-*); r2=$(sum_rate "$OUT"/two-*)
 pct() { if [ "$2" -gt 0 ]; then echo "$(( 100 * $1 / $2 ))%"; else echo "-"; fi; }
 echo "one node, user1:       alone $r0 msg/s   with 10 imaptest clients (logout=0) $r1 msg/s = $(pct "$r1" "$r0") kept"
 echo "   server side alone:  $(server_latencies "$OUT/m-alone-0" "$OUT/m-alone-1")"
 echo "   server side busy:   $(server_latencies "$OUT/m-one-0" "$OUT/m-one-1")"
 echo "   imaptest /s:       $(imaptest_rates one)"
+echo "   control: clients on user2, deliveries into user98 $rc msg/s = $(pct "$rc" "$r0") kept;  imaptest /s:$(imaptest_rates other)"
 echo "two nodes, $USERS2 users: alone $r2a msg/s   with 50 imaptest clients (25 per node) $r2 msg/s = $(pct "$r2" "$r2a") kept"
 echo "   node A busy:        $(server_latencies "$OUT/m-twoA-2" "$OUT/m-twoA-3")"
 echo "   node B busy:        $(server_latencies "$OUT/m-twoB-2" "$OUT/m-twoB-3")"

@@ -11,7 +11,8 @@
 -- after it is ordered after this expunge, and the next expunge removes the
 -- message. The mailbox's msg_deleted counter (kept exact in the same
 -- transactions as the flags, same snapshot) answers the common \Deleted
--- case without reading a message.
+-- case without reading a message, and the partial index messages_deleted
+-- the others.
 CREATE OR REPLACE FUNCTION pr_expunge(p_account bigint, p_mailbox bigint, p_starts bigint[], p_stops bigint[],
                            p_only_deleted boolean, OUT o_uids bigint[], OUT o_highestmodseq bigint)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
@@ -21,21 +22,21 @@ DECLARE
     v_unseen bigint;
     v_deleted bigint;
     v_any boolean;
+    v_sel bigint[];
 BEGIN
-    IF p_starts IS NULL THEN
-        SELECT mb.highestmodseq,
-               CASE WHEN p_only_deleted THEN mb.msg_deleted > 0 ELSE mb.msg_count > 0 END
-          INTO o_highestmodseq, v_any
-          FROM mailboxes mb WHERE mb.id = p_mailbox AND mb.account_id = p_account;
-    ELSE
-        SELECT mb.highestmodseq,
-               CASE WHEN p_only_deleted AND mb.msg_deleted = 0 THEN false
-                    ELSE EXISTS (SELECT 1 FROM unnest(p_starts, p_stops) r(s, e)
-                                   JOIN messages m ON m.mailbox_id = mb.id AND m.uid BETWEEN r.s AND r.e
-                                  WHERE NOT p_only_deleted OR m.flags & 8 <> 0) END
-          INTO o_highestmodseq, v_any
-          FROM mailboxes mb WHERE mb.id = p_mailbox AND mb.account_id = p_account;
-    END IF;
+    SELECT mb.highestmodseq,
+           CASE WHEN p_only_deleted THEN
+                    mb.msg_deleted > 0 AND EXISTS (
+                        SELECT 1 FROM messages m WHERE m.mailbox_id = p_mailbox AND m.flags & 8 <> 0
+                           AND (p_starts IS NULL OR EXISTS (
+                                SELECT 1 FROM unnest(p_starts, p_stops) r(s, e) WHERE m.uid BETWEEN r.s AND r.e)))
+                WHEN p_starts IS NULL THEN mb.msg_count > 0
+                ELSE EXISTS (SELECT 1 FROM unnest(p_starts, p_stops) r(s, e)
+                              CROSS JOIN LATERAL (SELECT 1 FROM messages m
+                                                   WHERE m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e
+                                                   LIMIT 1) m) END
+      INTO o_highestmodseq, v_any
+      FROM mailboxes mb WHERE mb.id = p_mailbox AND mb.account_id = p_account;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';
     END IF;
@@ -51,21 +52,33 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';
     END IF;
-    IF p_starts IS NULL THEN
+    IF p_starts IS NULL AND NOT p_only_deleted THEN
         WITH d AS (
-            DELETE FROM messages m
-             WHERE m.mailbox_id = p_mailbox AND (NOT p_only_deleted OR m.flags & 8 <> 0)
+            DELETE FROM messages m WHERE m.mailbox_id = p_mailbox
             RETURNING m.uid, m.content_id, m.size, m.flags
         )
         SELECT array_agg(uid ORDER BY uid), array_agg(content_id), sum(size),
                count(*) FILTER (WHERE flags & 1 = 0), count(*) FILTER (WHERE flags & 8 <> 0)
           INTO o_uids, v_cids, v_bytes, v_unseen, v_deleted FROM d;
     ELSE
-        -- Ranges (disjoint) joined to the primary key: index range scans.
+        -- The UIDs to remove, read by index while the mailbox is locked:
+        -- \Deleted messages through the partial index messages_deleted
+        -- (0009), as many rows as there are \Deleted messages, not the
+        -- whole mailbox, each tested against the ranges; otherwise the
+        -- ranges as index range scans (a LATERAL subquery kept apart by
+        -- OFFSET 0: as a plain join, the generic plan read every message
+        -- of the mailbox).
+        IF p_only_deleted THEN
+            v_sel := ARRAY(SELECT m.uid FROM messages m WHERE m.mailbox_id = p_mailbox AND m.flags & 8 <> 0
+                              AND (p_starts IS NULL OR EXISTS (
+                                   SELECT 1 FROM unnest(p_starts, p_stops) r(s, e) WHERE m.uid BETWEEN r.s AND r.e)));
+        ELSE
+            v_sel := ARRAY(SELECT m.uid FROM unnest(p_starts, p_stops) r(s, e)
+                            CROSS JOIN LATERAL (SELECT m.uid FROM messages m
+                                                 WHERE m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e OFFSET 0) m);
+        END IF;
         WITH d AS (
-            DELETE FROM messages m USING unnest(p_starts, p_stops) r(s, e)
-             WHERE m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e
-               AND (NOT p_only_deleted OR m.flags & 8 <> 0)
+            DELETE FROM messages m WHERE m.mailbox_id = p_mailbox AND m.uid = ANY (v_sel)
             RETURNING m.uid, m.content_id, m.size, m.flags
         )
         SELECT array_agg(uid ORDER BY uid), array_agg(content_id), sum(size),

@@ -21,6 +21,11 @@
 -- never a message: everything that creates or removes messages commits
 -- synchronously, and its commit flushes the WAL written before it, flag
 -- changes included. Call it in a transaction of its own.
+--
+-- The messages are read by UID range, each range an index range scan of
+-- the primary key (a LATERAL subquery kept apart by OFFSET 0: as a plain
+-- join, the generic plan read every message of the mailbox to pick the
+-- few in the ranges, while holding the mailbox row).
 CREATE OR REPLACE FUNCTION pr_store_flags(p_account bigint, p_mailbox bigint, p_starts bigint[], p_stops bigint[],
                                p_op integer, p_flags smallint, p_keywords text[], p_unchanged bigint)
 RETURNS TABLE (r_uid bigint, r_modseq bigint, r_flags smallint, r_keywords text[],
@@ -36,7 +41,8 @@ BEGIN
             SELECT m.modseq, m.flags, m.keywords FROM messages m WHERE p_starts IS NULL AND m.mailbox_id = p_mailbox
             UNION ALL
             SELECT m.modseq, m.flags, m.keywords FROM unnest(p_starts, p_stops) r(s, e)
-              JOIN messages m ON m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e
+             CROSS JOIN LATERAL (SELECT * FROM messages m
+                                  WHERE m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e OFFSET 0) m
         ) m
         CROSS JOIN LATERAL (
             SELECT CASE p_op WHEN 0 THEN p_flags WHEN 1 THEN m.flags | p_flags ELSE m.flags & ~p_flags END AS nf,
@@ -60,10 +66,14 @@ BEGIN
     END IF;
     -- MaxKeywords: checked exactly only when the cheap bound says it may be hit.
     IF p_op = 1 AND cardinality(p_keywords) > 0 AND EXISTS (
-        SELECT 1 FROM messages m
-         WHERE m.mailbox_id = p_mailbox AND cardinality(m.keywords) + cardinality(p_keywords) > 100
-           AND (p_starts IS NULL OR EXISTS (
-                SELECT 1 FROM unnest(p_starts, p_stops) r(s, e) WHERE m.uid BETWEEN r.s AND r.e))
+        SELECT 1 FROM (
+            SELECT m.keywords FROM messages m WHERE p_starts IS NULL AND m.mailbox_id = p_mailbox
+            UNION ALL
+            SELECT m.keywords FROM unnest(p_starts, p_stops) r(s, e)
+             CROSS JOIN LATERAL (SELECT * FROM messages m
+                                  WHERE m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e OFFSET 0) m
+        ) m
+         WHERE cardinality(m.keywords) + cardinality(p_keywords) > 100
            AND cardinality(pr_kwapply(1, m.keywords, p_keywords)) > 100) THEN
         RAISE EXCEPTION 'too many keywords' USING ERRCODE = 'PR004';
     END IF;
@@ -71,11 +81,12 @@ BEGIN
     -- includes every committed change to the mailbox's messages.
     RETURN QUERY
     WITH sel AS (
-        -- All messages, or the (disjoint) ranges joined to the primary key.
+        -- All messages, or the (disjoint) ranges, each an index range scan.
         SELECT m.* FROM messages m WHERE p_starts IS NULL AND m.mailbox_id = p_mailbox
         UNION ALL
         SELECT m.* FROM unnest(p_starts, p_stops) r(s, e)
-          JOIN messages m ON m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e
+         CROSS JOIN LATERAL (SELECT * FROM messages m
+                              WHERE m.mailbox_id = p_mailbox AND m.uid BETWEEN r.s AND r.e OFFSET 0) m
     ), cur AS (
         SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.crlf_size,
                n.nf, n.nk, (p_unchanged > 0 AND m.modseq > p_unchanged) AS modified
@@ -94,9 +105,11 @@ BEGIN
          WHERE id = p_mailbox AND EXISTS (SELECT 1 FROM chg)
         RETURNING highestmodseq
     ), upd AS (
+        -- (uid = ANY: primary-key probes; the join alone hashed the
+        -- whole mailbox.)
         UPDATE messages m SET flags = chg.nf, keywords = chg.nk, modseq = bump.highestmodseq
           FROM chg, bump
-         WHERE m.mailbox_id = p_mailbox AND m.uid = chg.uid
+         WHERE m.mailbox_id = p_mailbox AND m.uid = ANY (ARRAY(SELECT uid FROM chg)) AND m.uid = chg.uid
         RETURNING m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.crlf_size
     )
     SELECT upd.uid, upd.modseq, upd.flags, upd.keywords, upd.internal_date, upd.size, upd.crlf_size, false FROM upd
