@@ -27,11 +27,16 @@ var invariants = []struct{ name, sql string }{
 		SELECT a.id FROM accounts a
 		 WHERE a.quota_used <> (SELECT coalesce(sum(m.size), 0) FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id
 		                         WHERE mb.account_id = a.id)`},
+	// Pending releases (0009) hold the references of expunged messages
+	// until pr_release_pending gives them back.
 	{"refcount", `
 		SELECT c.id FROM contents c
 		 WHERE c.refcount <> (SELECT count(*) FROM messages m WHERE m.content_id = c.id)
 		                   + (SELECT count(*) FROM queue_items q WHERE q.content_id = c.id)
+		                   + (SELECT count(*) FROM content_releases r, unnest(r.content_ids) x WHERE x = c.id)
 		    OR c.refcount <= 0`},
+	{"pending releases", `
+		SELECT x FROM content_releases r, unnest(r.content_ids) x WHERE NOT EXISTS (SELECT 1 FROM contents c WHERE c.id = x)`},
 	// A content without SHA-256 is queue-only (deliver.go, queueOnly): no
 	// message row may point to it, and it carries no parse or search data.
 	{"queue-only contents", `
@@ -201,6 +206,8 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 	}
 	wg.Wait()
 	checkInvariants(t, st)
+	must(t, st.DrainReleases(ctx))
+	checkInvariants(t, st)
 	// Deleting the accounts and delivering the queue releases everything.
 	for _, addr := range []string{"a@example.org", "b@example.org", "c@example.org"} {
 		must(t, st.DeleteAccount(ctx, addr))
@@ -224,7 +231,7 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 	var n int
 	must(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM contents) + (SELECT count(*) FROM chunks)
 		+ (SELECT count(*) FROM content_text) + (SELECT count(*) FROM messages) + (SELECT count(*) FROM expunged) + (SELECT count(*) FROM mailboxes)
-		+ (SELECT count(*) FROM queue_items) + (SELECT count(*) FROM queue_recipients)`).Scan(&n))
+		+ (SELECT count(*) FROM queue_items) + (SELECT count(*) FROM queue_recipients) + (SELECT count(*) FROM content_releases)`).Scan(&n))
 	if n != 0 {
 		t.Fatalf("%d rows left after deleting every account", n)
 	}

@@ -237,7 +237,8 @@ func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids
 
 // Expunge implements mailstore.Store via pr_expunge: one statement. An
 // expunge that finds nothing to remove takes no lock and writes nothing;
-// sessions are woken only when messages went.
+// sessions are woken only when messages went. The contents of the removed
+// messages are released after the commit, in the background (releases.go).
 func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids mailstore.UIDSet, onlyDeleted bool) (mailstore.ExpungeResult, error) {
 	var res mailstore.ExpungeResult
 	starts, stops, err := uidRanges(uids)
@@ -277,6 +278,7 @@ func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids ma
 		}
 		if err == nil && len(res.UIDs) > 0 {
 			s.notifyAccounts([]int64{accountID})
+			s.signalRelease() // their contents (releases.go)
 		}
 		return res, mapErr("expunge", err)
 	}

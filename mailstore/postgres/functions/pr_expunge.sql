@@ -1,6 +1,8 @@
 -- pr_expunge removes messages of one mailbox (all when p_starts is NULL;
 -- else those in the ranges; with p_only_deleted only those with \Deleted),
--- leaving tombstones, releasing contents and quota.
+-- leaving tombstones and releasing quota. Their contents are released after
+-- the commit, outside the mailbox lock: the function records them in
+-- content_releases, and the caller runs pr_release_pending (0009).
 --
 -- An expunge that finds nothing to remove (half of the EXPUNGEs under
 -- imaptest stress; every CLOSE of a mailbox without \Deleted messages) is
@@ -99,6 +101,7 @@ BEGIN
     SELECT p_mailbox, u, o_highestmodseq FROM unnest(o_uids) u
     ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq;
     UPDATE accounts SET quota_used = quota_used - v_bytes WHERE id = p_account;
-    PERFORM pr_release_contents(v_cids);
+    -- The contents are released after the commit (pr_release_pending).
+    INSERT INTO content_releases (content_ids) VALUES (v_cids);
 END
 $$;
