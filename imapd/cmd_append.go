@@ -84,10 +84,12 @@ func cmdAppend(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return tryCreate(err)
 	}
-	// Before a synchronizing literal, a message over quota is refused
-	// before it is sent. A non-synchronizing one is on its way anyway: the
-	// store refuses it at commit (NO [OVERQUOTA] all the same), and the
-	// check would cost a query per APPEND.
+	// The store refuses a message over quota (mailstore.ErrOverQuota: NO
+	// [OVERQUOTA], RFC 9208 §4.3) in the statement that stores it. Only a
+	// synchronizing literal is checked before: the client waits for our
+	// continuation, so the refusal saves it the upload. A
+	// non-synchronizing one (RFC 7888) is on its way anyway, and APPEND
+	// stays one statement.
 	if lit.sync {
 		if used, limit, err := c.srv.store.QuotaUsage(ctx, c.acct.ID); err != nil {
 			return err

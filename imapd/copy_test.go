@@ -4,6 +4,7 @@ import (
 	"github.com/postrider/postrider/mailstore"
 
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -100,6 +101,14 @@ func TestTranscriptAppend(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2.run([]step{{"APPEND INBOX {300}", []string{"$T NO [OVERQUOTA] Quota exceeded"}}})
+	// A non-synchronizing literal is read and refused by the store (one
+	// statement, no quota query first): the same reply, and the
+	// connection goes on.
+	big := "Subject: big\r\n\r\n" + strings.Repeat("x", 300) + "\r\n"
+	c2.run([]step{
+		{fmt.Sprintf("APPEND INBOX {%d+}\r\n%s", len(big), big), []string{"$T NO [OVERQUOTA] Quota exceeded"}},
+		{"STATUS INBOX (MESSAGES)", []string{"* STATUS INBOX (MESSAGES 2)", "$T OK STATUS completed"}},
+	})
 }
 
 // An IMAP4rev1 session told of expunges that took \Recent messages away is

@@ -234,6 +234,7 @@ func TestDeliverDedupeAndQuota(t *testing.T) {
 			must(t, err)
 		}
 	}
+	must(t, st.DrainReleases(ctx)) // released after the expunges (releases.go)
 	must(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM contents`).Scan(&contents))
 	if contents != 0 {
 		t.Fatalf("%d contents left", contents)

@@ -1,5 +1,7 @@
 package postgres
 
+import "context"
+
 // SearchFold exposes searchFold to the external tests.
 var SearchFold = searchFold
 
@@ -22,3 +24,7 @@ func (s *Store) GroupFallbacks() int64 { return s.groupFallbacks.Load() }
 
 // ClaimSQL is ClaimQueue's statement, for the plan test.
 const ClaimSQL = claimSQL
+
+// DrainReleases releases the contents that expunges left pending
+// (releases.go) now.
+func (s *Store) DrainReleases(ctx context.Context) error { return s.drainReleases(ctx) }

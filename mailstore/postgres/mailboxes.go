@@ -313,7 +313,9 @@ func (s *Store) ListMailboxes(ctx context.Context, accountID int64) ([]mailstore
 }
 
 // ClaimRecent implements mailstore.Store via pr_claim_recent: one round
-// trip, one mailbox row lock, no notification (no mail changes).
+// trip; it locks the mailbox's watermark row (never the mailbox row), and
+// only when there is something to claim; no notification (no mail
+// changes).
 func (s *Store) ClaimRecent(ctx context.Context, accountID, mailboxID int64) ([]uint32, error) {
 	var uids []int64
 	err := s.pool.QueryRow(ctx, `SELECT pr_claim_recent(p_account => $1, p_mailbox => $2)`, accountID, mailboxID).Scan(&uids)

@@ -183,7 +183,10 @@ func (s *Store) FetchDetails(ctx context.Context, accountID, mailboxID int64, ui
 	return out, nil
 }
 
-// StoreFlags implements mailstore.Store via pr_store_flags.
+// StoreFlags implements mailstore.Store via pr_store_flags: one statement.
+// A STORE that changes nothing takes no lock and writes nothing; one that
+// changes flags commits asynchronously (see the function). Sessions are
+// woken only when a flag changed.
 func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids mailstore.UIDSet, op mailstore.FlagOp, flags mailstore.Flags, unchangedSince uint64) (mailstore.StoreResult, error) {
 	var res mailstore.StoreResult
 	if op != mailstore.FlagsReplace && op != mailstore.FlagsAdd && op != mailstore.FlagsRemove {
@@ -241,7 +244,10 @@ func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids
 	}
 }
 
-// Expunge implements mailstore.Store via pr_expunge.
+// Expunge implements mailstore.Store via pr_expunge: one statement. An
+// expunge that finds nothing to remove takes no lock and writes nothing;
+// sessions are woken only when messages went. The contents of the removed
+// messages are released after the commit, in the background (releases.go).
 func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids mailstore.UIDSet, onlyDeleted bool) (mailstore.ExpungeResult, error) {
 	var res mailstore.ExpungeResult
 	starts, stops, err := uidRanges(uids)
@@ -281,6 +287,7 @@ func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids ma
 		}
 		if err == nil && len(res.UIDs) > 0 {
 			s.notifyChanges(mailboxChange(accountID, mailboxID, res.HighestModSeq))
+			s.signalRelease() // their contents (releases.go)
 		}
 		s.notifyUncertain(err, accountID)
 		return res, mapErr("expunge", err)

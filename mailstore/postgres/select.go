@@ -13,13 +13,15 @@ import (
 // statusCols are a mailbox's MailboxStatus columns (mb: the mailboxes
 // row). Recent: an index range scan of the messages at or above the
 // watermark (few, once a session has claimed them); a watermark of 1
-// (never claimed) covers every message, counted already.
+// (never claimed: no mailbox_recent row, migration 0009) covers every
+// message, counted already.
 const statusCols = `mb.id, mb.account_id, mb.name, mb.special_use, mb.uidvalidity, mb.uidnext, mb.highestmodseq,
 	       ` + subscribedCol + `,
 	       mb.msg_count, mb.msg_unseen, mb.msg_deleted, mb.msg_size,
-	       CASE WHEN mb.recent_uid <= 1 THEN mb.msg_count
-	            WHEN mb.recent_uid >= mb.uidnext THEN 0
-	            ELSE (SELECT count(*) FROM messages m WHERE m.mailbox_id = mb.id AND m.uid >= mb.recent_uid) END`
+	       (SELECT CASE WHEN w.u <= 1 THEN mb.msg_count
+	                    WHEN w.u >= mb.uidnext THEN 0
+	                    ELSE (SELECT count(*) FROM messages m WHERE m.mailbox_id = mb.id AND m.uid >= w.u) END
+	          FROM (SELECT coalesce((SELECT r.recent_uid FROM mailbox_recent r WHERE r.mailbox_id = mb.id), 1) AS u) w)`
 
 // statusRow receives statusCols.
 type statusRow struct {

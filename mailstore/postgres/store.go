@@ -143,6 +143,10 @@ type Store struct {
 	notifyDone chan struct{}
 	closeOnce  sync.Once
 
+	releaseWake  chan struct{} // see releases.go
+	releaseDone  chan struct{}
+	releaseDirty atomic.Bool // an expunge since the last drain began
+
 	nextPrune atomic.Int64 // unix nanoseconds of the next auth-failure prune
 
 	groups         groupCommitter // see groupcommit.go
@@ -152,7 +156,8 @@ type Store struct {
 
 var _ mailstore.Store = (*Store)(nil)
 
-// Open connects to the database and starts the notification listener. It
+// Open connects to the database and starts the notification listener and
+// the release of expunged messages' contents (releases.go). It
 // does not migrate (see Migrate); Ping reports ErrSchemaOutdated until the
 // schema is current.
 func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
@@ -216,22 +221,30 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		listenDone: make(chan struct{}),
 		notifyDone: make(chan struct{}),
 		groups:     groupCommitter{queues: map[groupKey]*groupQueue{}},
+
+		releaseWake: make(chan struct{}, 1),
+		releaseDone: make(chan struct{}),
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	s.stopListen = cancel
 	go s.listen(lctx, cfg.ConnConfig.Copy())
 	go s.sendNotifications(lctx)
+	go s.runReleases(lctx)
+	s.signalRelease() // what a stopped node left pending
 	return s, nil
 }
 
-// Close stops the listener and closes the pool. Subscriber channels are
-// not closed; their cancel functions stay valid.
+// Close stops the listener, releases what expunges left pending (for a
+// bounded time) and closes the pool. Subscriber channels are not closed;
+// their cancel functions stay valid.
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		s.flushNotifications()
 		s.stopListen()
 		<-s.listenDone
 		<-s.notifyDone
+		<-s.releaseDone
+		s.finishReleases()
 		s.pool.Close()
 	})
 }

@@ -125,6 +125,8 @@ var groups = []struct {
 		{"MultiRecipient", testConcurrentMultiRecipient},
 		{"CopyMoveExpunge", testConcurrentCopyMoveExpunge},
 		{"SharedContent", testConcurrentSharedContent},
+		{"NoopExpungeVsStoreDeleted", testNoopExpungeVsStoreDeleted},
+		{"NoopStoresKeepCounters", testNoopStoresKeepCounters},
 	}},
 	{"Queue", []suiteTest{
 		{"Deliver", testQueueDeliver},

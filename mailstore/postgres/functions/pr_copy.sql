@@ -3,7 +3,10 @@
 -- modseq (that of the copies) and, for a move, src's (that of the
 -- tombstones; 0 for a copy). Each raises its mailbox's highest modseq by
 -- exactly one, so a session that knew the mailbox at that value minus one
--- knows it still.
+-- knows it still. The source messages are read by index, range by range and
+-- UID by UID (LATERAL subqueries kept apart by OFFSET 0: as plain joins, the
+-- generic plans read the whole source mailbox while holding both mailboxes
+-- and the account).
 CREATE OR REPLACE FUNCTION pr_copy(p_account bigint, p_src bigint, p_dst bigint, p_starts bigint[], p_stops bigint[],
                         p_move boolean)
 RETURNS TABLE (r_src bigint, r_dst bigint, r_uidvalidity bigint, r_modseq bigint, r_src_modseq bigint)
@@ -34,7 +37,7 @@ BEGIN
            count(*) FILTER (WHERE flags & 1 = 0), count(*) FILTER (WHERE flags & 8 <> 0)
       INTO v_uids, v_cids, v_bytes, v_unseen, v_deleted
       FROM unnest(p_starts, p_stops) r(s, e)
-      JOIN messages m ON m.mailbox_id = p_src AND m.uid BETWEEN r.s AND r.e;
+     CROSS JOIN LATERAL (SELECT * FROM messages m WHERE m.mailbox_id = p_src AND m.uid BETWEEN r.s AND r.e OFFSET 0) m;
     IF v_uids IS NULL THEN
         RETURN;
     END IF;
@@ -56,7 +59,7 @@ BEGIN
     INSERT INTO messages (mailbox_id, uid, modseq, created_modseq, flags, keywords, internal_date, size, crlf_size, content_id)
     SELECT p_dst, v_first + s.i - 1, v_modseq, v_modseq, m.flags, m.keywords, m.internal_date, m.size, m.crlf_size, m.content_id
       FROM unnest(v_uids) WITH ORDINALITY AS s(uid, i)
-      JOIN messages m ON m.mailbox_id = p_src AND m.uid = s.uid;
+     CROSS JOIN LATERAL (SELECT * FROM messages m WHERE m.mailbox_id = p_src AND m.uid = s.uid OFFSET 0) m;
     IF p_move THEN
         DELETE FROM messages WHERE mailbox_id = p_src AND uid = ANY (v_uids);
         UPDATE mailboxes SET highestmodseq = highestmodseq + 1,
