@@ -167,3 +167,70 @@ func (m *msgWriter) finish() error {
 	}
 	return m.err
 }
+
+// cleanCRLF reports whether every line ending of p is CRLF (no bare CR or
+// LF) and p ends with one, or p is empty: such a message goes on the wire
+// as stored, with byte-stuffing only (writeWhole). It looks at each line
+// end once (one IndexByte per line) and counts CRs in one vector pass.
+func cleanCRLF(p []byte) bool {
+	if len(p) == 0 {
+		return true
+	}
+	if len(p) < 2 || p[len(p)-2] != '\r' || p[len(p)-1] != '\n' {
+		return false
+	}
+	lfs := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			break
+		}
+		if i+j == 0 || p[i+j-1] != '\r' {
+			return false // bare LF
+		}
+		lfs++
+		i += j + 1
+	}
+	return bytes.Count(p, []byte{'\r'}) == lfs // else a bare CR
+}
+
+// writeWhole sends a whole message held in memory as the body of a
+// multi-line response, terminator included: exactly what msgWriter sends
+// for it, with a few large writes (one per line that needs byte-stuffing,
+// RFC 1939 §3) when the message has CRLF line endings only, as SMTP
+// stores them. It returns the octets of the message sent (see msgWriter.n).
+func writeWhole(w *bufio.Writer, p []byte) (int64, error) {
+	if !cleanCRLF(p) {
+		mw := newMsgWriter(w, -1)
+		if _, err := mw.Write(p); err != nil {
+			return 0, err
+		}
+		return mw.n, mw.finish()
+	}
+	rest := p
+	if len(rest) > 0 && rest[0] == '.' {
+		if err := w.WriteByte('.'); err != nil {
+			return 0, err
+		}
+	}
+	for {
+		i := bytes.Index(rest, lfDot)
+		if i < 0 {
+			break
+		}
+		if _, err := w.Write(rest[:i+1]); err != nil {
+			return 0, err
+		}
+		if err := w.WriteByte('.'); err != nil {
+			return 0, err
+		}
+		rest = rest[i+1:]
+	}
+	if _, err := w.Write(rest); err != nil {
+		return 0, err
+	}
+	_, err := w.WriteString(".\r\n")
+	return int64(len(p)), err
+}
+
+var lfDot = []byte("\n.")

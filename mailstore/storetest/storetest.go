@@ -72,6 +72,7 @@ var groups = []struct {
 		{"Append", testAppend},
 		{"ListMessages", testListMessages},
 		{"OpenMessage", testOpenMessage},
+		{"ReadMessages", testReadMessages},
 		{"FetchDetails", testFetchDetails},
 		{"Copy", testCopy},
 		{"Move", testMove},
