@@ -93,6 +93,7 @@ type session struct {
 	md            *maildrop
 	lease         *lease
 	copyBuf       []byte
+	stuffAt       []int     // scratch for writeWhole
 	ra            readahead // the next messages, read ahead (RETR)
 	pendingSeen   int       // messages retrieved whose \Seen is not yet stored
 	lastSeenFlush time.Time
@@ -118,7 +119,7 @@ func newSession(srv *Server, c *frontend.Conn) *session {
 		log:    c.Log,
 	}
 	s.r = bufio.NewReaderSize(s.conn, 4096)
-	s.w = bufio.NewWriterSize(deadlineWriter{s.conn, srv.cfg.WriteTimeout}, 32<<10)
+	s.w = bufio.NewWriterSize(deadlineWriter{s.conn, srv.cfg.WriteTimeout}, 256<<10)
 	return s
 }
 

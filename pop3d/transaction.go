@@ -148,7 +148,7 @@ func (s *session) sendMessage(n int, m *message, topLines int64, okLine string) 
 		var sent int64
 		var err error
 		if topLines < 0 {
-			sent, err = writeWhole(s.w, e.Data)
+			sent, err = writeWhole(s.w, e.Data, &s.stuffAt)
 		} else {
 			mw := newMsgWriter(s.w, topLines)
 			if _, err = mw.Write(e.Data); err == nil || errors.Is(err, errTopDone) {

@@ -22,12 +22,19 @@ const MaxReadMessages = 1024
 // callers stream (OpenMessage) instead of holding whole. A message that is
 // not in the result is not in the mailbox.
 //
+// The answer is one row: the UIDs, sizes and whole flags as arrays, and
+// the whole messages' octets end to end in one bytea. One DataRow of a
+// few hundred KiB instead of one per message lets both sides move it with
+// a few large socket reads and writes: with a row per message, reading
+// the socket was the largest cost of a download in the server's profile.
+//
 // Measured (issue 12): a POP3 download of 3,000 messages of ~10 KB made
 // one OpenMessage statement per RETR (0.05 ms of execution, plus a round
 // trip, a pool acquire and the decode each); read ahead 64 at a time, it
 // makes 47.
 const readMessagesSQL = `
-SELECT s.uid, s.size, s.whole, ch.data
+SELECT array_agg(s.uid ORDER BY s.uid), array_agg(s.size ORDER BY s.uid), array_agg(s.whole ORDER BY s.uid),
+       string_agg(ch.data, ''::bytea ORDER BY s.uid)
   FROM (SELECT m.uid, m.content_id, c.size,
                c.size <= c.chunk_size
                  AND sum(c.size) FILTER (WHERE c.size <= c.chunk_size) OVER (ORDER BY m.uid) <= $4 AS whole
@@ -35,12 +42,11 @@ SELECT s.uid, s.size, s.whole, ch.data
           JOIN messages m ON m.mailbox_id = mb.id AND m.uid = ANY ($3::bigint[])
           JOIN contents c ON c.id = m.content_id
          WHERE mb.id = $2 AND mb.account_id = $1) s
-  LEFT JOIN chunks ch ON s.whole AND ch.content_id = s.content_id AND ch.seq = 0
- ORDER BY s.uid`
+  LEFT JOIN chunks ch ON s.whole AND ch.content_id = s.content_id AND ch.seq = 0`
 
-// ReadMessages implements mailstore.Messages (see readMessagesSQL). Data
-// is scanned into buf while it has room, so a caller that reuses buf
-// reads a whole maildrop without allocating per message.
+// ReadMessages implements mailstore.Messages (see readMessagesSQL). The
+// octets are scanned into buf when it has room, so a caller that reuses
+// buf reads a whole maildrop without allocating per message.
 func (s *Store) ReadMessages(ctx context.Context, accountID, mailboxID int64, uids []uint32, maxTotal int64, buf []byte) ([]mailstore.MessageOctets, error) {
 	if len(uids) > MaxReadMessages {
 		return nil, fmt.Errorf("%w: %d UIDs in one read (at most %d)", mailstore.ErrInvalidArgument, len(uids), MaxReadMessages)
@@ -59,54 +65,48 @@ func (s *Store) ReadMessages(ctx context.Context, accountID, mailboxID int64, ui
 	if len(uids) == 0 {
 		return out, s.checkMailbox(ctx, accountID, mailboxID)
 	}
-	rows, err := s.pool.Query(ctx, readMessagesSQL, accountID, mailboxID, arg, maxTotal)
+	var got, sizes []int64
+	var whole []bool
+	data := pgtype.PreallocBytes(buf[:cap(buf)])
+	err := s.pool.QueryRow(ctx, readMessagesSQL, accountID, mailboxID, arg, maxTotal).Scan(&got, &sizes, &whole, &data)
 	if err != nil {
 		return nil, mapErr("read messages", err)
 	}
-	defer rows.Close()
-	found, i := 0, 0
-	buf = buf[:0]
-	for rows.Next() {
-		var uid, size int64
-		var whole bool
-		data := pgtype.PreallocBytes(buf[len(buf):cap(buf)])
-		if err := rows.Scan(&uid, &size, &whole, &data); err != nil {
-			return nil, mapErr("read messages", err)
-		}
+	if data == nil {
+		data = pgtype.PreallocBytes{} // only empty messages, or none, read whole
+	}
+	if len(got) == 0 {
+		// Nothing found: all gone, or not the account's mailbox.
+		return out, s.checkMailbox(ctx, accountID, mailboxID)
+	}
+	if len(sizes) != len(got) || len(whole) != len(got) {
+		return nil, fmt.Errorf("read messages: %d UIDs, %d sizes, %d flags", len(got), len(sizes), len(whole))
+	}
+	i, pos := 0, int64(0)
+	for j, uid := range got {
 		for i < len(out) && int64(out[i].UID) < uid {
 			i++
 		}
 		if i == len(out) || int64(out[i].UID) != uid {
 			return nil, fmt.Errorf("read messages: UID %d was not asked for", uid)
 		}
-		found++
 		o := &out[i]
 		o.Gone = false
-		if !whole {
+		if !whole[j] {
 			continue
 		}
-		// One statement sees the message row, its content and chunk
-		// together, so a short chunk is damage, never a race; nothing cut
-		// short is handed out as a whole message.
-		if int64(len(data)) != size {
-			return nil, fmt.Errorf("read messages: UID %d holds %d octets, want %d: %w", uid, len(data), size, io.ErrUnexpectedEOF)
+		// One statement sees the message rows, their contents and chunks
+		// together, so octets missing are damage, never a race; nothing
+		// cut short is handed out as a whole message.
+		end := pos + sizes[j]
+		if end > int64(len(data)) {
+			return nil, fmt.Errorf("read messages: %d octets for more messages: %w", len(data), io.ErrUnexpectedEOF)
 		}
-		if data == nil {
-			data = pgtype.PreallocBytes{}
-		}
-		if len(data) > 0 && cap(buf)-len(buf) >= len(data) && &data[0] == &buf[len(buf):cap(buf)][0] {
-			buf = buf[:len(buf)+len(data)] // scanned into buf: keep it
-		}
-		o.Whole, o.Data = true, data[:len(data):len(data)]
+		o.Whole, o.Data = true, data[pos:end:end]
+		pos = end
 	}
-	if err := rows.Err(); err != nil {
-		return nil, mapErr("read messages", err)
-	}
-	if found == 0 {
-		// Nothing found: all gone, or not the account's mailbox.
-		if err := s.checkMailbox(ctx, accountID, mailboxID); err != nil {
-			return nil, err
-		}
+	if pos != int64(len(data)) {
+		return nil, fmt.Errorf("read messages: %d octets for messages of %d", len(data), pos)
 	}
 	return out, nil
 }
