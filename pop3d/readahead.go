@@ -3,7 +3,8 @@ package pop3d
 import (
 	"bytes"
 	"cmp"
-	"fmt"
+	"context"
+	"errors"
 	"slices"
 	"sync"
 
@@ -16,13 +17,15 @@ import (
 // statements, each with its round trip, pool acquire and decode, and left
 // Postrider at a third of Dovecot's rate. RETR n now reads message n and
 // the next ones in one store call (mailstore.Messages.ReadMessages) and
-// serves the following RETRs from memory.
+// serves the following RETRs from memory; while a client downloads in
+// order, the batch after the one being sent is read in the background, so
+// the database works while the client reads.
 const (
 	// aheadMessages bounds the messages of one read.
 	aheadMessages = 64
-	// aheadBytes bounds the octets a session holds ahead: the store reads
-	// no more than this in one call, into one pooled buffer.
-	aheadBytes = 2 << 20
+	// aheadBytes bounds the octets of one read, into one pooled buffer. A
+	// session holds at most two: the batch being sent and the next.
+	aheadBytes = 1 << 20
 	// aheadMaxMessage: larger messages are never read ahead; RETR streams
 	// them from the store in bounded chunks (OpenMessage) as before.
 	aheadMaxMessage = 256 << 10
@@ -31,7 +34,7 @@ const (
 	// read that follows the previous one in order doubles the window up to
 	// aheadMessages, so a client that fetches one message and quits makes
 	// the store read one more, and a lock-step download soon reads 64 at
-	// a time.
+	// a time; from then on the next batch is read in the background.
 	aheadStart = 2
 )
 
@@ -47,46 +50,96 @@ type aheadEntry struct {
 	mailstore.MessageOctets
 }
 
-// readahead holds whole messages read for the RETRs to come. Its data
-// is at most aheadBytes, in one pooled buffer, released once the last
-// message has been sent. Any change notified for the account drops it, so
-// a message expunged by another session (IMAP, or POP3 on another node) is
-// not served from it once the notification has arrived: RETR then reads
-// the store again and answers "-ERR ... removed" as it always did.
+// batch is one read: the maildrop's messages [from, end) that are not
+// deleted, in at most aheadBytes.
+type batch struct {
+	from, end int
+	ents      []aheadEntry // ascending message numbers
+	uids      []uint32     // the UIDs read (not the streamed ones)
+	buf       *[]byte      // pooled; holds the entries' data
+	done      chan struct{}
+	cancel    context.CancelFunc
+	err       error
+}
+
+// find returns the entry of message n, or nil.
+func (b *batch) find(n int) *aheadEntry {
+	if b == nil {
+		return nil
+	}
+	i, ok := slices.BinarySearchFunc(b.ents, n, func(e aheadEntry, n int) int { return cmp.Compare(e.n, n) })
+	if !ok {
+		return nil
+	}
+	return &b.ents[i]
+}
+
+// read reads the batch's messages from the store into its entries.
+func (b *batch) read(ctx context.Context, st Store, accountID, mailboxID int64) error {
+	if len(b.uids) == 0 {
+		return nil
+	}
+	b.buf = aheadPool.Get().(*[]byte)
+	got, err := st.ReadMessages(ctx, accountID, mailboxID, b.uids, aheadBytes, (*b.buf)[:0])
+	if err != nil {
+		return err
+	}
+	k := 0
+	for j := range b.ents {
+		if e := &b.ents[j]; !e.stream {
+			if k >= len(got) || got[k].UID != e.UID {
+				return errors.New("read ahead: the store answered for other messages than asked")
+			}
+			e.MessageOctets = got[k]
+			k++
+		}
+	}
+	return nil
+}
+
+// release waits for a background read and returns the buffer to the pool.
+func (b *batch) release() {
+	if b == nil {
+		return
+	}
+	if b.done != nil {
+		b.cancel()
+		<-b.done
+	}
+	clear(b.ents) // no references into the buffer survive
+	if b.buf != nil {
+		*b.buf = (*b.buf)[:0]
+		aheadPool.Put(b.buf)
+		b.buf = nil
+	}
+}
+
+// readahead holds whole messages read for the RETRs to come: the batch
+// being sent and the next one. Any change notified for the account drops
+// both, so a message expunged by another session (IMAP, or POP3 on another
+// node) is not served from them once the notification has arrived: RETR
+// then reads the store again and answers "-ERR ... removed" as it always
+// did.
 type readahead struct {
-	ents    []aheadEntry // ascending message numbers, all in [start, end)
-	end     int          // one past the last message number covered
-	window  int          // messages to read next time
-	buf     *[]byte      // pooled; nil when ents hold no data
-	uids    []uint32     // scratch for the store call
+	cur     *batch // being sent; nil once its last message went out
+	next    *batch // messages [cur.end, next.end), read in the background
+	end     int    // end of the last batch read: RETR end is in order
+	last    int    // the last message number RETR asked for
+	window  int    // messages to read next time
 	changes <-chan struct{}
 	cancel  func()
 }
 
-// find returns the entry of message n, or nil.
-func (ra *readahead) find(n int) *aheadEntry {
-	i, ok := slices.BinarySearchFunc(ra.ents, n, func(e aheadEntry, n int) int { return cmp.Compare(e.n, n) })
-	if !ok {
-		return nil
-	}
-	return &ra.ents[i]
-}
-
-// release drops the entries and returns the buffer to the pool; the
-// window and end stay, to tell a download in order.
-func (ra *readahead) release() {
-	clear(ra.ents) // no references into the buffer survive
-	ra.ents = ra.ents[:0]
-	if ra.buf != nil {
-		*ra.buf = (*ra.buf)[:0]
-		aheadPool.Put(ra.buf)
-		ra.buf = nil
-	}
+// drop releases both batches.
+func (ra *readahead) drop() {
+	ra.cur.release()
+	ra.next.release()
+	ra.cur, ra.next = nil, nil
 }
 
 // stop releases everything and ends the change subscription.
 func (ra *readahead) stop() {
-	ra.release()
+	ra.drop()
 	if ra.cancel != nil {
 		ra.cancel()
 		ra.cancel, ra.changes = nil, nil
@@ -103,37 +156,77 @@ func (ra *readahead) changed() bool {
 	}
 }
 
+// sent tells the read-ahead that RETR sent message n whole: after the
+// batch's last message its buffer goes back to the pool.
+func (ra *readahead) sent(n int) {
+	if c := ra.cur; c != nil && len(c.ents) > 0 && c.ents[len(c.ents)-1].n == n {
+		c.release()
+		ra.cur = nil
+	}
+}
+
 // ahead returns the read-ahead entry of message n. When there is none and
 // fill is set (RETR), it reads message n and the next ones of the
-// maildrop in one store call first. It returns nil when there is none.
+// maildrop first (or takes the batch read in the background for them). It
+// returns nil when there is none.
 func (s *session) ahead(n int, fill bool) (*aheadEntry, error) {
 	ra := &s.ra
 	if ra.changed() {
-		ra.release()
+		ra.drop()
 	}
-	if e := ra.find(n); e != nil || !fill {
+	if e := ra.cur.find(n); e != nil || !fill {
 		return e, nil
 	}
-	if n == ra.end && ra.window > 0 {
-		ra.window = min(2*ra.window, aheadMessages) // in order: read more
+	// In order: the message after the last batch, or after the last RETR
+	// (a change notified in the middle of a batch dropped it).
+	inOrder := n == ra.end || n == ra.last+1
+	ra.last = n
+	if nb := ra.next; nb != nil && n == nb.from {
+		ra.next = nil
+		<-nb.done
+		nb.cancel()
+		nb.done = nil
+		ra.cur.release()
+		ra.cur = nil
+		if nb.err != nil {
+			nb.release()
+			return nil, nb.err
+		}
+		ra.cur, ra.end = nb, nb.end
 	} else {
-		ra.window = aheadStart
+		ra.drop()
+		if inOrder && ra.window > 0 {
+			ra.window = min(2*ra.window, aheadMessages)
+		} else {
+			ra.window = aheadStart
+		}
+		ra.window = max(ra.window, min(s.pipelinedRetrs()+1, aheadMessages))
+		ra.changed() // a change notified before the read is seen by it
+		b := s.plan(n)
+		if err := b.read(s.ctx, s.srv.store, s.acc.ID, s.md.box.ID); err != nil {
+			b.release()
+			return nil, err
+		}
+		ra.cur, ra.end = b, b.end
 	}
-	ra.window = max(ra.window, min(s.pipelinedRetrs()+1, aheadMessages))
-	ra.release()
-	// Any change notified before the read is seen by the read itself.
-	ra.changed()
+	if ra.window == aheadMessages && ra.end <= len(s.md.msgs) {
+		s.readNext()
+	}
+	return ra.cur.find(n), nil
+}
 
-	uids := ra.uids[:0]
+// plan lays out the batch of messages from number n on: at most
+// ra.window messages that are not deleted, whose octets fit in aheadBytes.
+func (s *session) plan(n int) *batch {
+	b := &batch{from: n}
 	var total int64
 	count := 0
 	i := n - 1
-	for ; i < len(s.md.msgs) && count < ra.window; i++ {
+	for ; i < len(s.md.msgs) && count < s.ra.window; i++ {
 		m := &s.md.msgs[i]
 		if m.deleted || m.gone {
 			continue
 		}
-		count++
 		e := aheadEntry{n: i + 1, MessageOctets: mailstore.MessageOctets{UID: m.uid}}
 		if m.raw > aheadMaxMessage {
 			e.stream = true
@@ -142,36 +235,30 @@ func (s *session) ahead(n int, fill bool) (*aheadEntry, error) {
 				break
 			}
 			total += m.raw
-			uids = append(uids, m.uid)
+			b.uids = append(b.uids, m.uid)
 		}
-		ra.ents = append(ra.ents, e)
+		count++
+		b.ents = append(b.ents, e)
 	}
-	ra.end = i
-	ra.uids = uids
-	if len(uids) == 0 {
-		return ra.find(n), nil
+	b.end = i + 1 // message numbers are 1-based: i is the next index
+	return b
+}
+
+// readNext starts reading, in the background, the batch that follows the
+// current one.
+func (s *session) readNext() {
+	b := s.plan(s.ra.end)
+	if len(b.ents) == 0 {
+		return
 	}
-	ra.buf = aheadPool.Get().(*[]byte)
-	got, err := s.srv.store.ReadMessages(s.ctx, s.acc.ID, s.md.box.ID, uids, aheadBytes, (*ra.buf)[:0])
-	if err != nil {
-		ra.release()
-		ra.end = 0
-		return nil, err
-	}
-	// Fill the entries of the UIDs asked for, in order.
-	k := 0
-	for j := range ra.ents {
-		if e := &ra.ents[j]; !e.stream {
-			if k >= len(got) || got[k].UID != e.UID {
-				ra.release()
-				ra.end = 0
-				return nil, fmt.Errorf("read ahead: the store answered for other messages than asked")
-			}
-			e.MessageOctets = got[k]
-			k++
-		}
-	}
-	return ra.find(n), nil
+	ctx, cancel := context.WithCancel(s.ctx)
+	b.done, b.cancel = make(chan struct{}), cancel
+	st, acc, box := s.srv.store, s.acc.ID, s.md.box.ID
+	go func() {
+		defer close(b.done)
+		b.err = b.read(ctx, st, acc, box)
+	}()
+	s.ra.next = b
 }
 
 // pipelinedRetrs counts the RETR commands already waiting in the input

@@ -159,8 +159,8 @@ func (s *session) sendMessage(n int, m *message, topLines int64, okLine string) 
 		if err != nil {
 			return 0, &abortError{err}
 		}
-		if topLines < 0 && n == s.ra.ents[len(s.ra.ents)-1].n {
-			s.ra.release() // all sent: the buffer goes back to the pool
+		if topLines < 0 {
+			s.ra.sent(n)
 		}
 		mBytesSent.Add(float64(sent))
 		return sent, nil
