@@ -138,6 +138,21 @@ type Messages interface {
 	// (length < 0: to the end), reading the store in bounded chunks.
 	// ErrNoSuchMessage if the UID is not (or no longer) in the mailbox.
 	OpenMessage(ctx context.Context, accountID, mailboxID int64, uid uint32, offset, length int64) (io.ReadCloser, error)
+	// ReadMessages reads the whole octets of several messages in one go,
+	// for a caller about to send them all (a POP3 download reads ahead).
+	// uids must be strictly ascending (else ErrInvalidArgument); the result
+	// has one entry per UID, in the same order: Gone when the message is
+	// not (or no longer) in the mailbox; Whole with Data when it was read;
+	// neither when it was left out, and the caller streams it with
+	// OpenMessage. Messages are read in UID order while their total stays
+	// within maxTotal octets: the first one that does not fit and all
+	// after it are left out. A backend may also leave out a message it
+	// stores in several pieces (one larger than 64 KiB at the least), so
+	// that large messages are never held whole in memory. Data may use
+	// buf's memory (nil: the backend allocates), and is valid until the
+	// caller reuses buf. ErrNoSuchMailbox if the mailbox is not the
+	// account's, whatever uids holds.
+	ReadMessages(ctx context.Context, accountID, mailboxID int64, uids []uint32, maxTotal int64, buf []byte) ([]MessageOctets, error)
 	// Search evaluates criteria in the store and returns matching UIDs,
 	// ascending.
 	Search(ctx context.Context, accountID, mailboxID int64, c *SearchCriteria) ([]uint32, error)
@@ -461,6 +476,17 @@ type MessageMeta struct {
 	// reused), for MessageContents. 0 when the reporting call does not
 	// know it (StoreResult).
 	ContentID int64
+}
+
+// MessageOctets is one message of a ReadMessages call.
+type MessageOctets struct {
+	UID uint32
+	// Gone: the message is not (or no longer) in the mailbox.
+	Gone bool
+	// Whole: Data holds every octet of the message (empty for an empty
+	// message). When neither Gone nor Whole, the message was not read.
+	Whole bool
+	Data  []byte
 }
 
 // MessageDetail adds the parse results stored at delivery.

@@ -9,10 +9,13 @@
 // The maildrop is the account's INBOX as it is when the session enters the
 // TRANSACTION state; message numbers stay fixed for the session. Messages
 // carrying HiddenKeyword ("$POP3Deleted", see Config.KeepDeleted) are not
-// part of it. RETR and TOP stream the message from the store through a
-// fixed-size buffer, whatever its size; after RETR n, message n+1 is opened
-// in the background (its first store chunk read), so a client downloading
-// the maildrop in order does not wait for a store round trip per message.
+// part of it. RETR n reads message n and the next ones of the maildrop in
+// one store call (up to 64 messages and 2 MiB, more when the client
+// pipelines its RETRs) and serves the following RETRs and TOPs from
+// memory, so a download in order costs a store round trip per batch, not
+// per message (readahead.go); a change notified for the account drops what
+// was read ahead. Messages over 256 KiB are never held whole: RETR and TOP
+// stream them from the store through a fixed-size buffer.
 //
 // # Sizes
 //

@@ -111,6 +111,7 @@ func (s *session) startTransaction(acc mailstore.Account, method string) error {
 		return err
 	}
 	s.acc, s.md, s.lease = acc, md, l
+	s.ra.changes, s.ra.cancel = s.srv.store.Subscribe(acc.ID)
 	s.state = stateTransaction
 	s.lastSeenFlush = time.Now()
 	s.log = s.log.With(slog.Int64("account", acc.ID))

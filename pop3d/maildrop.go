@@ -20,6 +20,7 @@ const HiddenKeyword = "$POP3Deleted"
 type message struct {
 	uid       uint32
 	size      int64 // size on the wire: MessageMeta.CRLFSize (see doc.go, Sizes)
+	raw       int64 // size as stored: MessageMeta.Size
 	seen      bool  // had \Seen at login (or was marked since)
 	deleted   bool  // marked by DELE (RFC 1939 §6)
 	gone      bool  // the store no longer has it (expunged by IMAP)
@@ -61,6 +62,7 @@ func loadMaildrop(ctx context.Context, st Store, accountID int64) (*maildrop, er
 		md.msgs = append(md.msgs, message{
 			uid:  m.UID,
 			size: m.CRLFSize,
+			raw:  m.Size,
 			seen: m.Flags.System&mailstore.FlagSeen != 0,
 		})
 	}

@@ -162,3 +162,47 @@ func FuzzMsgWriter(f *testing.F) {
 		}
 	})
 }
+
+// renderWhole runs writeWhole over msg.
+func renderWhole(t testing.TB, msg []byte) (string, int64) {
+	var out bytes.Buffer
+	bw := bufio.NewWriterSize(&out, 16)
+	var stuff []int
+	n, err := writeWhole(bw, msg, &stuff)
+	if err != nil {
+		t.Fatalf("writeWhole: %v", err)
+	}
+	bw.Flush()
+	return out.String(), n
+}
+
+func TestWriteWhole(t *testing.T) {
+	for _, in := range []string{
+		"", "A: b\r\n\r\nbody\r\n", ".\r\n", "..x\r\n.\r\n", "A: b\r\n\r\n.\r\n.\r\n..\r\nx.y\r\n.z\r\n",
+		".leading dot\r\nand. dots. inside.\r\n", "A: b\r\n\r\nno final eol", "bare\nlf\n", "bare\rcr\r",
+		"A: b\r\n\r\n.\n.\r\n", "\n\r\r\n", "x\r\n\r", ".", "\r\n", ".\r\n.a\n\r\r\n", "a\r\n.b\n\r.\r\n",
+		"x\r\n.\r\n.\rb\r\n\n", "\r\r\n\n\r\n",
+	} {
+		want, size := reference([]byte(in), -1)
+		got, n := renderWhole(t, []byte(in))
+		if got != want || n != size {
+			t.Errorf("writeWhole(%q) = %q, %d; want %q, %d", in, got, n, want, size)
+		}
+	}
+}
+
+// FuzzWriteWhole checks the whole-message writer against the line-based
+// reference for any content.
+func FuzzWriteWhole(f *testing.F) {
+	f.Add([]byte("From: a@b\r\nSubject: hi\r\n\r\nHello\r\n.\r\nbye\r\n"))
+	f.Add([]byte("a\n.\nb\r.\r\n\r\n.\r\nc"))
+	f.Add([]byte(".\r\n.\r\n"))
+	f.Add([]byte(".\r\n.a\n\r\r\n"))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		want, size := reference(msg, -1)
+		got, n := renderWhole(t, msg)
+		if got != want || n != size {
+			t.Fatalf("got %q (%d), want %q (%d)", got, n, want, size)
+		}
+	})
+}

@@ -75,12 +75,14 @@ type Config struct {
 // credentials masked and first lines of responses; never message content).
 const LevelTrace = frontend.LevelTrace
 
-// Store is what POP3 needs of the mail store: INBOX, its messages, and the
-// cluster lease that makes the maildrop exclusive.
+// Store is what POP3 needs of the mail store: INBOX, its messages, the
+// cluster lease that makes the maildrop exclusive, and change
+// notifications (they drop messages read ahead, see readahead.go).
 type Store interface {
 	GetMailbox(ctx context.Context, accountID int64, name string) (mailstore.Mailbox, error)
 	mailstore.Messages
 	mailstore.Leases
+	Subscribe(accountID int64) (ch <-chan struct{}, cancel func())
 }
 
 // Server is a POP3 server over a mailstore. It is safe for concurrent use;

@@ -93,7 +93,8 @@ type session struct {
 	md            *maildrop
 	lease         *lease
 	copyBuf       []byte
-	pre           *prefetch // the next message, opened ahead (RETR)
+	stuffAt       []int     // scratch for writeWhole
+	ra            readahead // the next messages, read ahead (RETR)
 	pendingSeen   int       // messages retrieved whose \Seen is not yet stored
 	lastSeenFlush time.Time
 }
@@ -118,7 +119,7 @@ func newSession(srv *Server, c *frontend.Conn) *session {
 		log:    c.Log,
 	}
 	s.r = bufio.NewReaderSize(s.conn, 4096)
-	s.w = bufio.NewWriterSize(deadlineWriter{s.conn, srv.cfg.WriteTimeout}, 32<<10)
+	s.w = bufio.NewWriterSize(deadlineWriter{s.conn, srv.cfg.WriteTimeout}, 256<<10)
 	return s
 }
 
@@ -352,9 +353,7 @@ func (s *session) traceCommand(c *Command) {
 // flushed, so a client that reconnects as soon as it sees that reply finds
 // the maildrop free.
 func (s *session) cleanup() {
-	if s.md != nil {
-		s.dropPrefetch()
-	}
+	s.ra.stop()
 	if s.state == stateTransaction {
 		// Ended without QUIT: nothing is deleted (RFC 1939 §6), but what
 		// was downloaded is marked \Seen.

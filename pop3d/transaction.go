@@ -102,7 +102,6 @@ func (s *session) cmdRetr(c *Command) error {
 			slog.Int64("listed", m.size), slog.Int64("sent", sent))
 	}
 	mMessagesRetrieved.Inc()
-	s.prefetchAfter(n)
 	if s.srv.cfg.MarkSeenOnRetr && !m.seen && !m.retrieved {
 		m.retrieved = true // \Seen is stored in batches (flushSeen)
 		s.pendingSeen++
@@ -128,20 +127,62 @@ func (s *session) cmdTop(c *Command) error {
 	return err
 }
 
-// sendMessage streams a message as a multi-line response (see msgWriter)
-// straight from the store, in bounded memory, and returns the octets sent
-// (without stuffing and terminator). topLines < 0 sends all of it.
+// sendMessage sends a message as a multi-line response and returns the
+// octets sent (without stuffing and terminator). topLines < 0 sends all of
+// it. The message comes from the read-ahead (RETR reads one when the
+// message is not there yet, see readahead.go) or, when too large to hold,
+// is streamed from the store in bounded memory.
 func (s *session) sendMessage(n int, m *message, topLines int64, okLine string) (int64, error) {
-	var rc io.ReadCloser
-	err := mailstore.ErrNoSuchMessage
+	var e *aheadEntry
 	if !m.gone {
-		rc, err = s.openMessage(m.uid)
+		var err error
+		if e, err = s.ahead(n, topLines < 0); err != nil {
+			return 0, fmt.Errorf("read messages from %d: %w", m.uid, err)
+		}
 	}
+	switch {
+	case m.gone || e != nil && e.Gone:
+		return 0, s.removed(n, m)
+	case e != nil && e.Whole:
+		s.writeLine(okLine)
+		var sent int64
+		var err error
+		if topLines < 0 {
+			sent, err = writeWhole(s.w, e.Data, &s.stuffAt)
+		} else {
+			mw := newMsgWriter(s.w, topLines)
+			if _, err = mw.Write(e.Data); err == nil || errors.Is(err, errTopDone) {
+				err = mw.finish()
+			}
+			sent = mw.n
+		}
+		if err != nil {
+			return 0, &abortError{err}
+		}
+		if topLines < 0 {
+			s.ra.sent(n)
+		}
+		mBytesSent.Add(float64(sent))
+		return sent, nil
+	}
+	return s.streamMessage(n, m, topLines, okLine)
+}
+
+// removed answers RETR or TOP of a message another client expunged (IMAP,
+// or a POP3 session on another node that got the maildrop after a lock
+// expired): the session goes on; the message number stays taken (RFC 1939
+// §6 numbering).
+func (s *session) removed(n int, m *message) error {
+	m.gone = true
+	return &replyError{text: fmt.Sprintf("Message %d was removed by another client (e.g. IMAP) during this session", n), noCount: true}
+}
+
+// streamMessage streams a message straight from the store through
+// msgWriter, in bounded memory.
+func (s *session) streamMessage(n int, m *message, topLines int64, okLine string) (int64, error) {
+	rc, err := s.srv.store.OpenMessage(s.ctx, s.acc.ID, s.md.box.ID, m.uid, 0, -1)
 	if errors.Is(err, mailstore.ErrNoSuchMessage) {
-		// Expunged by another client (IMAP) since login: the session goes
-		// on; the message number stays taken (RFC 1939 §6 numbering).
-		m.gone = true
-		return 0, &replyError{text: fmt.Sprintf("Message %d was removed by another client (e.g. IMAP) during this session", n), noCount: true}
+		return 0, s.removed(n, m)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("open message %d: %w", m.uid, err)
@@ -192,56 +233,4 @@ func (s *session) cmdRset(c *Command) error {
 		s.md.msgs[i].deleted = false
 	}
 	return s.ok(fmt.Sprintf("Maildrop has %d messages", len(s.md.msgs)))
-}
-
-// prefetch is a message opened ahead of the client's request.
-type prefetch struct {
-	uid  uint32
-	done chan struct{}
-	rc   io.ReadCloser
-	err  error
-}
-
-// prefetchAfter opens message number n+1 in the background after RETR n:
-// download loops (RETR 1, RETR 2, ...) then find the next message's first
-// chunk already read, which hides the store's round trip. At most one
-// message (one store chunk) is held ahead per session.
-func (s *session) prefetchAfter(n int) {
-	s.dropPrefetch()
-	if n >= len(s.md.msgs) {
-		return
-	}
-	next := &s.md.msgs[n] // number n+1
-	if next.deleted || next.gone {
-		return
-	}
-	p := &prefetch{uid: next.uid, done: make(chan struct{})}
-	s.pre = p
-	acc, box := s.acc.ID, s.md.box.ID
-	go func() {
-		defer close(p.done)
-		p.rc, p.err = s.srv.store.OpenMessage(s.ctx, acc, box, p.uid, 0, -1)
-	}()
-}
-
-// openMessage returns the prefetched message if it is uid, else opens it.
-func (s *session) openMessage(uid uint32) (io.ReadCloser, error) {
-	if p := s.pre; p != nil && p.uid == uid {
-		s.pre = nil
-		<-p.done
-		return p.rc, p.err
-	}
-	s.dropPrefetch()
-	return s.srv.store.OpenMessage(s.ctx, s.acc.ID, s.md.box.ID, uid, 0, -1)
-}
-
-// dropPrefetch discards an unused prefetched message.
-func (s *session) dropPrefetch() {
-	if p := s.pre; p != nil {
-		s.pre = nil
-		<-p.done
-		if p.rc != nil {
-			p.rc.Close()
-		}
-	}
 }

@@ -71,6 +71,15 @@ func testIsolation(t *testing.T, f Factory) {
 			}
 			return "", err
 		}},
+		{"ReadMessages", func(acct, mbox int64) (string, error) {
+			ms, err := st.ReadMessages(ctx, acct, mbox, []uint32{bu}, 1<<20, nil)
+			for _, m := range ms {
+				if m.Whole || len(m.Data) > 0 {
+					return "message content read", err
+				}
+			}
+			return "", err
+		}},
 		{"Search", func(acct, mbox int64) (string, error) {
 			u, err := st.Search(ctx, acct, mbox, &mailstore.SearchCriteria{})
 			if len(u) > 0 {

@@ -73,6 +73,7 @@ var groups = []struct {
 		{"Append", testAppend},
 		{"ListMessages", testListMessages},
 		{"OpenMessage", testOpenMessage},
+		{"ReadMessages", testReadMessages},
 		{"FetchDetails", testFetchDetails},
 		{"Copy", testCopy},
 		{"Move", testMove},

@@ -1,0 +1,7 @@
+package pop3d
+
+// The read-ahead bounds, for the tests that check them.
+const (
+	AheadMessages = aheadMessages
+	AheadBytes    = aheadBytes
+)
