@@ -212,6 +212,7 @@ func (s *session) ahead(n int, fill bool) (*aheadEntry, error) {
 	if ra.window == aheadMessages && ra.end <= len(s.md.msgs) {
 		s.readNext()
 	}
+	s.growWriter()
 	return ra.cur.find(n), nil
 }
 
