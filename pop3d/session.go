@@ -135,7 +135,7 @@ func newSession(srv *Server, c *frontend.Conn) *session {
 // waiting) and an idle session holds only the small one.
 const (
 	smallWriteBuffer = 32 << 10
-	largeWriteBuffer = 256 << 10
+	largeWriteBuffer = 64 << 10
 )
 
 var largeWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, largeWriteBuffer) }}
