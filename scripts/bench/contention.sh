@@ -2,7 +2,8 @@
 # Contention between IMAP sessions and SMTP deliveries into the same accounts (issue 12). Three figures,
 # each the rate of acknowledged SMTP deliveries (`postrider bench smtp`, BDAT, 10 sessions):
 #   alone   deliveries into one account with nothing else running (user99: an account as empty as
-#           user1 is when the clients start, so the mailbox sizes match);
+#           user1 is when the clients start, so the mailbox sizes match), measured before and after
+#           the loaded phases (user97) and averaged, as the machine's speed drifts;
 #   one     the same while 10 imaptest clients work on user1 with logout=0 (sessions stay open);
 #   other   control: deliveries into user98 while the 10 clients work on user2, so the two loads
 #           share the machine (CPU, WAL) but no row: what "one" loses beyond this is lock contention;
@@ -137,6 +138,7 @@ server_latencies() { # before after -> one line
 rate() { awk '{ if ($2 > 0) printf "%.0f", $1 / $2; else print 0 }' "$1"; }
 
 build
+rm -f "$OUT"/alone "$OUT"/alone-after "$OUT"/one "$OUT"/other "$OUT"/alone2-* "$OUT"/alone2b-* "$OUT"/two-* # earlier runs
 url=$(fresh_db postrider_contention); seed "$url"
 echo "$(date -u '+%F %T UTC')  $(uptime)  (shared machine)"
 
@@ -155,6 +157,7 @@ imaptest_run $A_IMAP user2@example.test 1 10 other; ipid=$!
 sleep 2
 deliver $A_SMTP user98@example.test 10 "$OUT/other" $ipid
 wait $ipid
+deliver $A_SMTP user97@example.test 10 "$OUT/alone-after"
 nodes_stop
 
 # 2. Two nodes over the same database, 50 clients over USERS2 users, deliveries into those users
@@ -181,18 +184,25 @@ for u in $(seq "$USERS2"); do
 done
 wait $pa $pb "${jobs[@]}"
 metrics $A_HTTP >"$OUT/m-twoA-3"; metrics $B_HTTP >"$OUT/m-twoB-3"
+jobs=()
+for u in $(seq "$USERS2"); do
+  port=$A_SMTP; [ $((u % 2)) = 0 ] && port=$B_SMTP
+  deliver $port "user$((60 + u))@example.test" $per "$OUT/alone2b-$u" & jobs+=($!)
+done
+wait "${jobs[@]}"
 nodes_stop
 
 sum_rate() { local t=0 f; for f in "$@"; do t=$((t + $(rate "$f"))); done; echo $t; }
-r0=$(rate "$OUT/alone"); r1=$(rate "$OUT/one"); rc=$(rate "$OUT/other")
-r2a=$(sum_rate "$OUT"/alone2-*); r2=$(sum_rate "$OUT"/two-*)
+r0a=$(rate "$OUT/alone"); r0b=$(rate "$OUT/alone-after"); r0=$(( (r0a + r0b) / 2 ))
+r1=$(rate "$OUT/one"); rc=$(rate "$OUT/other")
+r2x=$(sum_rate "$OUT"/alone2-*); r2y=$(sum_rate "$OUT"/alone2b-*); r2a=$(( (r2x + r2y) / 2 )); r2=$(sum_rate "$OUT"/two-*)
 pct() { if [ "$2" -gt 0 ]; then echo "$(( 100 * $1 / $2 ))%"; else echo "-"; fi; }
-echo "one node, user1:       alone $r0 msg/s   with 10 imaptest clients (logout=0) $r1 msg/s = $(pct "$r1" "$r0") kept"
+echo "one node, user1:       alone $r0 msg/s ($r0a before, $r0b after)   with 10 imaptest clients (logout=0) $r1 msg/s = $(pct "$r1" "$r0") kept"
 echo "   server side alone:  $(server_latencies "$OUT/m-alone-0" "$OUT/m-alone-1")"
 echo "   server side busy:   $(server_latencies "$OUT/m-one-0" "$OUT/m-one-1")"
 echo "   imaptest /s:       $(imaptest_rates one)"
 echo "   control: clients on user2, deliveries into user98 $rc msg/s = $(pct "$rc" "$r0") kept;  imaptest /s:$(imaptest_rates other)"
-echo "two nodes, $USERS2 users: alone $r2a msg/s   with 50 imaptest clients (25 per node) $r2 msg/s = $(pct "$r2" "$r2a") kept"
+echo "two nodes, $USERS2 users: alone $r2a msg/s ($r2x before, $r2y after)   with 50 imaptest clients (25 per node) $r2 msg/s = $(pct "$r2" "$r2a") kept"
 echo "   node A busy:        $(server_latencies "$OUT/m-twoA-2" "$OUT/m-twoA-3")"
 echo "   node B busy:        $(server_latencies "$OUT/m-twoB-2" "$OUT/m-twoB-3")"
 echo "   imaptest /s A:     $(imaptest_rates twoA)"
