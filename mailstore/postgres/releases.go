@@ -61,8 +61,8 @@ func (s *Store) runReleases(ctx context.Context) {
 	}
 }
 
-// drainReleases runs pr_release_pending until no pending row is left that
-// another caller does not hold.
+// drainReleases runs pr_release_pending until a call finds fewer pending
+// rows than it may take, free of other callers (who release theirs).
 func (s *Store) drainReleases(ctx context.Context) error {
 	for failures := 0; ; {
 		var n int
@@ -72,7 +72,7 @@ func (s *Store) drainReleases(ctx context.Context) error {
 			}
 			return mapErr("release contents", err)
 		}
-		if n == 0 {
+		if n < releaseBatch {
 			return nil
 		}
 		failures = 0
