@@ -5,3 +5,7 @@ const (
 	AheadMessages = aheadMessages
 	AheadBytes    = aheadBytes
 )
+
+// ReadAheadInUse is the octets of read-ahead buffers the server's sessions
+// hold.
+func (s *Server) ReadAheadInUse() int64 { return s.ahead.used.Load() }

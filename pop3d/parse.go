@@ -42,52 +42,71 @@ const MaxArgs = 4
 // allocates more than the line's size and accepts any input without
 // panicking (see FuzzParseCommand).
 func ParseCommand(line string) (Command, error) {
+	var cmd Command
+	var args [MaxArgs]string
+	err := parseCommand(line, &cmd, &args)
+	if len(cmd.Args) > 0 {
+		cmd.Args = append([]string(nil), cmd.Args...)
+	}
+	return cmd, err
+}
+
+// parseCommand parses line into cmd, whose Args use the storage of args:
+// the session parses every command into the same two (no allocation per
+// command in a pipelined download).
+func parseCommand(line string, cmd *Command, args *[MaxArgs]string) error {
+	*cmd = Command{}
 	if len(line) == 0 {
-		return Command{}, ErrEmptyLine
+		return ErrEmptyLine
 	}
 	if len(line) > MaxLineLength-2 {
-		return Command{}, ErrLineTooLong
+		return ErrLineTooLong
 	}
 	// Control characters (including NUL, CR, LF, TAB and DEL) never belong
 	// in a command line; UTF-8 is allowed in arguments (RFC 6856 §2,
 	// usernames and passwords), other 8-bit data is not.
 	for i := 0; i < len(line); i++ {
 		if c := line[i]; c < 0x20 || c == 0x7f {
-			return Command{}, ErrBadChar
+			return ErrBadChar
 		}
 	}
 	if !utf8.ValidString(line) {
-		return Command{}, ErrBadChar
+		return ErrBadChar
 	}
 	kw, rest, hasRest := strings.Cut(line, " ")
 	if len(kw) < 3 || len(kw) > 4 {
-		return Command{}, ErrBadKeyword
+		return ErrBadKeyword
 	}
 	for i := 0; i < len(kw); i++ {
 		c := kw[i]
 		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' && i > 0) {
-			return Command{}, ErrBadKeyword
+			return ErrBadKeyword
 		}
 	}
-	cmd := Command{Name: strings.ToUpper(kw)}
+	name := strings.ToUpper(kw)
 	if !hasRest {
-		return cmd, nil
+		cmd.Name = name
+		return nil
 	}
-	cmd.Rest = rest
-	for _, f := range strings.Split(rest, " ") {
+	a := args[:0]
+	for f := range strings.SplitSeq(rest, " ") {
 		if f == "" {
 			continue
 		}
-		if len(cmd.Args) == MaxArgs {
+		if len(a) == MaxArgs {
 			// Only PASS may have more "words" than that, and it uses Rest.
-			if cmd.Name == "PASS" {
+			if name == "PASS" {
 				break
 			}
-			return Command{}, ErrTooMany
+			return ErrTooMany
 		}
-		cmd.Args = append(cmd.Args, f)
+		a = append(a, f)
 	}
-	return cmd, nil
+	cmd.Name, cmd.Rest = name, rest
+	if len(a) > 0 {
+		cmd.Args = a
+	}
+	return nil
 }
 
 // parseMsgNum parses a message-number argument (RFC 1939 §3: a decimal

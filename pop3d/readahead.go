@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 
 	"github.com/postrider/postrider/mailstore"
 )
@@ -23,9 +22,10 @@ import (
 const (
 	// aheadMessages bounds the messages of one read.
 	aheadMessages = 64
-	// aheadBytes bounds the octets of one read, into one pooled buffer. A
-	// session holds at most two: the batch being sent and the next.
-	aheadBytes = 1 << 20
+	// aheadBytes bounds the octets of one read, into one pooled buffer
+	// (see aheadbudget.go). A session holds at most two: the batch being
+	// sent and the next.
+	aheadBytes = aheadMinBytes << (aheadClasses - 1)
 	// aheadMaxMessage: larger messages are never read ahead; RETR streams
 	// them from the store in bounded chunks (OpenMessage) as before.
 	aheadMaxMessage = 256 << 10
@@ -37,9 +37,6 @@ const (
 	// a time; from then on the next batch is read in the background.
 	aheadStart = 2
 )
-
-// aheadPool recycles the buffers read-ahead messages are read into.
-var aheadPool = sync.Pool{New: func() any { b := make([]byte, 0, aheadBytes); return &b }}
 
 // aheadEntry is one message number of the read-ahead: its octets (Whole),
 // Gone when the store no longer had it at the read, or neither when RETR
@@ -56,7 +53,9 @@ type batch struct {
 	from, end int
 	ents      []aheadEntry // ascending message numbers
 	uids      []uint32     // the UIDs read (not the streamed ones)
-	buf       *[]byte      // pooled; holds the entries' data
+	budget    *aheadBudget
+	class     int     // size class of buf and of the reservation
+	buf       *[]byte // pooled; holds the entries' data; nil: nothing reserved
 	done      chan struct{}
 	cancel    context.CancelFunc
 	err       error
@@ -79,8 +78,7 @@ func (b *batch) read(ctx context.Context, st Store, accountID, mailboxID int64) 
 	if len(b.uids) == 0 {
 		return nil
 	}
-	b.buf = aheadPool.Get().(*[]byte)
-	got, err := st.ReadMessages(ctx, accountID, mailboxID, b.uids, aheadBytes, (*b.buf)[:0])
+	got, err := st.ReadMessages(ctx, accountID, mailboxID, b.uids, int64(cap(*b.buf)), (*b.buf)[:0])
 	if err != nil {
 		return err
 	}
@@ -108,8 +106,8 @@ func (b *batch) release() {
 	}
 	clear(b.ents) // no references into the buffer survive
 	if b.buf != nil {
-		*b.buf = (*b.buf)[:0]
-		aheadPool.Put(b.buf)
+		putAheadBuf(b.class, b.buf)
+		b.budget.release(b.class)
 		b.buf = nil
 	}
 }
@@ -174,13 +172,15 @@ func (s *session) ahead(n int, fill bool) (*aheadEntry, error) {
 	if ra.changed() {
 		ra.drop()
 	}
-	if e := ra.cur.find(n); e != nil || !fill {
-		return e, nil
-	}
 	// In order: the message after the last batch, or after the last RETR
 	// (a change notified in the middle of a batch dropped it).
 	inOrder := n == ra.end || n == ra.last+1
-	ra.last = n
+	if fill {
+		ra.last = n
+	}
+	if e := ra.cur.find(n); e != nil || !fill {
+		return e, nil
+	}
 	if nb := ra.next; nb != nil && n == nb.from {
 		ra.next = nil
 		<-nb.done
@@ -202,7 +202,7 @@ func (s *session) ahead(n int, fill bool) (*aheadEntry, error) {
 		}
 		ra.window = max(ra.window, min(s.pipelinedRetrs()+1, aheadMessages))
 		ra.changed() // a change notified before the read is seen by it
-		b := s.plan(n)
+		b := s.plan(n, true)
 		if err := b.read(s.ctx, s.srv.store, s.acc.ID, s.md.box.ID); err != nil {
 			b.release()
 			return nil, err
@@ -212,12 +212,39 @@ func (s *session) ahead(n int, fill bool) (*aheadEntry, error) {
 	if ra.window == aheadMessages && ra.end <= len(s.md.msgs) {
 		s.readNext()
 	}
+	s.growWriter()
 	return ra.cur.find(n), nil
 }
 
 // plan lays out the batch of messages from number n on: at most
-// ra.window messages that are not deleted, whose octets fit in aheadBytes.
-func (s *session) plan(n int) *batch {
+// ra.window messages that are not deleted, whose octets fit in a buffer
+// reserved from the server's read-ahead budget (see reserve: must is set
+// for a read RETR waits for). It returns nil when the budget has no room
+// for a read that can wait.
+func (s *session) plan(n int, must bool) *batch {
+	b, total := s.layout(n, aheadBytes)
+	if len(b.uids) == 0 {
+		return b
+	}
+	c, ok := s.srv.ahead.reserve(total, must)
+	if !ok {
+		return nil
+	}
+	if size := int64(aheadMinBytes) << c; size < total {
+		// Less than asked for: fewer messages (none when message n is
+		// larger than the buffer: RETR streams it).
+		if b, _ = s.layout(n, size); len(b.uids) == 0 {
+			s.srv.ahead.release(c)
+			return b
+		}
+	}
+	b.budget, b.class, b.buf = &s.srv.ahead, c, aheadBuf(c)
+	return b
+}
+
+// layout lays out the batch from message n on within limit octets and
+// returns it with its octets.
+func (s *session) layout(n int, limit int64) (*batch, int64) {
 	b := &batch{from: n}
 	var total int64
 	count := 0
@@ -231,7 +258,7 @@ func (s *session) plan(n int) *batch {
 		if m.raw > aheadMaxMessage {
 			e.stream = true
 		} else {
-			if total+m.raw > aheadBytes {
+			if total+m.raw > limit {
 				break
 			}
 			total += m.raw
@@ -241,15 +268,15 @@ func (s *session) plan(n int) *batch {
 		b.ents = append(b.ents, e)
 	}
 	b.end = i + 1 // message numbers are 1-based: i is the next index
-	return b
+	return b, total
 }
 
 // readNext starts reading, in the background, the batch that follows the
 // current one.
 func (s *session) readNext() {
-	b := s.plan(s.ra.end)
-	if len(b.ents) == 0 {
-		return
+	b := s.plan(s.ra.end, false)
+	if b == nil || len(b.ents) == 0 {
+		return // nothing left, or no memory to spare: RETR reads it
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	b.done, b.cancel = make(chan struct{}), cancel

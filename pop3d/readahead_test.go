@@ -29,9 +29,10 @@ type readCall struct {
 // (read-ahead batches) and OpenMessage (streamed messages).
 type recordingStore struct {
 	mailstore.Store
-	opens atomic.Int64
-	mu    sync.Mutex
-	reads []readCall
+	opens   atomic.Int64
+	mu      sync.Mutex
+	started []uint32 // the first UID of every ReadMessages call, at its start
+	reads   []readCall
 }
 
 func (r *recordingStore) OpenMessage(ctx context.Context, accountID, mailboxID int64, uid uint32, offset, length int64) (io.ReadCloser, error) {
@@ -40,6 +41,9 @@ func (r *recordingStore) OpenMessage(ctx context.Context, accountID, mailboxID i
 }
 
 func (r *recordingStore) ReadMessages(ctx context.Context, accountID, mailboxID int64, uids []uint32, maxTotal int64, buf []byte) ([]mailstore.MessageOctets, error) {
+	r.mu.Lock()
+	r.started = append(r.started, uids[0])
+	r.mu.Unlock()
 	got, err := r.Store.ReadMessages(ctx, accountID, mailboxID, uids, maxTotal, buf)
 	c := readCall{uids: len(uids), maxTotal: maxTotal}
 	if len(uids) > 0 {
@@ -52,6 +56,20 @@ func (r *recordingStore) ReadMessages(ctx context.Context, accountID, mailboxID 
 	r.reads = append(r.reads, c)
 	r.mu.Unlock()
 	return got, err
+}
+
+// readFrom reports whether a read starting at uid has started, and
+// whether it has returned.
+func (r *recordingStore) readFrom(uid uint32) (started, done bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, u := range r.started {
+		started = started || u == uid
+	}
+	for _, c := range r.reads {
+		done = done || c.first == uid
+	}
+	return started, done
 }
 
 func (r *recordingStore) calls() []readCall {
@@ -385,10 +403,15 @@ func TestExpungedAfterReadAhead(t *testing.T) {
 		if got := string(c.body()); got != wireForm(want[k-1]) {
 			t.Fatalf("RETR %d: wrong octets", k)
 		}
-		// The last read starts at the next message, which the client has
-		// not asked for: the read-ahead read it in the background. Expunge
-		// its second message before the client gets there.
-		if calls := st.calls(); background == 0 && k+2 <= len(want) && calls[len(calls)-1].first == uids[k] {
+		// A read starting at the next message, which the client has not
+		// asked for: the read-ahead reads it in the background. Once it
+		// is done, expunge its second message before the client gets
+		// there.
+		if background != 0 || k+2 > len(want) {
+			continue
+		}
+		if started, _ := st.readFrom(uids[k]); started {
+			waitFor(t, "the read in the background", func() bool { _, done := st.readFrom(uids[k]); return done })
 			background = k + 1
 			expunge(k + 2)
 		}
@@ -519,4 +542,57 @@ func TestNothingCutShort(t *testing.T) {
 	if len(rest) == 0 || strings.HasSuffix(string(rest), "\r\n.\r\n") {
 		t.Fatalf("RETR 3 of a damaged message: %d octets, ending %q: want some and no terminator", len(rest), rest[max(0, len(rest)-10):])
 	}
+}
+
+// TestReadAheadMemoryShared: sessions downloading at once share the
+// server's read-ahead budget (Config.ReadAheadMemory). With a budget of
+// two small buffers, four pipelined downloads each read 64 KiB at a time
+// at most, all of them complete with every octet, and the budget is whole
+// again once they have quit.
+func TestReadAheadMemoryShared(t *testing.T) {
+	e := newEnv(t)
+	const clients = 4
+	var accs []mailstore.Account
+	for i := range clients {
+		accs = append(accs, e.addAccount(fmt.Sprintf("shared%d@example.org", i), testPass))
+	}
+	var want []string
+	for i := range 30 {
+		m := testMsg(fmt.Sprint("shared", i), dotted(fmt.Sprint("sh", i), 250)) // ~20 KB
+		want = append(want, m)
+		var rcpts []mailstore.Recipient
+		for _, a := range accs {
+			rcpts = append(rcpts, mailstore.Recipient{AccountID: a.ID})
+		}
+		if _, err := e.st.Deliver(context.Background(), &mailstore.Delivery{MailFrom: "bob@example.net",
+			Recipients: rcpts, Body: strings.NewReader(m)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := &recordingStore{Store: e.st}
+	n := e.start(st, func(c *pop3d.Config) { c.ReadAheadMemory = 128 << 10 })
+	var wg sync.WaitGroup
+	for _, a := range accs {
+		wg.Go(func() {
+			c := dial(t, n.addr)
+			c.ok("USER " + a.Address)
+			c.ok("PASS " + testPass)
+			retrAll(t, c, want)
+			c.ok("QUIT")
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	reads := st.calls()
+	if len(reads) < clients*2 {
+		t.Errorf("%d store reads for %d downloads", len(reads), clients)
+	}
+	for _, r := range reads {
+		if r.maxTotal > 64<<10 || r.read > 64<<10 {
+			t.Errorf("a read of %d octets (bound %d) with a budget of 128 KiB for %d sessions", r.read, r.maxTotal, clients)
+		}
+	}
+	waitFor(t, "the read-ahead budget to be whole again", func() bool { return n.srv.ReadAheadInUse() == 0 })
 }

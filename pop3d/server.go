@@ -34,7 +34,10 @@ const (
 	// DefaultIdleTimeout is RFC 1939 §3's minimum autologout timer.
 	DefaultIdleTimeout  = 10 * time.Minute
 	DefaultWriteTimeout = 2 * time.Minute
-	tlsHandshakeTimeout = 30 * time.Second
+	// DefaultReadAheadMemory bounds the buffers of messages read ahead by
+	// all sessions together (see Config.ReadAheadMemory).
+	DefaultReadAheadMemory = 2 << 20
+	tlsHandshakeTimeout    = 30 * time.Second
 )
 
 // ErrServerClosed is returned by Serve after Shutdown; it wraps
@@ -67,6 +70,12 @@ type Config struct {
 	// MaxErrors is the number of failed commands after which the
 	// connection is closed.
 	MaxErrors int
+	// ReadAheadMemory bounds the octets of the messages all sessions
+	// together hold read ahead for RETR (readahead.go): a download alone
+	// reads up to 1 MiB per store call, two at a time; when many sessions
+	// download at once each reads less, down to 64 KiB, which every
+	// session may use whatever the budget.
+	ReadAheadMemory int64
 	// NodeID names this node in lock holders (default: host name and pid).
 	NodeID string
 }
@@ -97,6 +106,7 @@ type Server struct {
 	fe    *frontend.Server
 
 	orphans orphanLeases // maildrop locks ended sessions could not release (lease.go)
+	ahead   aheadBudget  // read-ahead buffers of all sessions (aheadbudget.go)
 }
 
 // New returns a server; call Serve to accept connections.
@@ -129,6 +139,9 @@ func New(cfg Config, store Store, authn *auth.Authenticator) (*Server, error) {
 	if cfg.MaxErrors <= 0 {
 		cfg.MaxErrors = DefaultMaxErrors
 	}
+	if cfg.ReadAheadMemory <= 0 {
+		cfg.ReadAheadMemory = DefaultReadAheadMemory
+	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = cfg.Hostname + ":" + strconv.Itoa(os.Getpid())
 	}
@@ -136,6 +149,7 @@ func New(cfg Config, store Store, authn *auth.Authenticator) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, store: store, authn: authn}
+	s.ahead.max = cfg.ReadAheadMemory
 	fe, err := frontend.NewServer("pop3", cfg.Config, s)
 	if err != nil {
 		return nil, fmt.Errorf("pop3d: %w", err)

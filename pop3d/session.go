@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/postrider/postrider/auth"
@@ -73,7 +74,8 @@ type session struct {
 	raw    net.Conn // the accepted connection: deadlines, interrupt, close
 	conn   net.Conn // raw, or the TLS layer over it
 	r      *bufio.Reader
-	w      *bufio.Writer
+	w      *bufio.Writer // small, or a large one while sending messages read ahead
+	small  *bufio.Writer
 	id     string
 	log    *slog.Logger
 	remote netip.Addr
@@ -93,9 +95,12 @@ type session struct {
 	md            *maildrop
 	lease         *lease
 	copyBuf       []byte
-	stuffAt       []int     // scratch for writeWhole
-	ra            readahead // the next messages, read ahead (RETR)
-	pendingSeen   int       // messages retrieved whose \Seen is not yet stored
+	cmd           Command         // the command being run
+	args          [MaxArgs]string // its arguments' storage
+	line          []byte          // scratch for response lines
+	stuffAt       []int           // scratch for writeWhole
+	ra            readahead       // the next messages, read ahead (RETR)
+	pendingSeen   int             // messages retrieved whose \Seen is not yet stored
 	lastSeenFlush time.Time
 }
 
@@ -119,8 +124,44 @@ func newSession(srv *Server, c *frontend.Conn) *session {
 		log:    c.Log,
 	}
 	s.r = bufio.NewReaderSize(s.conn, 4096)
-	s.w = bufio.NewWriterSize(deadlineWriter{s.conn, srv.cfg.WriteTimeout}, 256<<10)
+	s.small = bufio.NewWriterSize(deadlineWriter{s.conn, srv.cfg.WriteTimeout}, smallWriteBuffer)
+	s.w = s.small
 	return s
+}
+
+// A session answers through its own small output buffer; while it sends
+// messages read ahead it borrows a large one, so that a pipelined download
+// leaves in a few large writes (one per 256 KiB, or when no command is
+// waiting) and an idle session holds only the small one.
+const (
+	smallWriteBuffer = 32 << 10
+	largeWriteBuffer = 64 << 10
+)
+
+var largeWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, largeWriteBuffer) }}
+
+// growWriter switches to a large output buffer.
+func (s *session) growWriter() {
+	if s.w != s.small {
+		return
+	}
+	if s.small.Buffered() > 0 {
+		_ = s.small.Flush() // a write error shows again on the next write
+	}
+	w := largeWriters.Get().(*bufio.Writer)
+	w.Reset(deadlineWriter{s.conn, s.srv.cfg.WriteTimeout})
+	s.w = w
+}
+
+// shrinkWriter gives the large output buffer back once it is flushed and
+// nothing read ahead is left to send.
+func (s *session) shrinkWriter(force bool) {
+	if s.w == s.small || !force && (s.w.Buffered() > 0 || s.ra.cur != nil || s.ra.next != nil) {
+		return
+	}
+	s.w.Reset(nil)
+	largeWriters.Put(s.w)
+	s.w = s.small
 }
 
 // interrupt makes a blocked read return (Shutdown); the session then says
@@ -142,6 +183,7 @@ func (s *session) serve() {
 			if err := s.w.Flush(); err != nil {
 				return
 			}
+			s.shrinkWriter(false)
 		}
 		s.maybeFlushSeen()
 		line, err := s.readLine(MaxLineLength)
@@ -229,7 +271,8 @@ func (s *session) bye(line string) {
 
 func (s *session) dispatch(line string) {
 	start := time.Now()
-	cmd, err := ParseCommand(line)
+	cmd := &s.cmd
+	err := parseCommand(line, cmd, &s.args)
 	if err != nil {
 		s.trace("C", "<invalid command line>")
 		if s.state == stateAuthorization {
@@ -241,7 +284,7 @@ func (s *session) dispatch(line string) {
 		s.fc.Metrics().Command("invalid", "err", -1)
 		return
 	}
-	s.traceCommand(&cmd)
+	s.traceCommand(cmd)
 	name := metricName(cmd.Name)
 	def, ok := commands[cmd.Name]
 	switch {
@@ -252,7 +295,7 @@ func (s *session) dispatch(line string) {
 	case def.states&s.state == 0:
 		err = errReply("", "Command not valid in this state")
 	default:
-		err = def.fn(s, &cmd)
+		err = def.fn(s, cmd)
 	}
 	result := "ok"
 	if err != nil {
@@ -313,6 +356,15 @@ func (s *session) writeLine(line string) {
 	_, _ = s.w.Write(crlf)
 }
 
+// writeLineBytes is writeLine for a line built in a scratch buffer.
+func (s *session) writeLineBytes(line []byte) {
+	if s.log.Enabled(s.ctx, LevelTrace) {
+		s.trace("S", string(line))
+	}
+	_, _ = s.w.Write(line)
+	_, _ = s.w.Write(crlf)
+}
+
 // ok sends "+OK text".
 func (s *session) ok(text string) error {
 	if text == "" {
@@ -368,6 +420,7 @@ func (s *session) cleanup() {
 	}
 	_ = s.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	_ = s.w.Flush()
+	s.shrinkWriter(true)
 	s.conn.Close()
 	s.cancel()
 	s.log.Debug("disconnected")

@@ -90,7 +90,9 @@ func (s *session) cmdRetr(c *Command) error {
 	if err != nil {
 		return err
 	}
-	sent, err := s.sendMessage(n, m, -1, fmt.Sprintf("+OK %d octets", m.size))
+	s.line = strconv.AppendInt(append(s.line[:0], "+OK "...), m.size, 10)
+	s.line = append(s.line, " octets"...)
+	sent, err := s.sendMessage(n, m, -1, s.line)
 	if err != nil {
 		return err
 	}
@@ -109,6 +111,8 @@ func (s *session) cmdRetr(c *Command) error {
 	return nil
 }
 
+var topOK = []byte("+OK Top of message follows")
+
 // cmdTop implements TOP (RFC 1939 §7): the header, the empty line and the
 // first n lines of the body. It does not mark the message \Seen.
 func (s *session) cmdTop(c *Command) error {
@@ -123,7 +127,7 @@ func (s *session) cmdTop(c *Command) error {
 	if !ok {
 		return errReply("", "Invalid line count")
 	}
-	_, err = s.sendMessage(n, m, lines, "+OK Top of message follows")
+	_, err = s.sendMessage(n, m, lines, topOK)
 	return err
 }
 
@@ -132,7 +136,7 @@ func (s *session) cmdTop(c *Command) error {
 // it. The message comes from the read-ahead (RETR reads one when the
 // message is not there yet, see readahead.go) or, when too large to hold,
 // is streamed from the store in bounded memory.
-func (s *session) sendMessage(n int, m *message, topLines int64, okLine string) (int64, error) {
+func (s *session) sendMessage(n int, m *message, topLines int64, okLine []byte) (int64, error) {
 	var e *aheadEntry
 	if !m.gone {
 		var err error
@@ -144,7 +148,7 @@ func (s *session) sendMessage(n int, m *message, topLines int64, okLine string) 
 	case m.gone || e != nil && e.Gone:
 		return 0, s.removed(n, m)
 	case e != nil && e.Whole:
-		s.writeLine(okLine)
+		s.writeLineBytes(okLine)
 		var sent int64
 		var err error
 		if topLines < 0 {
@@ -179,7 +183,7 @@ func (s *session) removed(n int, m *message) error {
 
 // streamMessage streams a message straight from the store through
 // msgWriter, in bounded memory.
-func (s *session) streamMessage(n int, m *message, topLines int64, okLine string) (int64, error) {
+func (s *session) streamMessage(n int, m *message, topLines int64, okLine []byte) (int64, error) {
 	rc, err := s.srv.store.OpenMessage(s.ctx, s.acc.ID, s.md.box.ID, m.uid, 0, -1)
 	if errors.Is(err, mailstore.ErrNoSuchMessage) {
 		return 0, s.removed(n, m)
@@ -191,7 +195,7 @@ func (s *session) streamMessage(n int, m *message, topLines int64, okLine string
 	if s.copyBuf == nil {
 		s.copyBuf = make([]byte, 32<<10)
 	}
-	s.writeLine(okLine)
+	s.writeLineBytes(okLine)
 	mw := newMsgWriter(s.w, topLines)
 	_, err = io.CopyBuffer(mw, rc, s.copyBuf)
 	if err != nil && !errors.Is(err, errTopDone) {

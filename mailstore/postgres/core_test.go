@@ -176,6 +176,7 @@ func TestCoreLifecycle(t *testing.T) {
 	}
 	// Delete account: contents released.
 	must(t, st.DeleteAccount(ctx, "a@example.org"))
+	must(t, st.DrainReleases(ctx)) // the expunge above released its content after commit (releases.go)
 	var n int
 	must(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM contents) + (SELECT count(*) FROM chunks) + (SELECT count(*) FROM messages)`).Scan(&n))
 	if n != 0 {
