@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/postrider/postrider/mailstore"
@@ -103,6 +104,7 @@ type Authenticator struct {
 	sleep    func(ctx context.Context, d time.Duration) error // replaced in tests
 	dummy    func() string
 	storeTTL time.Duration // bound on writes done after the client's context ends
+	gcBusy   atomic.Bool   // a reclaimHashMemory collection is running
 }
 
 // New returns an Authenticator over store.
@@ -334,7 +336,28 @@ func (a *Authenticator) acquire(ctx context.Context) error {
 	}
 }
 
-func (a *Authenticator) release() { <-a.hashSem }
+func (a *Authenticator) release() {
+	<-a.hashSem
+	a.reclaimHashMemory()
+}
+
+// reclaimHashMemory collects the memory of a finished hash at once. Each
+// argon2id computation allocates its whole memory (MemoryKiB, 32 MiB by
+// default) and drops it when done; left to the pacer, that garbage raised
+// the heap goal to twice the hashes in flight and the server's peak RSS to
+// about 185 MB after ten logins with nothing else going on. A collection
+// with the rest of the heap small costs about a millisecond, against the
+// tens of milliseconds of the hash; one runs at a time, so a login storm
+// starts at most one per finished hash and usually fewer.
+func (a *Authenticator) reclaimHashMemory() {
+	if a.params.MemoryKiB < 4*1024 || !a.gcBusy.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer a.gcBusy.Store(false)
+		runtime.GC()
+	}()
+}
 
 // userAttr logs a username only when it is a valid address: whatever else a
 // client typed into the user field might be a password.

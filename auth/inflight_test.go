@@ -237,3 +237,52 @@ func TestConfirmFailureKeepsVerdictAndLimit(t *testing.T) {
 		t.Fatalf("after PairBlock failures in flight: %v, want ErrThrottled", err)
 	}
 }
+
+// Concurrent successful logins of one user from one address each forget
+// the address's failures, deleting the same rows. Those deletes deadlocked
+// in PostgreSQL (imaptest's stress mode, ten clients on one account): the
+// losing release left its reservation in flight for the whole window, and
+// after ten such leaks the user was refused. Reserve-and-release loops of
+// one key set on two nodes must never fail and must leave nothing behind.
+func TestPostgresConcurrentReleasesLeaveNothing(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	stores := []mailstore.Store{pgtest.OpenStore(t, url), pgtest.OpenStore(t, url)}
+	ctx := context.Background()
+	limits := []int{50, 1000, 0}
+	forget := aliceKeys[:2]
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := range 8 {
+		wg.Go(func() {
+			st := stores[g%2]
+			for range 60 {
+				now := time.Now()
+				r, err := st.ReserveAuthFailure(ctx, aliceKeys, limits, now.Add(-time.Hour), now)
+				if err == nil && !r.Reserved {
+					err = fmt.Errorf("refused: %v", r.Counts)
+				}
+				if err == nil {
+					err = st.ReleaseAuthFailure(ctx, r, forget)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	counts, err := stores[0].AuthFailures(ctx, aliceKeys, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range aliceKeys {
+		if counts[k] != 0 {
+			t.Errorf("%d failures of %s left after releases only", counts[k], k)
+		}
+	}
+}

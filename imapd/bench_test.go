@@ -121,8 +121,10 @@ func seed100k(t *testing.T, e *testEnv, n int) mailstore.Mailbox {
 			       now() - g * interval '1 minute', c.size, c.size, c.content_id
 			  FROM c, generate_series(2, $2::int) g),
 		r AS (UPDATE contents SET refcount = refcount + $2 - 1 WHERE id = (SELECT content_id FROM c)),
-		q AS (UPDATE accounts SET quota_used = quota_used + ($2 - 1) * (SELECT size FROM c) WHERE id = $3)
-		UPDATE mailboxes SET uidnext = $2 + 1, highestmodseq = $2 + 1, msg_count = $2, recent_uid = $2 + 1,
+		q AS (UPDATE accounts SET quota_used = quota_used + ($2 - 1) * (SELECT size FROM c) WHERE id = $3),
+		w AS (INSERT INTO mailbox_recent (mailbox_id, recent_uid) VALUES ($1, $2 + 1)
+		      ON CONFLICT (mailbox_id) DO UPDATE SET recent_uid = EXCLUDED.recent_uid)
+		UPDATE mailboxes SET uidnext = $2 + 1, highestmodseq = $2 + 1, msg_count = $2,
 			msg_size = $2 * (SELECT size FROM c), msg_unseen = $2 - $2 / 3 WHERE id = $1`, mb.ID, n, e.accts["alice"].ID)
 	if err != nil {
 		t.Fatal(err)

@@ -84,10 +84,18 @@ func cmdAppend(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return tryCreate(err)
 	}
-	if used, limit, err := c.srv.store.QuotaUsage(ctx, c.acct.ID); err != nil {
-		return err
-	} else if limit > 0 && used+lit.n > limit {
-		return errNo(codeOverQuota, "Quota exceeded")
+	// The store refuses a message over quota (mailstore.ErrOverQuota: NO
+	// [OVERQUOTA], RFC 9208 §4.3) in the statement that stores it. Only a
+	// synchronizing literal is checked before: the client waits for our
+	// continuation, so the refusal saves it the upload. A
+	// non-synchronizing one (RFC 7888) is on its way anyway, and APPEND
+	// stays one statement.
+	if lit.sync {
+		if used, limit, err := c.srv.store.QuotaUsage(ctx, c.acct.ID); err != nil {
+			return err
+		} else if limit > 0 && used+lit.n > limit {
+			return errNo(codeOverQuota, "Quota exceeded")
+		}
 	}
 	if date.IsZero() {
 		date = time.Now()
@@ -117,7 +125,9 @@ func cmdAppend(c *conn, cx *cmdCtx) error {
 	}
 	cx.okCode = "APPENDUID " + itoa(res.UIDValidity) + " " + itoa(res.UID)
 	if c.sel != nil && c.sel.mbox.ID == mbox.ID {
-		cx.refresh = true // announce the new message (RFC 9051 §6.3.12)
+		// Announce the new message (RFC 9051 §6.3.12): from the result, or
+		// by the catch-up after a gap.
+		return c.applyAppend(res)
 	}
 	return nil
 }

@@ -44,6 +44,7 @@ func cmdExpunge(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return err
 	}
+	c.applyExpunge(res)
 	c.announceExpunged(res.UIDs)
 	return nil
 }
@@ -97,19 +98,28 @@ func cmdCopy(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return tryCreate(err)
 	}
-	if dst.ID == s.mbox.ID {
-		cx.refresh = true
-	}
 	if len(res.SrcUIDs) == 0 {
 		return nil
+	}
+	// Copies into the selected mailbox are announced with EXISTS: from the
+	// view (ownwrite.go), or by the catch-up after a gap.
+	var copies []mailstore.MessageMeta
+	if dst.ID == s.mbox.ID {
+		copies = c.copiedMetas(res)
 	}
 	code := "COPYUID " + itoa(res.UIDValidity) + " " + formatUIDs(res.SrcUIDs) + " " + formatUIDs(res.DstUIDs)
 	if !move {
 		cx.okCode = code
-		return nil
+		return c.addCopies(copies, res)
 	}
-	// RFC 6851 §4.3: COPYUID in an untagged OK before the expunges.
+	// RFC 6851 §4.3: COPYUID in an untagged OK before the expunges. A move
+	// into the mailbox itself adds the copies (the store's first change)
+	// and then expunges the sources (its second).
 	c.untaggedOK(code, "Moved")
 	c.announceExpunged(res.SrcUIDs)
+	if err := c.addCopies(copies, res); err != nil {
+		return err
+	}
+	c.advance(res.SrcModSeq)
 	return nil
 }

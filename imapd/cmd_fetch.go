@@ -22,13 +22,15 @@ func (e *fatalError) Unwrap() error { return e.err }
 type fetchMsg struct {
 	meta         mailstore.MessageMeta
 	parsed       *msgparse.Message
+	content      mailstore.MessageContent // when the items need it
 	flagsChanged bool
 }
 
 // FETCH and UID FETCH (RFC 9051 §6.4.5, §6.4.9) with CHANGEDSINCE and
-// VANISHED (RFC 7162 §3.1.4.1, §3.2.6) and BINARY (RFC 3516). Envelope and
-// structure come from what the store parsed at delivery; bodies are streamed
-// from the store.
+// VANISHED (RFC 7162 §3.1.4.1, §3.2.6) and BINARY (RFC 3516). Flags,
+// dates, sizes and mod-sequences come from the view; envelope, structure
+// and small messages from the store's content cache (one query for the
+// contents it lacks); large bodies are streamed from the store.
 func cmdFetch(c *conn, cx *cmdCtx) error {
 	s := c.sel
 	p := &c.p
@@ -60,63 +62,40 @@ func cmdFetch(c *conn, cx *cmdCtx) error {
 	if r.has[fetchModSeq] || r.hasChanged {
 		c.enableCondstore()
 	}
+	if err := c.refreshView(); err != nil {
+		return err
+	}
 	uids, err := c.resolve(set, cx.uid)
 	if err != nil {
 		return err
 	}
-	ctx := c.ctx
-	var targets []uint32
-	var metas map[uint32]mailstore.MessageMeta
-	if r.hasChanged {
-		ch, err := c.srv.store.Changes(ctx, c.acct.ID, s.mbox.ID, r.changedSince)
-		if err != nil {
+	if r.vanished {
+		if err := c.fetchVanished(set, r.changedSince); err != nil {
 			return err
 		}
-		if r.vanished {
-			var gone string
-			if ch.VanishedIncomplete {
-				// Tombstones pruned: every UID of the set that does not
-				// exist (RFC 7162 §4.1).
-				live, err := c.liveUIDs()
-				if err != nil {
-					return err
-				}
-				gone = absentUIDs(set, ch.UIDNext-1, live)
-			} else {
-				var uids []uint32
-				for _, u := range ch.Vanished {
-					if setContains(set, u, ^uint32(0)) {
-						uids = append(uids, u)
-					}
-				}
-				gone = formatUIDs(sortedCompact(uids))
-			}
-			if gone != "" {
-				c.w.str("* VANISHED (EARLIER) ")
-				c.w.str(gone)
-				c.w.crlf()
-			}
+	}
+	// The view's messages in the set, but not those expunged meanwhile:
+	// they are announced later (RFC 9051 §7.5.1), and not fetched.
+	var targets []int
+	for _, i := range s.indexesIn(uids) {
+		if _, gone := s.pending[s.msgs[i].uid]; gone {
+			continue
 		}
-		metas = make(map[uint32]mailstore.MessageMeta)
-		for _, m := range ch.Updated {
-			if inSet(uids, m.UID) && s.seqOf(m.UID) > 0 {
-				targets = append(targets, m.UID)
-				metas[m.UID] = m
-			}
+		if r.hasChanged && s.msgs[i].modseq <= r.changedSince {
+			continue // RFC 7162 §3.1.4.1
 		}
-	} else {
-		targets = s.uidsIn(uids)
+		targets = append(targets, i)
 	}
 	batch := c.srv.limits.FetchBatch
-	if !r.details {
-		batch *= 16 // narrow rows
+	if !r.content {
+		batch *= 16 // from memory
 	}
 	var buf bytes.Buffer
 	for len(targets) > 0 {
 		n := min(batch, len(targets))
 		chunk := targets[:n]
 		targets = targets[n:]
-		msgs, err := c.loadFetch(&r, chunk, metas)
+		msgs, err := c.loadFetch(&r, chunk)
 		if err != nil {
 			return err
 		}
@@ -140,50 +119,74 @@ func cmdFetch(c *conn, cx *cmdCtx) error {
 	return nil
 }
 
-// loadFetch reads what the items need of a chunk of messages.
-func (c *conn) loadFetch(r *fetchReq, chunk []uint32, metas map[uint32]mailstore.MessageMeta) ([]fetchMsg, error) {
-	ctx := c.ctx
-	set := mailstore.UIDs(chunk...)
-	var msgs []fetchMsg
-	switch {
-	case r.details:
-		ds, err := c.srv.store.FetchDetails(ctx, c.acct.ID, c.sel.mbox.ID, set)
-		if err != nil {
-			return nil, err
-		}
-		msgs = make([]fetchMsg, 0, len(ds))
-		for _, d := range ds {
-			parsed := d.Parsed
-			if parsed == nil {
-				parsed = fallbackParse(d.Size)
-			}
-			msgs = append(msgs, fetchMsg{meta: d.MessageMeta, parsed: parsed})
-		}
-	case metas != nil:
-		msgs = make([]fetchMsg, 0, len(chunk))
-		for _, u := range chunk {
-			msgs = append(msgs, fetchMsg{meta: metas[u]})
-		}
-	default:
-		ms, err := c.srv.store.ListMessages(ctx, c.acct.ID, c.sel.mbox.ID, set)
-		if err != nil {
-			return nil, err
-		}
-		msgs = make([]fetchMsg, 0, len(ms))
-		for _, m := range ms {
-			msgs = append(msgs, fetchMsg{meta: m})
-		}
+// fetchVanished sends VANISHED (EARLIER) for the UIDs of the set expunged
+// after changedSince (RFC 7162 §3.2.6).
+func (c *conn) fetchVanished(set numSet, changedSince uint64) error {
+	ch, err := c.srv.store.Changes(c.ctx, c.acct.ID, c.sel.mbox.ID, changedSince)
+	if err != nil {
+		return err
 	}
-	return msgs, nil
+	var gone string
+	if ch.VanishedIncomplete {
+		// Tombstones pruned: every UID of the set that does not exist
+		// (RFC 7162 §4.1).
+		live, err := c.liveUIDs()
+		if err != nil {
+			return err
+		}
+		gone = absentUIDs(set, ch.UIDNext-1, live)
+	} else {
+		var uids []uint32
+		for _, u := range ch.Vanished {
+			if setContains(set, u, ^uint32(0)) {
+				uids = append(uids, u)
+			}
+		}
+		gone = formatUIDs(sortedCompact(uids))
+	}
+	if gone != "" {
+		c.w.str("* VANISHED (EARLIER) ")
+		c.w.str(gone)
+		c.w.crlf()
+	}
+	return nil
 }
 
-// fallbackParse describes a message the store has no parse results for as
-// one text/plain part, so that FETCH still answers.
-func fallbackParse(size int64) *msgparse.Message {
-	return &msgparse.Message{
-		Size:      size,
-		Structure: msgparse.Part{Type: "text", Subtype: "plain", BodySize: size},
+// loadFetch gathers what the items need of messages of the view (indexes
+// into it): their metadata, and their contents when the items need them,
+// from the store's cache or in one query.
+func (c *conn) loadFetch(r *fetchReq, chunk []int) ([]fetchMsg, error) {
+	s := c.sel
+	msgs := make([]fetchMsg, len(chunk))
+	for k, i := range chunk {
+		msgs[k].meta = s.meta(i)
 	}
+	if !r.content {
+		return msgs, nil
+	}
+	refs := make([]mailstore.ContentRef, len(chunk))
+	for k := range msgs {
+		refs[k] = mailstore.ContentRef{UID: msgs[k].meta.UID, ContentID: msgs[k].meta.ContentID}
+	}
+	cs, err := c.srv.store.MessageContents(c.ctx, c.acct.ID, s.mbox.ID, refs)
+	if err != nil {
+		return nil, err
+	}
+	out := msgs[:0]
+	for k := range msgs {
+		m := msgs[k]
+		if cs[k].Parsed == nil {
+			continue // expunged meanwhile, and its content not at hand
+		}
+		m.content, m.parsed = cs[k], cs[k].Parsed
+		if m.meta.ContentID == 0 {
+			if i, ok := s.index(m.meta.UID); ok {
+				s.msgs[i].content = cs[k].ContentID // learnt now (mailstore.ContentRef)
+			}
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // markSeen sets \Seen on fetched messages that lack it (RFC 9051 §6.4.5:
@@ -204,13 +207,10 @@ func (c *conn) markSeen(msgs []fetchMsg) error {
 	if err != nil {
 		return err
 	}
+	c.applyStore(res)
 	updated := make(map[uint32]mailstore.MessageMeta, len(res.Updated))
-	if s.reported == nil {
-		s.reported = make(map[uint32]uint64, len(res.Updated))
-	}
 	for _, m := range res.Updated {
 		updated[m.UID] = m
-		s.reported[m.UID] = m.ModSeq
 	}
 	for i := range msgs {
 		if u, ok := updated[msgs[i].meta.UID]; ok {
@@ -334,17 +334,18 @@ func (c *conn) writeFetch(r *fetchReq, m *fetchMsg, uid bool, buf *bytes.Buffer)
 	return w.err
 }
 
-// uidsIn returns the view's UIDs that are in set (normalised), ascending.
-func (s *selected) uidsIn(set mailstore.UIDSet) []uint32 {
-	var out []uint32
+// indexesIn returns the positions of the view's messages whose UIDs are
+// in set (normalised), ascending.
+func (s *selected) indexesIn(set mailstore.UIDSet) []int {
+	var out []int
 	for _, r := range set {
-		lo := sort.Search(len(s.uids), func(i int) bool { return s.uids[i] >= r.Start })
-		hi := len(s.uids)
+		lo, _ := s.index(r.Start)
+		hi := len(s.msgs)
 		if r.Stop != 0 {
-			hi = sort.Search(len(s.uids), func(i int) bool { return s.uids[i] > r.Stop })
+			hi = sort.Search(len(s.msgs), func(i int) bool { return s.msgs[i].uid > r.Stop })
 		}
-		if lo < hi {
-			out = append(out, s.uids[lo:hi]...)
+		for i := lo; i < hi; i++ {
+			out = append(out, i)
 		}
 	}
 	return out

@@ -22,7 +22,7 @@ func cmdIdle(c *conn, cx *cmdCtx) error {
 		return err
 	}
 	if c.sel != nil {
-		if err := c.catchUp(); err != nil {
+		if err := c.refreshView(); err != nil {
 			return err
 		}
 		c.sendExpunges(true)
@@ -67,7 +67,9 @@ func cmdIdle(c *conn, cx *cmdCtx) error {
 		if !woken || !errors.As(err, &ioe) || !(errors.Is(ioe.err, errWoken) || errors.Is(ioe.err, os.ErrDeadlineExceeded)) {
 			return err
 		}
-		if err := c.catchUp(); err != nil {
+		// Woken for any change of the account: catch up only when it may
+		// concern this mailbox.
+		if err := c.refreshView(); err != nil {
 			c.p.done = true
 			if errors.Is(err, mailstore.ErrNoSuchMailbox) {
 				return errBye(codeNonexistent, "Selected mailbox was deleted; closing")

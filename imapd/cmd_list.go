@@ -338,9 +338,11 @@ func (c *conn) list(ref string, patterns []string, sel listSelect, ret listRetur
 		}
 		c.w.crlf()
 		if b, ok := t.boxes[n]; ok && len(ret.status) > 0 {
-			if err := c.writeStatus(b, ret.status); err != nil {
+			st, err := c.srv.store.MailboxStatus(c.ctx, c.acct.ID, b.ID)
+			if err != nil {
 				return err
 			}
+			c.writeStatus(st, ret.status)
 		}
 	}
 	return nil

@@ -206,21 +206,18 @@ func cmdStatus(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return err
 	}
-	mbox, err := c.srv.store.GetMailbox(c.ctx, c.acct.ID, name)
+	st, err := c.srv.store.MailboxStatusByName(c.ctx, c.acct.ID, name)
 	if err != nil {
 		return err
 	}
-	return c.writeStatus(mbox, items)
+	c.writeStatus(st, items)
+	return nil
 }
 
 // writeStatus sends "* STATUS name (item value ...)".
-func (c *conn) writeStatus(mbox mailstore.Mailbox, items []string) error {
-	st, err := c.srv.store.MailboxStatus(c.ctx, c.acct.ID, mbox.ID)
-	if err != nil {
-		return err
-	}
+func (c *conn) writeStatus(st mailstore.MailboxStatus, items []string) {
 	c.w.str("* STATUS ")
-	c.writeName(mbox.Name)
+	c.writeName(st.Name)
 	c.w.str(" (")
 	for i, it := range items {
 		if i > 0 {
@@ -250,5 +247,4 @@ func (c *conn) writeStatus(mbox mailstore.Mailbox, items []string) error {
 		}
 	}
 	c.w.str(")\r\n")
-	return nil
 }

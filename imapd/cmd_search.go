@@ -86,6 +86,9 @@ func cmdSearch(c *conn, cx *cmdCtx) error {
 	if err := p.end(); err != nil {
 		return err
 	}
+	if err := c.refreshView(); err != nil {
+		return err
+	}
 	var results []uint32
 	if m := s.maxUID(); m > 0 {
 		// Only messages the client has been told about (RFC 9051 §7.5.1).
@@ -109,12 +112,10 @@ func cmdSearch(c *conn, cx *cmdCtx) error {
 		if esearch && (ret.min || ret.max) && !ret.all && !ret.count {
 			named = savedResult(results, ret)
 		}
-		metas, err := c.srv.store.ListMessages(c.ctx, c.acct.ID, s.mbox.ID, mailstore.UIDs(named...))
-		if err != nil {
-			return err
-		}
-		for _, m := range metas {
-			highest = max(highest, m.ModSeq)
+		for _, u := range named {
+			if i, ok := s.index(u); ok {
+				highest = max(highest, s.msgs[i].modseq)
+			}
 		}
 	}
 	if ret.save {

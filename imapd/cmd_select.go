@@ -117,69 +117,53 @@ func cmdSelect(c *conn, cx *cmdCtx) error {
 	}
 	ctx := c.ctx
 	notify, cancel := c.srv.store.Subscribe(c.acct.ID)
-	mbox, err := c.srv.store.GetMailbox(ctx, c.acct.ID, name)
+	mark := c.srv.store.ChangeMark() // after Subscribe, before the read (see ChangeFeed)
+	// One round trip: the mailbox, its messages and the \Recent claim.
+	// SELECT takes the \Recent status of the messages no session has been
+	// told of (RFC 3501 §2.3.2); any claimed that arrived after the list
+	// are recent when their EXISTS comes. EXAMINE (IMAP4rev1) reports the
+	// messages no session has claimed as \Recent without claiming them:
+	// the unclaimed count is read with the list, so that the list's newest
+	// messages below that UIDNEXT, plus any that arrived since, are the
+	// recent ones.
+	sl, err := c.srv.store.SelectMailbox(ctx, c.acct.ID, name, !readOnly && !c.rev2)
 	if err != nil {
 		cancel()
 		return err
 	}
-	// EXAMINE (IMAP4rev1) reports the messages no session has claimed as
-	// \Recent without claiming them (RFC 3501 §2.3.2): the unclaimed count
-	// is read before the list, so that the list's newest messages below
-	// that UIDNEXT, plus any that arrived in between, are the recent ones.
-	var peek *mailstore.MailboxStatus
-	if readOnly && !c.rev2 {
-		st, err := c.srv.store.MailboxStatus(ctx, c.acct.ID, mbox.ID)
-		if err != nil {
-			cancel()
-			return err
-		}
-		peek = &st
-	}
-	metas, err := c.srv.store.ListMessages(ctx, c.acct.ID, mbox.ID, nil)
-	if err != nil {
-		cancel()
-		return err
-	}
+	mbox := sl.Status.Mailbox
 	s := &selected{
 		mbox:     mbox,
 		readOnly: readOnly,
-		uids:     make([]uint32, len(metas)),
+		msgs:     make([]vmsg, 0, len(sl.Messages)),
 		modseq:   mbox.HighestModSeq,
+		mark:     mark,
 		uidNext:  mbox.UIDNext,
 		notify:   notify,
 		cancel:   cancel,
 	}
 	var firstUnseen uint32
-	for i, m := range metas {
-		s.uids[i] = m.UID
+	for i, m := range sl.Messages {
+		s.add(m)
 		s.noteKeywords(m.Flags.Keywords)
 		if firstUnseen == 0 && m.Flags.System&mailstore.FlagSeen == 0 {
 			firstUnseen = uint32(i + 1)
 		}
 	}
-	if n := len(metas); n > 0 && metas[n-1].UID >= s.uidNext {
-		s.uidNext = metas[n-1].UID + 1
+	if m := s.maxUID(); m >= s.uidNext {
+		s.uidNext = m + 1
 	}
-	metas = nil
 	switch {
 	case c.rev2:
-	case peek != nil:
-		s.addRecent(peekRecent(s.uids, peek.UIDNext, peek.Recent))
+	case readOnly:
+		s.addRecent(peekRecent(s.uids(), sl.Status.UIDNext, sl.Status.Recent))
 	default:
-		// SELECT takes the \Recent status of the messages no session has
-		// been told of (RFC 3501 §2.3.2); any claimed here that arrived
-		// after the list are recent when their EXISTS comes.
-		uids, err := c.srv.store.ClaimRecent(ctx, c.acct.ID, mbox.ID)
-		if err != nil {
-			cancel()
-			return err
-		}
-		s.addRecent(uids)
+		s.addRecent(sl.Recent)
 	}
 	c.sel, c.state = s, stateSelected
 
 	c.w.str("* ")
-	c.w.num(uint64(len(s.uids)))
+	c.w.num(uint64(s.count()))
 	c.w.str(" EXISTS\r\n")
 	if !c.rev2 {
 		c.writeRecent() // RFC 3501 §6.3.1
@@ -312,7 +296,7 @@ func (c *conn) qresyncSelect(qr *qresyncParams) error {
 		}
 		// The view was listed after UIDNEXT was read: a UID below it that
 		// is not in the view is gone.
-		gone = absentUIDs(known, s.uidNext-1, s.uids)
+		gone = absentUIDs(known, s.uidNext-1, s.uids())
 	} else {
 		var uids []uint32
 		for _, u := range ch.Vanished {

@@ -87,6 +87,9 @@ func cmdStore(c *conn, cx *cmdCtx) error {
 	if s.readOnly {
 		return errReadOnly
 	}
+	if err := c.refreshView(); err != nil {
+		return err
+	}
 	uids, err := c.resolve(set, cx.uid)
 	if err != nil {
 		return err
@@ -98,39 +101,37 @@ func cmdStore(c *conn, cx *cmdCtx) error {
 	if condGiven && unchangedSince == 0 {
 		// UNCHANGEDSINCE 0 fails for every existing message (RFC 7162
 		// §3.1.3); to the store 0 means "no condition".
-		metas, err := c.srv.store.ListMessages(c.ctx, c.acct.ID, s.mbox.ID, uids)
-		if err != nil {
-			return err
-		}
-		for _, m := range metas {
-			res.Modified = append(res.Modified, m.UID)
+		for _, i := range s.indexesIn(uids) {
+			if _, gone := s.pending[s.msgs[i].uid]; !gone {
+				res.Modified = append(res.Modified, s.msgs[i].uid)
+			}
 		}
 	} else {
 		res, err = c.srv.store.StoreFlags(c.ctx, c.acct.ID, s.mbox.ID, uids, op, flags, unchangedSince)
 		if err != nil {
 			return err
 		}
+		c.applyStore(res)
 	}
 	c.announceKeywords(flags.Keywords)
-	if s.reported == nil {
-		s.reported = make(map[uint32]uint64, len(res.Updated))
-	}
-	for _, m := range res.Updated {
-		s.reported[m.UID] = m.ModSeq
-	}
 	slices.Sort(res.Modified)
 	if !silent {
-		metas, err := c.srv.store.ListMessages(c.ctx, c.acct.ID, s.mbox.ID, uids)
-		if err != nil {
-			return err
+		// The messages' flags as they are now: after a gap (another
+		// session's change came in between), from a catch-up first.
+		if s.stale {
+			if err := c.catchUp(); err != nil {
+				return err
+			}
 		}
-		for _, m := range metas {
-			if _, failed := slices.BinarySearch(res.Modified, m.UID); failed {
+		for _, i := range s.indexesIn(uids) {
+			u := s.msgs[i].uid
+			if _, gone := s.pending[u]; gone {
 				continue
 			}
-			if seq := s.seqOf(m.UID); seq > 0 {
-				c.writeFlagsFetch(seq, m)
+			if _, failed := slices.BinarySearch(res.Modified, u); failed {
+				continue
 			}
+			c.writeFlagsFetch(uint32(i+1), s.meta(i))
 		}
 	} else if c.condstore {
 		// With CONDSTORE the new mod-sequences are reported even with

@@ -16,11 +16,11 @@ type ctxStore struct {
 	ctxs []context.Context
 }
 
-func (s *ctxStore) MailboxStatus(ctx context.Context, accountID, mailboxID int64) (mailstore.MailboxStatus, error) {
+func (s *ctxStore) MailboxStatusByName(ctx context.Context, accountID int64, name string) (mailstore.MailboxStatus, error) {
 	s.mu.Lock()
 	s.ctxs = append(s.ctxs, ctx)
 	s.mu.Unlock()
-	return s.Store.MailboxStatus(ctx, accountID, mailboxID)
+	return s.Store.MailboxStatusByName(ctx, accountID, name)
 }
 
 // Store calls run under the connection's context: when the connection

@@ -1,7 +1,10 @@
 package imapd
 
 import (
+	"github.com/postrider/postrider/mailstore"
+
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -21,15 +24,15 @@ func TestTranscriptCopyMoveExpunge(t *testing.T) {
 		{"UID COPY 6 Archive", []string{fmt.Sprintf("$T OK [COPYUID %d 6 3] UID COPY completed", arch.UIDValidity)}},
 		{"COPY 1 Nope", []string{"$T NO [TRYCREATE] No such mailbox"}},
 		{"MOVE 2 Nope", []string{"$T NO [TRYCREATE] No such mailbox"}},
-		{"MOVE 2 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 2 1] Moved", trash.UIDValidity), "* 2 EXPUNGE", "$T OK MOVE completed"}},
+		{"MOVE 2 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 2 1] Moved", trash.UIDValidity), "* 2 EXPUNGE", "* 5 RECENT", "$T OK MOVE completed"}},
 		// Sequence numbers shifted: 2 is now UID 3.
 		{"FETCH 2 (UID)", []string{"* 2 FETCH (UID 3)", "$T OK FETCH completed"}},
-		{"UID MOVE 4:5 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 4:5 2:3] Moved", trash.UIDValidity), "* 4 EXPUNGE", "* 3 EXPUNGE", "$T OK UID MOVE completed"}},
+		{"UID MOVE 4:5 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 4:5 2:3] Moved", trash.UIDValidity), "* 4 EXPUNGE", "* 3 EXPUNGE", "* 3 RECENT", "$T OK UID MOVE completed"}},
 		{"STORE 1:* +FLAGS.SILENT (\\Deleted)", []string{"$T OK STORE completed"}},
 		{"STORE 1 -FLAGS.SILENT (\\Deleted)", []string{"$T OK STORE completed"}},
 		{"FETCH 1:* (UID)", []string{"* 1 FETCH (UID 1)", "* 2 FETCH (UID 3)", "* 3 FETCH (UID 6)", "$T OK FETCH completed"}},
-		{"UID EXPUNGE 6", []string{"* 3 EXPUNGE", "$T OK UID EXPUNGE completed"}},
-		{"EXPUNGE", []string{"* 2 EXPUNGE", "$T OK EXPUNGE completed"}},
+		{"UID EXPUNGE 6", []string{"* 3 EXPUNGE", "* 2 RECENT", "$T OK UID EXPUNGE completed"}},
+		{"EXPUNGE", []string{"* 2 EXPUNGE", "* 1 RECENT", "$T OK EXPUNGE completed"}},
 		{"FETCH 1:* (UID)", []string{"* 1 FETCH (UID 1)", "$T OK FETCH completed"}},
 		{"COPY 5 Trash", []string{"$T BAD Invalid message sequence number"}},
 		{"ENABLE QRESYNC", []string{"$T BAD Command not allowed in this state"}},
@@ -40,9 +43,9 @@ func TestTranscriptCopyMoveExpunge(t *testing.T) {
 	c2.cmd("E", "ENABLE QRESYNC")
 	c2.cmd("S", "SELECT Archive")
 	c2.run([]step{
-		{"MOVE 1 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 1 4] Moved", trash.UIDValidity), "* VANISHED 1", "$T OK MOVE completed"}},
+		{"MOVE 1 Trash", []string{fmt.Sprintf("* OK [COPYUID %d 1 4] Moved", trash.UIDValidity), "* VANISHED 1", "* 2 RECENT", "$T OK MOVE completed"}},
 		{"STORE 1 +FLAGS.SILENT (\\Deleted)", []string{"re:\\* 1 FETCH \\(UID 2 MODSEQ \\(\\d+\\)\\)", "$T OK STORE completed"}},
-		{"EXPUNGE", []string{"* VANISHED 2", "$T OK EXPUNGE completed"}},
+		{"EXPUNGE", []string{"* VANISHED 2", "* 1 RECENT", "$T OK EXPUNGE completed"}},
 	})
 }
 
@@ -98,4 +101,34 @@ func TestTranscriptAppend(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2.run([]step{{"APPEND INBOX {300}", []string{"$T NO [OVERQUOTA] Quota exceeded"}}})
+	// A non-synchronizing literal is read and refused by the store (one
+	// statement, no quota query first): the same reply, and the
+	// connection goes on.
+	big := "Subject: big\r\n\r\n" + strings.Repeat("x", 300) + "\r\n"
+	c2.run([]step{
+		{fmt.Sprintf("APPEND INBOX {%d+}\r\n%s", len(big), big), []string{"$T NO [OVERQUOTA] Quota exceeded"}},
+		{"STATUS INBOX (MESSAGES)", []string{"* STATUS INBOX (MESSAGES 2)", "$T OK STATUS completed"}},
+	})
+}
+
+// An IMAP4rev1 session told of expunges that took \Recent messages away is
+// sent the new RECENT count (RFC 3501 §7.3.2): its last count would
+// otherwise still include messages that no longer exist.
+func TestTranscriptRecentAfterExpunge(t *testing.T) {
+	e := newEnv(t)
+	for i := range 3 {
+		e.deliver("alice", "INBOX", testMessage(fmt.Sprintf("m%d", i), "x\r\n"))
+	}
+	c := e.dial()
+	c.login("alice")
+	c.run([]step{{"SELECT INBOX", append(selectLines(8), "re:$T OK .*")}})
+	other := e.dial()
+	other.login("alice")
+	other.cmd("E", "EXAMINE INBOX")
+	if _, err := e.store.Expunge(t.Context(), e.accts["alice"].ID, e.mailbox("alice", "INBOX").ID, mailstore.UIDs(2), false); err != nil {
+		t.Fatal(err)
+	}
+	c.run([]step{{"NOOP", []string{"* 2 EXPUNGE", "* 2 RECENT", "$T OK NOOP completed"}}})
+	// The EXAMINE session took no \Recent: its count is unchanged, unsent.
+	other.run([]step{{"NOOP", []string{"* 2 EXPUNGE", "$T OK NOOP completed"}}})
 }

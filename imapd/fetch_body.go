@@ -58,7 +58,7 @@ func (c *conn) writeSection(m *fetchMsg, it *fetchItem) error {
 		}
 	}
 	if filter {
-		data, err := c.readRange(m.meta.UID, off, min(length, maxFilterHeader))
+		data, err := c.readRange(m, off, min(length, maxFilterHeader))
 		c.writeOrigin(it)
 		if errors.Is(err, mailstore.ErrNoSuchMessage) {
 			w.str(" NIL")
@@ -81,7 +81,7 @@ func (c *conn) writeSection(m *fetchMsg, it *fetchItem) error {
 		w.str(`""`)
 		return nil
 	}
-	rc, err := c.srv.store.OpenMessage(c.ctx, c.acct.ID, c.sel.mbox.ID, m.meta.UID, off+o, n)
+	rc, err := c.openRange(m, off+o, n)
 	if errors.Is(err, mailstore.ErrNoSuchMessage) {
 		w.str("NIL") // expunged meanwhile (RFC 9051 §7.5.2 nstring)
 		return nil
@@ -112,9 +112,23 @@ func (n nonulReader) Read(b []byte) (int, error) {
 	return m, err
 }
 
-// readRange reads octets of a message into memory (bounded by the caller).
-func (c *conn) readRange(uid uint32, off, n int64) ([]byte, error) {
-	rc, err := c.srv.store.OpenMessage(c.ctx, c.acct.ID, c.sel.mbox.ID, uid, off, n)
+// openRange returns octets [off, off+n) of a message: from its content in
+// memory when that holds them (a small message, or a header section of a
+// larger one), else streamed from the store.
+func (c *conn) openRange(m *fetchMsg, off, n int64) (io.ReadCloser, error) {
+	if d := m.content.Data; off >= 0 && n >= 0 && off+n <= int64(len(d)) {
+		return io.NopCloser(bytes.NewReader(d[off : off+n])), nil
+	}
+	return c.srv.store.OpenMessage(c.ctx, c.acct.ID, c.sel.mbox.ID, m.meta.UID, off, n)
+}
+
+// readRange reads octets of a message into memory (bounded by the
+// caller). The result may be the content's own memory: read only.
+func (c *conn) readRange(m *fetchMsg, off, n int64) ([]byte, error) {
+	if d := m.content.Data; off >= 0 && n >= 0 && off+n <= int64(len(d)) {
+		return d[off : off+n], nil
+	}
+	rc, err := c.openRange(m, off, n)
 	if err != nil {
 		return nil, err
 	}
@@ -162,12 +176,11 @@ func (c *conn) writeBinary(m *fetchMsg, it *fetchItem) error {
 			return err
 		}
 	}
-	uid := m.meta.UID
 	identity := identityEncoding(enc)
 	size := length
 	if !identity {
 		var err error
-		if size, err = c.decodedSize(uid, off, length, enc); errors.Is(err, mailstore.ErrNoSuchMessage) {
+		if size, err = c.decodedSize(m, off, length, enc); errors.Is(err, mailstore.ErrNoSuchMessage) {
 			c.writeOrigin(it)
 			w.str(" NIL")
 			return nil
@@ -191,7 +204,7 @@ func (c *conn) writeBinary(m *fetchMsg, it *fetchItem) error {
 	if identity {
 		start, count = off+o, n
 	}
-	rc, err := c.srv.store.OpenMessage(c.ctx, c.acct.ID, c.sel.mbox.ID, uid, start, count)
+	rc, err := c.openRange(m, start, count)
 	if errors.Is(err, mailstore.ErrNoSuchMessage) {
 		w.str("NIL")
 		return nil
@@ -214,8 +227,8 @@ func (c *conn) writeBinary(m *fetchMsg, it *fetchItem) error {
 }
 
 // decodedSize counts the decoded octets of a stored range.
-func (c *conn) decodedSize(uid uint32, off, length int64, enc string) (int64, error) {
-	rc, err := c.srv.store.OpenMessage(c.ctx, c.acct.ID, c.sel.mbox.ID, uid, off, length)
+func (c *conn) decodedSize(m *fetchMsg, off, length int64, enc string) (int64, error) {
+	rc, err := c.openRange(m, off, length)
 	if err != nil {
 		return 0, err
 	}

@@ -47,6 +47,7 @@ type fetchItem struct {
 type fetchReq struct {
 	items        []fetchItem
 	details      bool // needs the parsed message (envelope, structure, sections)
+	content      bool // needs the content (details, or a whole message, which a small one has in memory)
 	setSeen      bool // some item implicitly sets \Seen (RFC 9051 §6.4.5)
 	changedSince uint64
 	hasChanged   bool // CHANGEDSINCE given (RFC 7162 §3.1.4.1)
@@ -67,6 +68,7 @@ func (r *fetchReq) add(it fetchItem) error {
 			r.details = true
 		}
 	}
+	r.content = r.content || r.details || it.kind == fetchSection
 	if (it.kind == fetchSection || it.kind == fetchBinary) && !it.peek {
 		r.setSeen = true
 	}

@@ -67,6 +67,19 @@ func (fuzzStore) Search(context.Context, int64, int64, *mailstore.SearchCriteria
 }
 func (fuzzStore) ClaimRecent(context.Context, int64, int64) ([]uint32, error) { return nil, nil }
 func (fuzzStore) Subscribe(int64) (<-chan struct{}, func())                   { return nil, func() {} }
+func (fuzzStore) ChangeMark() mailstore.ChangeMark                            { return 0 }
+func (fuzzStore) MayHaveChanged(int64, int64, uint64, mailstore.ChangeMark) bool {
+	return true
+}
+func (fuzzStore) MailboxStatusByName(context.Context, int64, string) (mailstore.MailboxStatus, error) {
+	return mailstore.MailboxStatus{}, errFuzz
+}
+func (fuzzStore) SelectMailbox(context.Context, int64, string, bool) (mailstore.Selection, error) {
+	return mailstore.Selection{}, errFuzz
+}
+func (fuzzStore) MessageContents(_ context.Context, _, _ int64, refs []mailstore.ContentRef) ([]mailstore.MessageContent, error) {
+	return make([]mailstore.MessageContent, len(refs)), nil
+}
 
 // fuzzAuth refuses every login.
 type fuzzAuth struct{}
@@ -122,11 +135,10 @@ func runCommands(tb testing.TB, input []byte, state connState, out io.Writer) {
 		c.acct = mailstore.Account{ID: 1}
 	}
 	if state == stateSelected {
-		uids := make([]uint32, 0, 20)
+		c.sel = &selected{mbox: mailstore.Mailbox{ID: 1, Name: "INBOX", UIDNext: 41}, cancel: func() {}, saved: []uint32{3, 5}}
 		for u := uint32(1); u <= 40; u += 2 {
-			uids = append(uids, u)
+			c.sel.add(mailstore.MessageMeta{UID: u, ModSeq: 1, ContentID: int64(u)})
 		}
-		c.sel = &selected{mbox: mailstore.Mailbox{ID: 1, Name: "INBOX", UIDNext: 41}, uids: uids, cancel: func() {}, saved: []uint32{3, 5}}
 	}
 	for i := 0; i < 10000 && c.state != stateLogout; i++ {
 		if err := c.serveCommand(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,21 +54,40 @@ func TestImaptest(t *testing.T) {
 
 // TestImaptestStress runs imaptest's random stress mode (several clients
 // on one mailbox, with state tracking) when IMAPTEST_BIN and
-// IMAPTEST_MBOX are set.
+// IMAPTEST_MBOX are set: once with logins in the loop and once with the
+// sessions kept open (logout=0) and checkpoints, where every client's view
+// of flags and messages is compared at once. imaptest reports a state
+// mismatch as an "Error:" line without failing, so the output is checked.
 func TestImaptestStress(t *testing.T) {
 	bin, mbox := os.Getenv("IMAPTEST_BIN"), os.Getenv("IMAPTEST_MBOX")
 	if bin == "" || mbox == "" {
 		t.Skip("set IMAPTEST_BIN and IMAPTEST_MBOX")
 	}
-	e := newEnv(t, func(c *Config) { c.MaxConnsPerAccount, c.MaxConnsPerIP = -1, 0 })
-	e.addAccount("imaptest")
-	host, port, _ := net.SplitHostPort(e.addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "host="+host, "port="+port, "user=imaptest@example.org", "pass=pw-imaptest",
-		"mbox="+mbox, "clients=10", "secs=30").CombinedOutput()
-	t.Logf("%s", out)
-	if err != nil {
-		t.Error(err)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"logins", nil},
+		{"sessions-open", []string{"logout=0", "checkpoint=3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.MaxConnsPerAccount, c.MaxConnsPerIP = -1, 0 })
+			e.addAccount("imaptest")
+			host, port, _ := net.SplitHostPort(e.addr)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			args := append([]string{"host=" + host, "port=" + port, "user=imaptest@example.org", "pass=pw-imaptest",
+				"mbox=" + mbox, "clients=10", "secs=20"}, tc.args...)
+			out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+			t.Logf("%s", out)
+			if err != nil {
+				t.Error(err)
+			}
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.Contains(line, "Error:") || strings.Contains(line, "Panic:") || strings.Contains(line, "Fatal:") {
+					t.Errorf("imaptest reported: %s", line)
+				}
+			}
+		})
 	}
 }

@@ -308,7 +308,7 @@ func (sp *searchParser) modseqKey(dst *mailstore.SearchCriteria) error {
 // Sequence numbers beyond the mailbox simply match nothing.
 func (sp *searchParser) addSet(dst *mailstore.SearchCriteria, set numSet, uid bool) error {
 	if !uid && !set.saved {
-		n := uint32(len(sp.c.sel.uids))
+		n := uint32(sp.c.sel.count())
 		kept := set.ranges[:0]
 		for _, r := range set.ranges {
 			a, b := r.start, r.stop

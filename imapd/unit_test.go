@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -95,12 +96,25 @@ func TestFormatAndNormalize(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("normalize = %v", got)
 	}
-	s := &selected{uids: []uint32{2, 4, 6, 8, 10}}
-	if got := s.uidsIn(mailstore.UIDSet{{Start: 3, Stop: 6}, {Start: 9, Stop: 0}}); !reflect.DeepEqual(got, []uint32{4, 6, 10}) {
-		t.Errorf("uidsIn = %v", got)
+	s := &selected{}
+	for _, u := range []uint32{2, 4, 6, 8, 10} {
+		kw := []string{}
+		if u == 4 || u == 6 {
+			kw = append(kw, fmt.Sprintf("$K%d", u))
+		}
+		s.add(mailstore.MessageMeta{UID: u, ModSeq: uint64(u), Flags: mailstore.Flags{Keywords: kw}})
 	}
-	if seqs := s.remove([]uint32{4, 10, 99}); !reflect.DeepEqual(seqs, []uint32{5, 2}) || !reflect.DeepEqual(s.uids, []uint32{2, 6, 8}) {
-		t.Errorf("remove = %v, uids %v", seqs, s.uids)
+	if got := s.indexesIn(mailstore.UIDSet{{Start: 3, Stop: 6}, {Start: 9, Stop: 0}}); !reflect.DeepEqual(got, []int{1, 2, 4}) {
+		t.Errorf("indexesIn = %v", got)
+	}
+	if got := s.indexesIn(mailstore.UIDSet{{Start: 11, Stop: 0}, {Start: 1, Stop: 1}}); len(got) != 0 {
+		t.Errorf("indexesIn beyond the view = %v", got)
+	}
+	if seqs := s.remove([]uint32{4, 10, 99}); !reflect.DeepEqual(seqs, []uint32{5, 2}) || !reflect.DeepEqual(s.uids(), []uint32{2, 6, 8}) {
+		t.Errorf("remove = %v, uids %v", seqs, s.uids())
+	}
+	if len(s.kws) != 1 || !reflect.DeepEqual(s.meta(1).Flags.Keywords, []string{"$K6"}) || s.meta(1).ModSeq != 6 {
+		t.Errorf("keywords after remove: %v, message 2 %+v", s.kws, s.meta(1))
 	}
 	if !inSet(mailstore.UIDSet{{Start: 1, Stop: 3}, {Start: 7, Stop: 0}}, 100) || inSet(mailstore.UIDSet{{Start: 1, Stop: 3}, {Start: 7, Stop: 9}}, 5) {
 		t.Error("inSet")

@@ -10,17 +10,28 @@ import (
 )
 
 // selected is a session's view of its selected mailbox (RFC 9051 §2.3.1.2).
-// Message sequence numbers are positions in uids. The view changes only at
+// Message sequence numbers are positions in msgs. The view changes only at
 // points where the client may be told: new messages are appended and
-// announced with EXISTS, expunged ones stay in uids (pending) until an
+// announced with EXISTS, expunged ones stay in msgs (pending) until an
 // EXPUNGE or VANISHED response may be sent, so that the numbers the client
 // uses always mean what it thinks (RFC 9051 §7.5.1).
+//
+// The view holds every message's metadata (viewmeta.go), exactly as the
+// store had it at mod-sequence modseq, and is kept so by catching up
+// (Changes since modseq) and by the session's own writes: a write whose
+// result has modseq+1 is the only change since, and the view applies it
+// without asking the store (ownwrite.go). So FETCH of flags, dates and
+// sizes is answered from memory, once the view has caught up with what
+// the notifications say may have changed (refreshView).
 type selected struct {
 	mbox     mailstore.Mailbox
 	readOnly bool
 
-	uids    []uint32 // ascending; seq n is uids[n-1]
-	modseq  uint64   // the view reflects every change up to this mod-sequence
+	msgs    []vmsg              // ascending UID; seq n is msgs[n-1]
+	kws     map[uint32][]string // keywords of the messages that have some
+	modseq  uint64              // the view reflects every change up to this mod-sequence
+	mark    mailstore.ChangeMark
+	stale   bool // the store changed in ways the view has not read (catch up)
 	uidNext uint32
 
 	keywords []string // keywords in the mailbox, for FLAGS (RFC 9051 §7.3.5)
@@ -40,6 +51,23 @@ type selected struct {
 	// that announces them) and never holds anything with IMAP4rev2, which
 	// has no \Recent (RFC 9051 Appendix E).
 	recent []uint32
+}
+
+// mayHaveChanged reports whether the view may be behind the store: an own
+// write showed it, or a notification (from any node) may say so.
+func (c *conn) mayHaveChanged() bool {
+	s := c.sel
+	return s.stale || c.srv.store.MayHaveChanged(c.acct.ID, s.mbox.ID, s.modseq, s.mark)
+}
+
+// refreshView catches up before a command answers from the view (FETCH,
+// STORE, SEARCH) when the mailbox may have changed: EXISTS and FETCH
+// FLAGS may be sent now; expunges stay pending (RFC 9051 §7.5.1).
+func (c *conn) refreshView() error {
+	if c.mayHaveChanged() {
+		return c.catchUp()
+	}
+	return nil
 }
 
 // isRecent reports whether uid is \Recent in this session.
@@ -108,7 +136,7 @@ func (c *conn) writeRecent() {
 
 // seqOf returns the sequence number of uid, or 0 if it is not in the view.
 func (s *selected) seqOf(uid uint32) uint32 {
-	i, ok := slices.BinarySearch(s.uids, uid)
+	i, ok := s.index(uid)
 	if !ok {
 		return 0
 	}
@@ -116,10 +144,10 @@ func (s *selected) seqOf(uid uint32) uint32 {
 }
 
 func (s *selected) maxUID() uint32 {
-	if len(s.uids) == 0 {
+	if len(s.msgs) == 0 {
 		return 0
 	}
-	return s.uids[len(s.uids)-1]
+	return s.msgs[len(s.msgs)-1].uid
 }
 
 // noteKeywords adds keywords not yet known; it reports whether any was new.
@@ -153,19 +181,23 @@ func (s *selected) remove(uids []uint32) []uint32 {
 	gone := slices.Clone(uids)
 	slices.Sort(gone)
 	var seqs []uint32
-	out := s.uids[:0]
+	out := s.msgs[:0]
 	j := 0
-	for i, u := range s.uids {
+	for i, m := range s.msgs {
+		u := m.uid
 		for j < len(gone) && gone[j] < u {
 			j++
 		}
 		if j < len(gone) && gone[j] == u {
 			seqs = append(seqs, uint32(i+1))
+			if m.hasKw {
+				delete(s.kws, u)
+			}
 			continue
 		}
-		out = append(out, u)
+		out = append(out, m)
 	}
-	s.uids = out
+	s.msgs = out
 	slices.Reverse(seqs)
 	for _, u := range gone {
 		delete(s.pending, u)
@@ -190,21 +222,19 @@ func (c *conn) unselect() {
 	}
 }
 
-// sendUpdates catches up with the store when a change was signalled (or
-// the command asks for it) and sends what the client may be told now
+// sendUpdates catches up with the store when the mailbox may have changed
+// (or the command asks for it) and sends what the client may be told now
 // (RFC 9051 §7: untagged responses before the tagged one).
 func (c *conn) sendUpdates(cx *cmdCtx) error {
 	s := c.sel
 	if s == nil {
 		return nil
 	}
-	signalled := false
 	select {
-	case <-s.notify:
-		signalled = true
+	case <-s.notify: // MayHaveChanged says what it was about
 	default:
 	}
-	if signalled || cx.refresh {
+	if cx.refresh || c.mayHaveChanged() {
 		if err := c.catchUp(); err != nil {
 			return err
 		}
@@ -217,6 +247,7 @@ func (c *conn) sendUpdates(cx *cmdCtx) error {
 // FLAGS and FETCH responses; expunges are queued in pending.
 func (c *conn) catchUp() error {
 	s := c.sel
+	mark := c.srv.store.ChangeMark() // before the read (see ChangeFeed)
 	ch, err := c.srv.store.Changes(c.ctx, c.acct.ID, s.mbox.ID, s.modseq)
 	if err != nil {
 		return err
@@ -227,15 +258,17 @@ func (c *conn) catchUp() error {
 	var changed []mailstore.MessageMeta
 	for _, m := range ch.Updated {
 		if m.UID > maxUID {
-			s.uids = append(s.uids, m.UID)
+			s.add(m)
 			maxUID = m.UID
 			added = append(added, m.UID)
 			newKeywords = s.noteKeywords(m.Flags.Keywords) || newKeywords
 			continue
 		}
-		if s.seqOf(m.UID) == 0 {
+		i, ok := s.index(m.UID)
+		if !ok {
 			continue // gone already
 		}
+		s.set(i, m)
 		if r, ok := s.reported[m.UID]; ok && r >= m.ModSeq {
 			continue // this session sent it already
 		}
@@ -250,9 +283,9 @@ func (c *conn) catchUp() error {
 			return err
 		}
 		gone = nil
-		for _, u := range s.uids {
-			if _, ok := slices.BinarySearch(live, u); !ok {
-				gone = append(gone, u)
+		for _, m := range s.msgs {
+			if _, ok := slices.BinarySearch(live, m.uid); !ok {
+				gone = append(gone, m.uid)
 			}
 		}
 	}
@@ -267,6 +300,7 @@ func (c *conn) catchUp() error {
 	if ch.HighestModSeq > s.modseq {
 		s.modseq = ch.HighestModSeq
 	}
+	s.mark, s.stale = mark, false
 	if ch.UIDNext > s.uidNext {
 		s.uidNext = ch.UIDNext
 	}
@@ -274,17 +308,8 @@ func (c *conn) catchUp() error {
 		s.uidNext = maxUID + 1
 	}
 	s.reported = nil
-	if len(added) > 0 {
-		if err := c.trackRecent(added); err != nil {
-			return err
-		}
-		c.w.str("* ")
-		c.w.num(uint64(len(s.uids)))
-		c.w.str(" EXISTS\r\n")
-		c.writeRecent()
-	}
-	if newKeywords {
-		c.writeFlagsResponses()
+	if err := c.announceAdded(added, newKeywords); err != nil {
+		return err
 	}
 	for _, m := range changed {
 		if _, ok := s.pending[m.UID]; ok {
@@ -310,9 +335,21 @@ func (c *conn) sendExpunges(allowed bool) {
 	c.announceExpunged(gone)
 }
 
-// announceExpunged removes uids from the view and tells the client.
+// announceExpunged removes uids from the view and tells the client. When
+// that took \Recent messages away, an IMAP4rev1 client is sent the new
+// RECENT count too: clients (imaptest's checkpoints among them) keep the
+// last count they were told, which would otherwise still include messages
+// that no longer exist (RFC 3501 §7.3.2: the client records each update).
 func (c *conn) announceExpunged(uids []uint32) {
 	s := c.sel
+	if !c.rev2 && len(s.recent) > 0 {
+		before := s.recentCount()
+		defer func() {
+			if s.recentCount() != before {
+				c.writeRecent()
+			}
+		}()
+	}
 	if c.qresync {
 		var in []uint32
 		for _, u := range uids {
@@ -418,7 +455,7 @@ func (c *conn) resolve(set numSet, uid bool) (mailstore.UIDSet, error) {
 		}
 		return normalize(out), nil
 	}
-	n := uint32(len(s.uids))
+	n := uint32(s.count())
 	maxUID := s.maxUID()
 	for _, r := range set.ranges {
 		star := r.start == 0 || r.stop == 0
@@ -430,7 +467,7 @@ func (c *conn) resolve(set numSet, uid bool) (mailstore.UIDSet, error) {
 			if b > n {
 				return nil, errBad("Invalid message sequence number")
 			}
-			out = append(out, mailstore.UIDRange{Start: s.uids[a-1], Stop: s.uids[b-1]})
+			out = append(out, mailstore.UIDRange{Start: s.msgs[a-1].uid, Stop: s.msgs[b-1].uid})
 			continue
 		}
 		if maxUID == 0 {

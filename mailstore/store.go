@@ -94,6 +94,8 @@ type Mailboxes interface {
 	GetMailbox(ctx context.Context, accountID int64, name string) (Mailbox, error)
 	ListMailboxes(ctx context.Context, accountID int64) ([]Mailbox, error)
 	MailboxStatus(ctx context.Context, accountID, mailboxID int64) (MailboxStatus, error)
+	// MailboxStatusByName is GetMailbox and MailboxStatus in one step.
+	MailboxStatusByName(ctx context.Context, accountID int64, name string) (MailboxStatus, error)
 	// SetSubscribed subscribes or unsubscribes a name (which need not exist).
 	SetSubscribed(ctx context.Context, accountID int64, name string, subscribed bool) error
 	ListSubscriptions(ctx context.Context, accountID int64) ([]string, error)
@@ -159,6 +161,51 @@ type Messages interface {
 	// above the mailbox's recent watermark (and below uidnext) and advances the watermark to uidnext, so that
 	// exactly one caller anywhere in the cluster gets each UID. EXAMINE must not call it (read-only).
 	ClaimRecent(ctx context.Context, accountID, mailboxID int64) ([]uint32, error)
+
+	// SelectMailbox reads what a session needs to open a mailbox (IMAP
+	// SELECT/EXAMINE): the mailbox with its status and every message, all
+	// from one snapshot, and with claimRecent the ClaimRecent of it, after
+	// that snapshot. ErrNoSuchMailbox when the account has no such mailbox.
+	SelectMailbox(ctx context.Context, accountID int64, name string, claimRecent bool) (Selection, error)
+
+	// MessageContents returns what is stored about the contents of
+	// messages of a mailbox: out[i] is for refs[i]. Each ref's ContentID
+	// must be one the store reported for that UID of this account's
+	// mailbox (MessageMeta.ContentID, AppendResult.ContentID) or 0 when
+	// unknown: a content this node holds in memory is returned by its id
+	// without asking the database (contents never change), the others are
+	// read for all refs in one query that checks the account owns the
+	// mailbox. A message that no longer exists and whose content is not
+	// held has a zero out[i] (Parsed nil).
+	MessageContents(ctx context.Context, accountID, mailboxID int64, refs []ContentRef) ([]MessageContent, error)
+}
+
+// Selection is what SelectMailbox read: the mailbox and its status
+// (Recent counts the unclaimed messages before any claim), its messages
+// ascending by UID, and the UIDs claimed \Recent (with claimRecent).
+type Selection struct {
+	Status   MailboxStatus
+	Messages []MessageMeta
+	Recent   []uint32
+}
+
+// ContentRef names one message's content for MessageContents.
+type ContentRef struct {
+	UID       uint32
+	ContentID int64 // 0: unknown
+}
+
+// MessageContent is a stored message content: its parse result and, when
+// small enough, its octets. Both are shared and must not be modified.
+type MessageContent struct {
+	ContentID int64
+	Size      int64
+	Parsed    *msgparse.Message // Envelope, Structure, Date, HeaderSize, Lines (no SearchHeaders/Text)
+	// Data holds the first len(Data) octets of the message: all of them
+	// when len(Data) == Size; otherwise its header (Parsed.HeaderSize
+	// octets) when that is small enough, else nothing. The rest is read
+	// with OpenMessage.
+	Data []byte
 }
 
 // ChangeFeed tells what changed in a mailbox, and when something did.
@@ -171,7 +218,28 @@ type ChangeFeed interface {
 	// change the account's mail on any node (values coalesce; the channel has
 	// capacity 1). The receiver catches up with Changes. cancel releases it.
 	Subscribe(accountID int64) (ch <-chan struct{}, cancel func())
+
+	// ChangeMark returns this node's position in the stream of change
+	// notifications. A session takes one after Subscribe and before it
+	// reads a mailbox's state (Changes, ListMessages, SelectMailbox), and
+	// passes it to MayHaveChanged with the mod-sequence that read returned.
+	ChangeMark() ChangeMark
+	// MayHaveChanged reports whether the mailbox may have changed after
+	// mod-sequence since, where since was read after mark was taken by a
+	// session subscribed to the account. It reports false only when this
+	// node has received every notification of the account's changes since
+	// mark (its listener stayed connected) and none of them names the
+	// mailbox with a higher mod-sequence or the account as a whole (a
+	// mailbox created, renamed or deleted, or a writer that could not
+	// tell). A change made through this node is known at once, one made on
+	// another node when its notification arrives; so a caller that skips
+	// Changes on false trades nothing but that latency, as a wake-up would.
+	MayHaveChanged(accountID, mailboxID int64, since uint64, mark ChangeMark) bool
 }
+
+// ChangeMark is a position in a node's stream of change notifications
+// (ChangeFeed.ChangeMark).
+type ChangeMark uint64
 
 // AuthFailures records failed logins for throttling, shared by all nodes.
 type AuthFailures interface {
@@ -403,6 +471,11 @@ type MessageMeta struct {
 	// CRLFSize is Size with bare LF/CR counted as CRLF plus a final CRLF if
 	// missing: the octets POP3 RETR sends (msgparse.Message.CRLFSize).
 	CRLFSize int64
+	// ContentID identifies the message's content in the store (copies of
+	// a message share it; contents never change and their ids are never
+	// reused), for MessageContents. 0 when the reporting call does not
+	// know it (StoreResult).
+	ContentID int64
 }
 
 // MessageOctets is one message of a ReadMessages call.
@@ -454,6 +527,9 @@ type Delivered struct {
 	AccountID int64
 	MailboxID int64
 	UID       uint32
+	// ModSeq is the copy's mod-sequence: the mailbox's highest after the
+	// delivery (every change raises a mailbox's by exactly one).
+	ModSeq uint64
 }
 
 // DeliveryResult describes a committed delivery.
@@ -462,13 +538,23 @@ type DeliveryResult struct {
 	Delivered []Delivered
 	// QueueID is the queue item of the remote recipients (0: none).
 	QueueID int64
+	// ContentID is the stored content every copy shares (0 for a delivery
+	// to remote recipients only).
+	ContentID int64
 }
 
-// AppendResult describes a committed append.
+// AppendResult describes a committed append: enough for a session that
+// has the mailbox selected to add the message to its view without asking
+// the store (ModSeq says whether anything else changed in between).
 type AppendResult struct {
-	UIDValidity uint32
-	UID         uint32
-	Size        int64
+	UIDValidity  uint32
+	UID          uint32
+	Size         int64
+	ModSeq       uint64 // the message's, and the mailbox's highest after the append
+	Flags        Flags  // as stored (keywords deduplicated)
+	InternalDate time.Time
+	CRLFSize     int64
+	ContentID    int64
 }
 
 // CopyResult maps source UIDs to new UIDs (RFC 4315 COPYUID).
@@ -476,6 +562,10 @@ type CopyResult struct {
 	UIDValidity uint32
 	SrcUIDs     []uint32
 	DstUIDs     []uint32
+	// ModSeq is the destination's highest mod-sequence after the copy
+	// (that of every new message), SrcModSeq the source's after a move
+	// (that of the tombstones). Both are 0 when nothing was copied.
+	ModSeq, SrcModSeq uint64
 }
 
 // StoreResult reports a flag change.

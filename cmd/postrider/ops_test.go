@@ -358,7 +358,8 @@ func TestMetricsCoverEveryFrontend(t *testing.T) {
 	fmt.Fprint(w, "Subject: m\r\n\r\nm\r\n")
 	must(t, w.Close())
 	must(t, c.Quit())
-	dialog(t, n.addrs["IMAP"], []string{"a LOGIN m@example.org pw-metrics-1", "b SELECT INBOX", "c LOGOUT"}, "c OK")
+	dialog(t, n.addrs["IMAP"], []string{"a LOGIN m@example.org pw-metrics-1", "b SELECT INBOX",
+		"f FETCH 1 (ENVELOPE)", "g FETCH 1 (ENVELOPE)", "c LOGOUT"}, "c OK")
 	dialog(t, n.addrs["POP3"], []string{"USER m@example.org", "PASS pw-metrics-1", "STAT", "QUIT"}, "+OK")
 
 	resp, err := http.Get("http://" + n.addrs["HTTP"] + "/metrics")
@@ -371,6 +372,12 @@ func TestMetricsCoverEveryFrontend(t *testing.T) {
 		`postrider_auth_total{proto="imap",result="ok"} 1`,
 		`postrider_auth_total{proto="pop3",result="ok"} 1`,
 		`postrider_commands_total{command="STAT",proto="pop3",result="ok"} 1`,
+		// The first FETCH read the content, the second found it cached.
+		"postrider_content_cache_misses_total 1",
+		"postrider_content_cache_hits_total 1",
+		"postrider_content_cache_entries 1",
+		"postrider_content_cache_bytes ",
+		"postrider_change_checks_skipped_total ",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)

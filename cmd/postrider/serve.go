@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/postrider/postrider/auth"
@@ -84,11 +85,15 @@ func cmdServe(args []string) error {
 	if err := postgres.Migrate(startCtx, cfg.DatabaseURL); err != nil {
 		return fmt.Errorf("database migration: %w", err)
 	}
-	st, err := postgres.Open(startCtx, cfg.DatabaseURL, postgres.Options{MaxConns: int32(cfg.DBMaxConns), Logger: log})
+	st, err := postgres.Open(startCtx, cfg.DatabaseURL, postgres.Options{MaxConns: int32(cfg.DBMaxConns), Logger: log,
+		ContentCacheBytes: int64(cfg.ContentCacheSize)})
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	defer st.Close()
+	if err := registerStoreMetrics(prometheus.DefaultRegisterer, st); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 
 	authn := auth.New(st, auth.Options{Logger: log})
 	tlsConf, certs, err := tlsConfig(cfg, log)

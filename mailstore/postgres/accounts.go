@@ -145,7 +145,7 @@ func (s *Store) DeleteAccount(ctx context.Context, address string) error {
 			continue
 		}
 		if err == nil {
-			s.notifyAccounts([]int64{deleted})
+			s.notifyChanges(accountChange(deleted))
 		}
 		return mapErr("delete account", err)
 	}

@@ -305,6 +305,7 @@ func TestLargeTextSearch(t *testing.T) {
 	must(t, err)
 	_, err = st.Expunge(ctx, a.ID, arch.ID, nil, false)
 	must(t, err)
+	must(t, st.DrainReleases(ctx)) // released after the expunges (releases.go)
 	var left int
 	must(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM content_text`).Scan(&left))
 	if left != 0 {

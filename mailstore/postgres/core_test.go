@@ -176,6 +176,7 @@ func TestCoreLifecycle(t *testing.T) {
 	}
 	// Delete account: contents released.
 	must(t, st.DeleteAccount(ctx, "a@example.org"))
+	must(t, st.DrainReleases(ctx)) // the expunge above released its content after commit (releases.go)
 	var n int
 	must(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM contents) + (SELECT count(*) FROM chunks) + (SELECT count(*) FROM messages)`).Scan(&n))
 	if n != 0 {
@@ -234,6 +235,7 @@ func TestDeliverDedupeAndQuota(t *testing.T) {
 			must(t, err)
 		}
 	}
+	must(t, st.DrainReleases(ctx)) // released after the expunges (releases.go)
 	must(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM contents`).Scan(&contents))
 	if contents != 0 {
 		t.Fatalf("%d contents left", contents)
@@ -452,6 +454,20 @@ func TestListenerReconnects(t *testing.T) {
 		}
 	}
 	drain()
+	// A session that knows INBOX: nothing changed since.
+	in := inbox(t, other, a.ID)
+	var mark mailstore.ChangeMark
+	var hms uint64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mark = other.ChangeMark()
+		hms = mustStatus(t, other, a.ID, in.ID).HighestModSeq
+		if !other.MayHaveChanged(a.ID, in.ID, hms, mark) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("INBOX may have changed right after it was read (listener not connected?)")
+		}
+	}
 	var killed int
 	must(t, st.Pool().QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 		WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&killed))
@@ -464,10 +480,31 @@ func TestListenerReconnects(t *testing.T) {
 		t.Fatal("no catch-up signal after the listener reconnected")
 	}
 	drain()
+	// Notifications may have been lost while it was down: the session's
+	// view counts as possibly changed, though nothing did, until it reads
+	// the mailbox again.
+	if !other.MayHaveChanged(a.ID, in.ID, hms, mark) {
+		t.Fatal("after the listener reconnected, a view from before counts as unchanged")
+	}
+	mark = other.ChangeMark()
+	hms = mustStatus(t, other, a.ID, in.ID).HighestModSeq
+	if other.MayHaveChanged(a.ID, in.ID, hms, mark) {
+		t.Fatal("a view read after the reconnect counts as changed")
+	}
 	deliver(t, st, msg("after reconnect", "x"), mailstore.Recipient{AccountID: a.ID})
 	select {
 	case <-ch:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no notification after the listener reconnected")
 	}
+	if !other.MayHaveChanged(a.ID, in.ID, hms, mark) {
+		t.Fatal("a delivery notified after the reconnect does not count")
+	}
+}
+
+func mustStatus(t *testing.T, st mailstore.Store, acct, mbox int64) mailstore.MailboxStatus {
+	t.Helper()
+	s, err := st.MailboxStatus(ctxT(t), acct, mbox)
+	must(t, err)
+	return s
 }

@@ -27,10 +27,10 @@ type target struct {
 
 // delivered is one stored copy reported by pr_deliver.
 type delivered struct {
-	account, mailbox, uid, uidvalidity int64
+	account, mailbox, uid, uidvalidity, modseq, content int64
 }
 
-const deliverSQL = `SELECT r_accounts, r_mailboxes, r_uids, r_uidvalidities FROM pr_deliver(
+const deliverSQL = `SELECT r_accounts, r_mailboxes, r_uids, r_uidvalidities, r_modseqs, r_content_id FROM pr_deliver(
 	p_pending => $1, p_sha => $2, p_size => $3, p_crlf_size => $4, p_header_size => $5, p_chunk_size => $6,
 	p_sent_day => $7, p_parsed => $8, p_search_headers => $9, p_search_text => $10, p_data => $11,
 	p_accounts => $12, p_mailboxes => $13, p_names => $14, p_flags => $15, p_keywords => $16,
@@ -38,7 +38,7 @@ const deliverSQL = `SELECT r_accounts, r_mailboxes, r_uids, r_uidvalidities FROM
 
 // deliverQueueSQL is deliverSQL for a delivery with remote recipients,
 // which pr_deliver queues in the same transaction (pr_enqueue).
-const deliverQueueSQL = `SELECT r_accounts, r_mailboxes, r_uids, r_uidvalidities, r_queue_id FROM pr_deliver(
+const deliverQueueSQL = `SELECT r_accounts, r_mailboxes, r_uids, r_uidvalidities, r_modseqs, r_content_id, r_queue_id FROM pr_deliver(
 	p_pending => $1, p_sha => $2, p_size => $3, p_crlf_size => $4, p_header_size => $5, p_chunk_size => $6,
 	p_sent_day => $7, p_parsed => $8, p_search_headers => $9, p_search_text => $10, p_data => $11,
 	p_accounts => $12, p_mailboxes => $13, p_names => $14, p_flags => $15, p_keywords => $16,
@@ -183,13 +183,14 @@ func (s *Store) Deliver(ctx context.Context, d *mailstore.Delivery) (mailstore.D
 			return mailstore.DeliveryResult{}, fmt.Errorf("deliver: encode params: %w", err)
 		}
 	}
-	rows, size, qid, err := s.storeContent(ctx, d.Body, d.InternalDate, ts, searchClean(d.MailFrom), params, q)
+	rows, c, qid, err := s.storeContent(ctx, d.Body, d.InternalDate, ts, searchClean(d.MailFrom), params, q)
 	if err != nil {
 		return mailstore.DeliveryResult{}, err
 	}
-	res := mailstore.DeliveryResult{Size: size, Delivered: make([]mailstore.Delivered, len(rows)), QueueID: qid}
+	res := mailstore.DeliveryResult{Size: c.size, Delivered: make([]mailstore.Delivered, len(rows)), QueueID: qid}
 	for i, r := range rows {
-		res.Delivered[i] = mailstore.Delivered{AccountID: r.account, MailboxID: r.mailbox, UID: uint32(r.uid)}
+		res.Delivered[i] = mailstore.Delivered{AccountID: r.account, MailboxID: r.mailbox, UID: uint32(r.uid), ModSeq: uint64(r.modseq)}
+		res.ContentID = r.content
 	}
 	return res, nil
 }
@@ -211,14 +212,21 @@ func (s *Store) Append(ctx context.Context, accountID, mailboxID int64, flags ma
 		return mailstore.AppendResult{}, err
 	}
 	mb := mailboxID
-	rows, size, _, err := s.storeContent(ctx, body, date, []target{{account: accountID, mailbox: &mb, flags: sys, kw: strings.Join(kw, " ")}}, "", nil, nil)
+	if date.IsZero() {
+		date = time.Now().Truncate(time.Second)
+	}
+	rows, c, _, err := s.storeContent(ctx, body, date, []target{{account: accountID, mailbox: &mb, flags: sys, kw: strings.Join(kw, " ")}}, "", nil, nil)
 	if err != nil {
 		return mailstore.AppendResult{}, err
 	}
 	if len(rows) != 1 {
 		return mailstore.AppendResult{}, fmt.Errorf("append: %d rows stored", len(rows))
 	}
-	return mailstore.AppendResult{UIDValidity: uint32(rows[0].uidvalidity), UID: uint32(rows[0].uid), Size: size}, nil
+	r := rows[0]
+	return mailstore.AppendResult{UIDValidity: uint32(r.uidvalidity), UID: uint32(r.uid), Size: c.size,
+		ModSeq: uint64(r.modseq), Flags: mailstore.Flags{System: mailstore.SystemFlag(sys), Keywords: kw},
+		// As stored: PostgreSQL keeps microseconds (pgx truncates).
+		InternalDate: date.Truncate(time.Microsecond), CRLFSize: c.crlfSize, ContentID: r.content}, nil
 }
 
 // queueOnly reports whether a delivery goes to the outbound queue only (no
@@ -235,7 +243,8 @@ func (s *Store) Append(ctx context.Context, accountID, mailboxID int64, flags ma
 // and its queue item shares that content.
 func queueOnly(ts []target, q *queued) bool { return len(ts) == 0 && q != nil }
 
-// storeContent reads body and stores it for every target. Messages of up
+// storeContent reads body and stores it for every target, and returns
+// the rows pr_deliver reported and what was stored about the content. Messages of up
 // to ChunkSize octets take the fast path: one statement (pr_deliver), one
 // round trip, its own transaction; their search text goes in
 // contents.search_text. Larger ones are streamed in ChunkSize rows with
@@ -244,7 +253,7 @@ func queueOnly(ts []target, q *queued) bool { return len(ts) == 0 && q != nil }
 // finishes that transaction. With q, pr_deliver also queues the remote
 // recipients and the queue item's id is returned; such deliveries are not
 // group-committed (groupcommit.go combines single-mailbox ones).
-func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time, ts []target, from string, params []byte, q *queued) ([]delivered, int64, int64, error) {
+func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time, ts []target, from string, params []byte, q *queued) ([]delivered, *content, int64, error) {
 	if date.IsZero() {
 		date = time.Now().Truncate(time.Second)
 	}
@@ -255,7 +264,7 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 	in := newIngest(s.opts.MaxMessageSize, !queueOnly(ts, q))
 	n, small, err := readChunk(body, buf)
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("deliver: %w", err)
+		return nil, nil, 0, fmt.Errorf("deliver: %w", err)
 	}
 	var rest io.Reader
 	if !small {
@@ -264,7 +273,7 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		k, eof, err := readChunk(body, one[:])
 		switch {
 		case err != nil:
-			return nil, 0, 0, fmt.Errorf("deliver: %w", err)
+			return nil, nil, 0, fmt.Errorf("deliver: %w", err)
 		case k == 1:
 			rest = io.MultiReader(bytes.NewReader(one[:]), body)
 		case eof:
@@ -281,37 +290,36 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		in.p.SetTextSink(spool.write)
 	}
 	if err := in.write(buf[:n]); err != nil {
-		return nil, 0, 0, err
+		return nil, nil, 0, err
 	}
-	accounts := distinctAccounts(ts)
 	if small {
 		c, err := in.finish()
 		if err != nil {
-			return nil, 0, 0, err
+			return nil, nil, 0, err
 		}
 		if queueOnly(ts, q) {
 			qid, err := s.enqueueSmall(ctx, c, buf[:n], from, params, q)
 			if err != nil {
-				return nil, 0, 0, err
+				return nil, nil, 0, err
 			}
-			return nil, c.size, qid, nil
+			return nil, c, qid, nil
 		}
 		args := deliverArgs(nil, c, buf[:n], ts, date, from, params, q)
 		var rows []delivered
 		var qid int64
 		if len(ts) == 1 && q == nil && !s.opts.NoGroupCommit {
-			rows, err = s.deliverGrouped(ctx, keyOf(ts[0]), args, accounts)
+			rows, err = s.deliverGrouped(ctx, keyOf(ts[0]), args)
 		} else {
-			rows, qid, err = s.deliverAlone(ctx, args, accounts)
+			rows, qid, err = s.deliverAlone(ctx, args)
 		}
 		if err != nil {
-			return nil, 0, 0, err
+			return nil, nil, 0, err
 		}
-		return rows, c.size, qid, nil
+		return rows, c, qid, nil
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, 0, 0, mapErr("deliver", err)
+		return nil, nil, 0, mapErr("deliver", err)
 	}
 	defer conn.Release()
 	var pending int64
@@ -345,7 +353,7 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 	}()
 	if err != nil {
 		rollback(conn)
-		return nil, 0, 0, mapErr("deliver", err)
+		return nil, nil, 0, mapErr("deliver", err)
 	}
 	c, err := in.finish()
 	var pieces int32
@@ -363,13 +371,13 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 	}
 	if err != nil {
 		rollback(conn)
-		return nil, 0, 0, mapErr("deliver", err)
+		return nil, nil, 0, mapErr("deliver", err)
 	}
-	rows, qid, err := s.runDeliver(ctx, conn, deliverArgs(&pending, c, nil, ts, date, from, params, q), accounts)
+	rows, qid, err := s.runDeliver(ctx, conn, deliverArgs(&pending, c, nil, ts, date, from, params, q))
 	if err != nil {
-		return nil, 0, 0, mapErr("deliver", err)
+		return nil, nil, 0, mapErr("deliver", err)
 	}
-	return rows, c.size, qid, nil
+	return rows, c, qid, nil
 }
 
 // enqueueSQL queues a small queue-only content (one chunk, see queueOnly)
@@ -426,18 +434,6 @@ func copyText(ctx context.Context, conn *pgxpool.Conn, spool *textSpool) error {
 	return err
 }
 
-func distinctAccounts(ts []target) []int64 {
-	seen := make(map[int64]bool, len(ts))
-	var as []int64
-	for _, t := range ts {
-		if !seen[t.account] {
-			seen[t.account] = true
-			as = append(as, t.account)
-		}
-	}
-	return as
-}
-
 func deliverArgs(pending *int64, c *content, data []byte, ts []target, date time.Time, from string, params []byte, q *queued) []any {
 	// Targets are all by name (Deliver) or all by mailbox ID (Append);
 	// pr_deliver takes p_mailboxes NULL for the former.
@@ -477,9 +473,9 @@ func deliverArgs(pending *int64, c *content, data []byte, ts []target, date time
 	return args
 }
 
-// runDeliver runs pr_deliver, commits and notifies (see writeBatch). It
+// runDeliver runs pr_deliver, commits (see writeBatch) and notifies. It
 // returns the queue item's id when args hold remote recipients.
-func (s *Store) runDeliver(ctx context.Context, conn *pgxpool.Conn, args []any, accounts []int64) ([]delivered, int64, error) {
+func (s *Store) runDeliver(ctx context.Context, conn *pgxpool.Conn, args []any) ([]delivered, int64, error) {
 	// pr_deliver returns one row of arrays, one element per target in
 	// target order.
 	var out []delivered
@@ -488,11 +484,15 @@ func (s *Store) runDeliver(ctx context.Context, conn *pgxpool.Conn, args []any, 
 	if len(args) > deliverArgCount {
 		sql, qid = deliverQueueSQL, new(int64)
 	}
-	err := s.writeBatch(ctx, conn, sql, args, accounts, func(rows pgx.Rows) error {
+	err := s.writeBatch(ctx, conn, sql, args, func(rows pgx.Rows) error {
 		var err error
 		out, err = scanDelivered(rows, qid) // a retried attempt starts over
 		return err
 	})
+	if err == nil {
+		s.notifyChanges(deliveredChanges(out))
+	}
+	s.notifyUncertain(err, deliverAccounts(args)...)
 	if err != nil || qid == nil {
 		return out, 0, err
 	}
@@ -505,30 +505,49 @@ func scanDelivered(rows pgx.Rows, qid *int64) ([]delivered, error) {
 	defer rows.Close()
 	var out []delivered
 	for rows.Next() {
-		var as, ms, us, vs []int64
-		dst := []any{&as, &ms, &us, &vs}
+		var as, ms, us, vs, mods []int64
+		var cid *int64
+		dst := []any{&as, &ms, &us, &vs, &mods, &cid}
 		if qid != nil {
 			dst = append(dst, qid)
 		}
 		if err := rows.Scan(dst...); err != nil {
 			return nil, err
 		}
-		if len(ms) != len(as) || len(us) != len(as) || len(vs) != len(as) {
+		if len(ms) != len(as) || len(us) != len(as) || len(vs) != len(as) || len(mods) != len(as) {
 			return nil, fmt.Errorf("deliver: result arrays of unequal length")
 		}
 		for i := range as {
-			out = append(out, delivered{account: as[i], mailbox: ms[i], uid: us[i], uidvalidity: vs[i]})
+			out = append(out, delivered{account: as[i], mailbox: ms[i], uid: us[i], uidvalidity: vs[i], modseq: mods[i]})
+			if cid != nil {
+				out[len(out)-1].content = *cid
+			}
 		}
 	}
 	return out, rows.Err()
 }
 
-// writeBatch runs one writing statement and commits, then queues
-// notifications for the accounts (see notifier). With conn == nil the
-// statement runs alone, as its own transaction: one round trip. Otherwise
-// conn is inside a transaction (a streamed large message): the statement
-// runs from a savepoint, retried on deadlock, and then commits.
-func (s *Store) writeBatch(ctx context.Context, conn *pgxpool.Conn, sql string, args []any, accounts []int64, scan func(pgx.Rows) error) error {
+// deliverAccounts returns the p_accounts argument of deliverArgs.
+func deliverAccounts(args []any) []int64 {
+	as, _ := args[11].([]int64)
+	return as
+}
+
+// deliveredChanges are the notifications of stored copies.
+func deliveredChanges(ds []delivered) []change {
+	cs := make([]change, len(ds))
+	for i, d := range ds {
+		cs[i] = change{account: d.account, mailbox: d.mailbox, modseq: d.modseq}
+	}
+	return cs
+}
+
+// writeBatch runs one writing statement and commits; the caller then
+// notifies (notifyChanges) with what the statement returned. With conn ==
+// nil the statement runs alone, as its own transaction: one round trip.
+// Otherwise conn is inside a transaction (a streamed large message): the
+// statement runs from a savepoint, retried on deadlock, and then commits.
+func (s *Store) writeBatch(ctx context.Context, conn *pgxpool.Conn, sql string, args []any, scan func(pgx.Rows) error) error {
 	if conn == nil {
 		rows, err := s.pool.Query(ctx, sql, args...)
 		if err != nil {
@@ -539,11 +558,7 @@ func (s *Store) writeBatch(ctx context.Context, conn *pgxpool.Conn, sql string, 
 		if err == nil {
 			err = rows.Err()
 		}
-		if err != nil {
-			return err
-		}
-		s.notifyAccounts(accounts)
-		return nil
+		return err
 	}
 	// conn is inside a transaction that already holds a streamed message.
 	// The statement takes the hot locks (contents, accounts, mailboxes) and
@@ -582,7 +597,6 @@ func (s *Store) writeBatch(ctx context.Context, conn *pgxpool.Conn, sql string, 
 		}
 		break
 	}
-	s.notifyAccounts(accounts)
 	return nil
 }
 

@@ -1,5 +1,10 @@
 package postgres
 
+import (
+	"context"
+	"time"
+)
+
 // SearchFold exposes searchFold to the external tests.
 var SearchFold = searchFold
 
@@ -22,3 +27,23 @@ func (s *Store) GroupFallbacks() int64 { return s.groupFallbacks.Load() }
 
 // ClaimSQL is ClaimQueue's statement, for the plan test.
 const ClaimSQL = claimSQL
+
+// DrainReleases releases the contents that expunges left pending
+// (releases.go) now, and waits for the rows the release goroutine holds
+// (which one drain skips) until none is left.
+func (s *Store) DrainReleases(ctx context.Context) error {
+	for {
+		if err := s.drainReleases(ctx); err != nil {
+			return err
+		}
+		var n int
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM content_releases`).Scan(&n); err != nil || n == 0 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

@@ -43,9 +43,8 @@ type groupKey struct {
 }
 
 type groupReq struct {
-	args     []any
-	accounts []int64
-	done     chan groupRes
+	args []any
+	done chan groupRes
 }
 
 type groupRes struct {
@@ -73,7 +72,7 @@ func keyOf(t target) groupKey {
 
 // deliverGrouped runs pr_deliver (args) for a single-mailbox delivery,
 // committed alone or together with others to the same mailbox.
-func (s *Store) deliverGrouped(ctx context.Context, key groupKey, args []any, accounts []int64) ([]delivered, error) {
+func (s *Store) deliverGrouped(ctx context.Context, key groupKey, args []any) ([]delivered, error) {
 	g := &s.groups
 	g.mu.Lock()
 	q := g.queues[key]
@@ -82,7 +81,7 @@ func (s *Store) deliverGrouped(ctx context.Context, key groupKey, args []any, ac
 		g.queues[key] = q
 	}
 	if q.busy {
-		req := &groupReq{args: args, accounts: accounts, done: make(chan groupRes, 1)}
+		req := &groupReq{args: args, done: make(chan groupRes, 1)}
 		q.waiting = append(q.waiting, req)
 		g.mu.Unlock()
 		r := <-req.done
@@ -90,7 +89,7 @@ func (s *Store) deliverGrouped(ctx context.Context, key groupKey, args []any, ac
 	}
 	q.busy = true
 	g.mu.Unlock()
-	rows, _, err := s.deliverAlone(ctx, args, accounts)
+	rows, _, err := s.deliverAlone(ctx, args)
 	s.handOff(ctx, key, q)
 	return rows, err
 }
@@ -140,11 +139,11 @@ func (s *Store) commitGroup(ctx context.Context, batch []*groupReq) {
 	if len(batch) > 1 {
 		res, err := s.deliverTogether(ctx, batch)
 		if err == nil {
-			var accounts []int64
-			for _, r := range batch {
-				accounts = append(accounts, r.accounts...)
+			var cs []change
+			for i := range batch {
+				cs = append(cs, deliveredChanges(res[i])...)
 			}
-			s.notifyAccounts(accounts)
+			s.notifyChanges(cs)
 			s.groupedCommits.Add(1)
 			for i, r := range batch {
 				r.done <- groupRes{rows: res[i]}
@@ -159,6 +158,9 @@ func (s *Store) commitGroup(ctx context.Context, batch []*groupReq) {
 		s.groupFallbacks.Add(1)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) {
+			for _, r := range batch {
+				s.notifyUncertain(err, deliverAccounts(r.args)...)
+			}
 			err = mapErr("deliver", err)
 			for _, r := range batch {
 				r.done <- groupRes{err: err}
@@ -167,7 +169,7 @@ func (s *Store) commitGroup(ctx context.Context, batch []*groupReq) {
 		}
 	}
 	for _, r := range batch {
-		rows, _, err := s.deliverAlone(ctx, r.args, r.accounts)
+		rows, _, err := s.deliverAlone(ctx, r.args)
 		r.done <- groupRes{rows: rows, err: err}
 	}
 }
@@ -234,9 +236,9 @@ func (s *Store) txBatch(ctx context.Context, queue func(*pgx.Batch), read func(p
 
 // deliverAlone runs one pr_deliver as its own transaction, retried on
 // deadlock; with remote recipients in args it returns the queue item's id.
-func (s *Store) deliverAlone(ctx context.Context, args []any, accounts []int64) ([]delivered, int64, error) {
+func (s *Store) deliverAlone(ctx context.Context, args []any) ([]delivered, int64, error) {
 	for attempt := 0; ; attempt++ {
-		rows, qid, err := s.runDeliver(ctx, nil, args, accounts)
+		rows, qid, err := s.runDeliver(ctx, nil, args)
 		if err != nil && retryable(err) && attempt < 3 {
 			continue
 		}

@@ -27,11 +27,16 @@ var invariants = []struct{ name, sql string }{
 		SELECT a.id FROM accounts a
 		 WHERE a.quota_used <> (SELECT coalesce(sum(m.size), 0) FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id
 		                         WHERE mb.account_id = a.id)`},
+	// Pending releases (0009) hold the references of expunged messages
+	// until pr_release_pending gives them back.
 	{"refcount", `
 		SELECT c.id FROM contents c
 		 WHERE c.refcount <> (SELECT count(*) FROM messages m WHERE m.content_id = c.id)
 		                   + (SELECT count(*) FROM queue_items q WHERE q.content_id = c.id)
+		                   + (SELECT count(*) FROM content_releases r, unnest(r.content_ids) x WHERE x = c.id)
 		    OR c.refcount <= 0`},
+	{"pending releases", `
+		SELECT x FROM content_releases r, unnest(r.content_ids) x WHERE NOT EXISTS (SELECT 1 FROM contents c WHERE c.id = x)`},
 	// A content without SHA-256 is queue-only (deliver.go, queueOnly): no
 	// message row may point to it, and it carries no parse or search data.
 	{"queue-only contents", `
@@ -75,6 +80,10 @@ var invariants = []struct{ name, sql string }{
 		    OR EXISTS (SELECT 1 FROM expunged e JOIN messages m ON m.mailbox_id = e.mailbox_id AND m.uid = e.uid
 		                WHERE e.mailbox_id = mb.id)`},
 	{"stage empty", `SELECT content_id FROM content_stage`},
+	// The \Recent watermark (0009) never passes uidnext.
+	{"recent watermark", `
+		SELECT r.mailbox_id FROM mailbox_recent r JOIN mailboxes mb ON mb.id = r.mailbox_id
+		 WHERE r.recent_uid < 1 OR r.recent_uid > mb.uidnext`},
 }
 
 func checkInvariants(t testing.TB, st *postgres.Store) {
@@ -134,7 +143,7 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 					return
 				}
 				var opErr error
-				switch op := rng.IntN(9); op {
+				switch op := rng.IntN(11); op {
 				case 0, 1:
 					var rc []mailstore.Recipient
 					for _, x := range accts {
@@ -182,6 +191,12 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 					_, opErr = st.Expunge(ctx, acct, mb.ID, nil, true)
 				case 8:
 					opErr = queueWork(ctx, st, fmt.Sprintf("w%d", w), rng)
+				case 9:
+					_, opErr = st.ClaimRecent(ctx, acct, mb.ID)
+				case 10:
+					// Mostly no-ops: \Seen or \Deleted as it already is.
+					f := mailstore.Flags{System: []mailstore.SystemFlag{mailstore.FlagSeen, mailstore.FlagDeleted}[rng.IntN(2)]}
+					_, opErr = st.StoreFlags(ctx, acct, mb.ID, mailstore.UIDSet{{Start: 1, Stop: 0}}, mailstore.FlagOp(rng.IntN(2)+1), f, 0)
 				}
 				if opErr != nil && !errors.Is(opErr, mailstore.ErrNoSuchMailbox) && !errors.Is(opErr, mailstore.ErrExists) {
 					t.Errorf("worker %d op on %s: %v", w, mbName, opErr)
@@ -190,6 +205,8 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	checkInvariants(t, st)
+	must(t, st.DrainReleases(ctx))
 	checkInvariants(t, st)
 	// Deleting the accounts and delivering the queue releases everything.
 	for _, addr := range []string{"a@example.org", "b@example.org", "c@example.org"} {
@@ -214,7 +231,7 @@ func TestInvariantsUnderConcurrentChurn(t *testing.T) {
 	var n int
 	must(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM contents) + (SELECT count(*) FROM chunks)
 		+ (SELECT count(*) FROM content_text) + (SELECT count(*) FROM messages) + (SELECT count(*) FROM expunged) + (SELECT count(*) FROM mailboxes)
-		+ (SELECT count(*) FROM queue_items) + (SELECT count(*) FROM queue_recipients)`).Scan(&n))
+		+ (SELECT count(*) FROM queue_items) + (SELECT count(*) FROM queue_recipients) + (SELECT count(*) FROM content_releases)`).Scan(&n))
 	if n != 0 {
 		t.Fatalf("%d rows left after deleting every account", n)
 	}

@@ -27,7 +27,7 @@ import (
 // nodes' writes need no invalidation.
 
 const (
-	// DefaultListCacheMessages bounds the messages cached per Store (40
+	// DefaultListCacheMessages bounds the messages cached per Store (48
 	// bytes each, plus their keywords) when Options.ListCacheMessages is 0.
 	DefaultListCacheMessages = 500_000
 	// listCacheMin is the smallest mailbox worth caching: smaller ones are
@@ -54,7 +54,7 @@ type listEntry struct {
 	size int                 // len(msgs) as counted in listCache.total
 }
 
-// cmeta is a cached MessageMeta without pointers (40 bytes): the garbage
+// cmeta is a cached MessageMeta without pointers (48 bytes): the garbage
 // collector neither scans nor write-barriers a cached list, and copying
 // out is a tight loop.
 type cmeta struct {
@@ -65,11 +65,12 @@ type cmeta struct {
 	date     int64 // Unix microseconds (PostgreSQL's precision)
 	size     int64
 	crlfSize int64
+	content  int64
 }
 
 func (e *listEntry) set(i int, m mailstore.MessageMeta) {
 	e.msgs[i] = cmeta{uid: m.UID, flags: uint8(m.Flags.System), hasKw: len(m.Flags.Keywords) > 0,
-		modseq: m.ModSeq, date: m.InternalDate.UnixMicro(), size: m.Size, crlfSize: m.CRLFSize}
+		modseq: m.ModSeq, date: m.InternalDate.UnixMicro(), size: m.Size, crlfSize: m.CRLFSize, content: m.ContentID}
 	if len(m.Flags.Keywords) > 0 {
 		e.kws[m.UID] = slices.Clone(m.Flags.Keywords)
 	} else {
@@ -154,8 +155,9 @@ func (c *listCache) evictLocked() {
 	}
 }
 
-// cachedList serves ListMessages from a cache entry brought up to date.
-func (s *Store) cachedList(ctx context.Context, e *listEntry, starts, stops []int64) ([]mailstore.MessageMeta, error) {
+// cachedList serves ListMessages from a cache entry brought up to date,
+// with the HIGHESTMODSEQ the list reflects.
+func (s *Store) cachedList(ctx context.Context, e *listEntry, starts, stops []int64) (uint64, []mailstore.MessageMeta, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ch, err := s.Changes(ctx, e.account, e.mailbox, e.hms)
@@ -163,7 +165,7 @@ func (s *Store) cachedList(ctx context.Context, e *listEntry, starts, stops []in
 		if errors.Is(err, mailstore.ErrNoSuchMailbox) {
 			s.lists.remove(e)
 		}
-		return nil, err
+		return 0, nil, err
 	}
 	if ch.VanishedIncomplete {
 		// Tombstones this entry needed were pruned: it cannot be brought up
@@ -173,14 +175,14 @@ func (s *Store) cachedList(ctx context.Context, e *listEntry, starts, stops []in
 		if err == nil && starts == nil && len(ms) >= listCacheMin {
 			s.lists.put(e.mailbox, e.account, hms, ms)
 		}
-		return ms, err
+		return hms, ms, err
 	}
 	if len(ch.Updated) > 0 || len(ch.Vanished) > 0 {
 		e.apply(ch)
 		s.lists.resize(e, len(e.msgs))
 	}
 	e.hms = ch.HighestModSeq
-	return e.selectMetas(starts, stops), nil
+	return e.hms, e.selectMetas(starts, stops), nil
 }
 
 // apply merges Changes into the entry's list (ascending by UID).
@@ -241,6 +243,7 @@ func (e *listEntry) meta(m *mailstore.MessageMeta, c *cmeta) {
 	m.InternalDate = time.UnixMicro(c.date)
 	m.Size = c.size
 	m.CRLFSize = c.crlfSize
+	m.ContentID = c.content
 	if c.hasKw {
 		m.Flags.Keywords = slices.Clone(e.kws[c.uid])
 	}

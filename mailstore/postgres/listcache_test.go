@@ -71,6 +71,16 @@ func TestListCacheMatchesDatabase(t *testing.T) {
 	}
 	compare("after caller mutation", nil)
 
+	// SELECT of a large mailbox lists it through the cache, as ListMessages.
+	sel, err := st.SelectMailbox(ctx, a.ID, mb.Name, false)
+	must(t, err)
+	want, err := plain.SelectMailbox(ctx, a.ID, mb.Name, false)
+	must(t, err)
+	if len(sel.Messages) < listCacheMinForTest || !reflect.DeepEqual(sel.Messages, want.Messages) || sel.Status != want.Status {
+		t.Fatalf("SelectMailbox of a cached mailbox: %d messages, status %+v; without the cache %d, %+v",
+			len(sel.Messages), sel.Status, len(want.Messages), want.Status)
+	}
+
 	// Another account cannot read through the cache.
 	b, err := st.CreateAccount(ctx, "b@example.org", "h")
 	must(t, err)
@@ -82,6 +92,9 @@ func TestListCacheMatchesDatabase(t *testing.T) {
 	compare("after INBOX rename", nil)
 	checkInvariants(t, st)
 }
+
+// listCacheMinForTest is the smallest mailbox the list cache keeps.
+const listCacheMinForTest = 2000
 
 // TestListCacheAfterPrune: a cached list whose tombstones were pruned is
 // reloaded, not left with messages that were expunged meanwhile.

@@ -30,12 +30,12 @@ func (s *Store) listRows(ctx context.Context, accountID, mailboxID int64, starts
 		cond = ""
 		params = append(params, int64Array(starts), int64Array(stops))
 	}
-	sql := `SELECT highestmodseq, msg_count, 0::smallint, NULL::text, NULL::timestamptz, 0::bigint, 0::bigint
+	sql := `SELECT highestmodseq, msg_count, 0::smallint, NULL::text, NULL::timestamptz, 0::bigint, 0::bigint, 0::bigint
 		  FROM mailboxes WHERE id = $2::bigint AND account_id = $1::bigint
 		UNION ALL
 		(SELECT m.uid, m.modseq, m.flags,
 		        CASE WHEN cardinality(m.keywords) > 0 THEN array_to_string(m.keywords, ' ') END,
-		        m.internal_date, m.size, m.crlf_size
+		        m.internal_date, m.size, m.crlf_size, m.content_id
 		   FROM ` + from + `
 		  WHERE ` + cond + `EXISTS (SELECT 1 FROM mailboxes WHERE id = $2::bigint AND account_id = $1::bigint)
 		  ORDER BY m.uid)`
@@ -53,7 +53,7 @@ func (s *Store) listRows(ctx context.Context, accountID, mailboxID int64, starts
 		v := rr.Values()
 		if header {
 			header = false
-			if len(v) != 7 || len(v[0]) != 8 || len(v[1]) != 8 {
+			if len(v) != 8 || len(v[0]) != 8 || len(v[1]) != 8 {
 				derr = fmt.Errorf("list messages: unexpected header row")
 				break
 			}
@@ -88,11 +88,11 @@ func (s *Store) listRows(ctx context.Context, accountID, mailboxID int64, starts
 const pgEpochMicros = 946684800 * 1000000
 
 // decodeMetaRow decodes (uid int8, modseq int8, flags int2, keywords text,
-// internal_date timestamptz, size int8, crlf_size int8) in the binary
-// format.
+// internal_date timestamptz, size int8, crlf_size int8, content_id int8)
+// in the binary format.
 func decodeMetaRow(v [][]byte) (mailstore.MessageMeta, error) {
 	var m mailstore.MessageMeta
-	if len(v) != 7 || len(v[0]) != 8 || len(v[1]) != 8 || len(v[2]) != 2 || len(v[4]) != 8 || len(v[5]) != 8 || len(v[6]) != 8 {
+	if len(v) != 8 || len(v[0]) != 8 || len(v[1]) != 8 || len(v[2]) != 2 || len(v[4]) != 8 || len(v[5]) != 8 || len(v[6]) != 8 || len(v[7]) != 8 {
 		return m, fmt.Errorf("list messages: unexpected row layout")
 	}
 	m.UID = uint32(binary.BigEndian.Uint64(v[0]))
@@ -104,6 +104,7 @@ func decodeMetaRow(v [][]byte) (mailstore.MessageMeta, error) {
 	m.InternalDate = time.UnixMicro(int64(binary.BigEndian.Uint64(v[4])) + pgEpochMicros)
 	m.Size = int64(binary.BigEndian.Uint64(v[5]))
 	m.CRLFSize = int64(binary.BigEndian.Uint64(v[6]))
+	m.ContentID = int64(binary.BigEndian.Uint64(v[7]))
 	return m, nil
 }
 

@@ -15,7 +15,8 @@ import (
 
 // TestNoDeadlocks runs multi-recipient deliveries (recipients in shuffled
 // order, some accounts with two target mailboxes), flag changes, copies,
-// moves and expunges of the same accounts at once, and queue workers that
+// moves, expunges (real and no-op) and \Recent claims of the same accounts
+// at once, and queue workers that
 // finish and remove the items of deliveries with remote recipients (which
 // share those contents), with PostgreSQL's
 // deadlock_timeout raised to a minute. The lock order of 0002/0003 says no
@@ -95,15 +96,23 @@ func TestNoDeadlocks(t *testing.T) {
 			a, in, ar := accts[k].ID, inboxes[k].ID, archives[k].ID
 			all := mailstore.UIDSet{{Start: 1, Stop: 0}}
 			var err error
-			switch rng.IntN(4) {
+			switch rng.IntN(7) {
 			case 0:
 				_, err = st.StoreFlags(ctx, a, in, all, mailstore.FlagsAdd, mailstore.Flags{System: mailstore.FlagSeen}, 0)
 			case 1:
 				_, err = st.Copy(ctx, a, in, all, ar)
 			case 2:
 				_, err = st.Move(ctx, a, ar, all, in)
-			default:
+			case 3:
 				_, err = st.Expunge(ctx, a, ar, nil, false)
+			case 4:
+				// \Recent claims lock the watermark row (0009), with a
+				// foreign-key check on the mailbox at the first claim.
+				_, err = st.ClaimRecent(ctx, a, []int64{in, ar}[rng.IntN(2)])
+			case 5:
+				_, err = st.StoreFlags(ctx, a, ar, all, mailstore.FlagOp(rng.IntN(2)+1), mailstore.Flags{System: mailstore.FlagDeleted}, 0)
+			default:
+				_, err = st.Expunge(ctx, a, in, all, true)
 			}
 			return err
 		})

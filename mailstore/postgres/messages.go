@@ -14,11 +14,11 @@ import (
 	"github.com/postrider/postrider/mailstore/msgparse"
 )
 
-const metaCols = `m.uid, m.modseq, m.flags, array_to_string(m.keywords, ' ') AS kw, m.internal_date, m.size, m.crlf_size`
+const metaCols = `m.uid, m.modseq, m.flags, array_to_string(m.keywords, ' ') AS kw, m.internal_date, m.size, m.crlf_size, m.content_id`
 
 // metaArrays receives message metadata as parallel arrays (pr_changes,
-// migration 0003): uid, modseq, flags, internal_date, size, crlf_size, and
-// the non-empty keyword lists (space-joined) with their UIDs. One row on the
+// migration 0003): uid, modseq, flags, internal_date, size, crlf_size, the
+// non-empty keyword lists (space-joined) with their UIDs, and content_id. One row on the
 // wire and binary array decoding instead of one protocol message per
 // message; keywords are rare, so only non-empty ones are sent.
 type metaArrays struct {
@@ -28,10 +28,11 @@ type metaArrays struct {
 	dates                []time.Time
 	kwUIDs               []int64
 	kws                  []string
+	contentIDs           []int64
 }
 
 func (a *metaArrays) dest() []any {
-	return []any{&a.uids, &a.modseqs, &a.flags, &a.dates, &a.sizes, &a.crlfSizes, &a.kwUIDs, &a.kws}
+	return []any{&a.uids, &a.modseqs, &a.flags, &a.dates, &a.sizes, &a.crlfSizes, &a.kwUIDs, &a.kws, &a.contentIDs}
 }
 
 func (a *metaArrays) metas() []mailstore.MessageMeta {
@@ -45,6 +46,7 @@ func (a *metaArrays) metas() []mailstore.MessageMeta {
 		m.InternalDate = a.dates[i]
 		m.Size = a.sizes[i]
 		m.CRLFSize = a.crlfSizes[i]
+		m.ContentID = a.contentIDs[i]
 		if k < len(a.kwUIDs) && a.kwUIDs[k] == a.uids[i] {
 			m.Flags.Keywords = strings.Fields(a.kws[k])
 			k++
@@ -60,22 +62,28 @@ func (s *Store) ListMessages(ctx context.Context, accountID, mailboxID int64, ui
 	if err != nil {
 		return nil, err
 	}
+	if uids != nil && len(starts) == 0 {
+		return nil, s.checkMailbox(ctx, accountID, mailboxID)
+	}
+	_, ms, err := s.listMessages(ctx, accountID, mailboxID, starts, stops)
+	return ms, err
+}
+
+// listMessages is ListMessages with the HIGHESTMODSEQ the list reflects.
+func (s *Store) listMessages(ctx context.Context, accountID, mailboxID int64, starts, stops []int64) (uint64, []mailstore.MessageMeta, error) {
 	if s.lists != nil {
 		if e := s.lists.get(mailboxID); e != nil && e.account == accountID {
 			return s.cachedList(ctx, e, starts, stops)
 		}
 	}
-	if uids != nil && len(starts) == 0 {
-		return nil, s.checkMailbox(ctx, accountID, mailboxID)
-	}
 	hms, ms, err := s.listRows(ctx, accountID, mailboxID, starts, stops)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if s.lists != nil && starts == nil && len(ms) >= listCacheMin {
 		s.lists.put(mailboxID, accountID, hms, ms)
 	}
-	return ms, nil
+	return hms, ms, nil
 }
 
 // checkMailbox returns ErrNoSuchMailbox unless the mailbox is the account's.
@@ -148,7 +156,7 @@ func (s *Store) FetchDetails(ctx context.Context, accountID, mailboxID int64, ui
 		var flags int16
 		var kw string
 		var parsed []byte
-		if err := rows.Scan(&uid, &modseq, &flags, &kw, &d.InternalDate, &d.Size, &d.CRLFSize, &parsed); err != nil {
+		if err := rows.Scan(&uid, &modseq, &flags, &kw, &d.InternalDate, &d.Size, &d.CRLFSize, &d.ContentID, &parsed); err != nil {
 			rows.Close()
 			return nil, mapErr("fetch details", err)
 		}
@@ -175,7 +183,10 @@ func (s *Store) FetchDetails(ctx context.Context, accountID, mailboxID int64, ui
 	return out, nil
 }
 
-// StoreFlags implements mailstore.Store via pr_store_flags.
+// StoreFlags implements mailstore.Store via pr_store_flags: one statement.
+// A STORE that changes nothing takes no lock and writes nothing; one that
+// changes flags commits asynchronously (see the function). Sessions are
+// woken only when a flag changed.
 func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids mailstore.UIDSet, op mailstore.FlagOp, flags mailstore.Flags, unchangedSince uint64) (mailstore.StoreResult, error) {
 	var res mailstore.StoreResult
 	if op != mailstore.FlagsReplace && op != mailstore.FlagsAdd && op != mailstore.FlagsRemove {
@@ -200,7 +211,7 @@ func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids
 		res = mailstore.StoreResult{}
 		err = s.writeBatch(ctx, nil, `SELECT * FROM pr_store_flags(p_account => $1, p_mailbox => $2,
 			p_starts => $3, p_stops => $4, p_op => $5, p_flags => $6, p_keywords => $7, p_unchanged => $8)`, args,
-			[]int64{accountID}, func(rows pgx.Rows) error {
+			func(rows pgx.Rows) error {
 				for rows.Next() {
 					var uid, modseq int64
 					var fl int16
@@ -225,11 +236,18 @@ func (s *Store) StoreFlags(ctx context.Context, accountID, mailboxID int64, uids
 		if err != nil && retryable(err) && attempt < 3 {
 			continue
 		}
+		if err == nil && len(res.Updated) > 0 {
+			s.notifyChanges(mailboxChange(accountID, mailboxID, res.Updated[0].ModSeq)) // one new modseq for all
+		}
+		s.notifyUncertain(err, accountID)
 		return res, mapErr("store flags", err)
 	}
 }
 
-// Expunge implements mailstore.Store via pr_expunge.
+// Expunge implements mailstore.Store via pr_expunge: one statement. An
+// expunge that finds nothing to remove takes no lock and writes nothing;
+// sessions are woken only when messages went. The contents of the removed
+// messages are released after the commit, in the background (releases.go).
 func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids mailstore.UIDSet, onlyDeleted bool) (mailstore.ExpungeResult, error) {
 	var res mailstore.ExpungeResult
 	starts, stops, err := uidRanges(uids)
@@ -250,7 +268,7 @@ func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids ma
 		res = mailstore.ExpungeResult{}
 		err = s.writeBatch(ctx, nil, `SELECT o_uids, o_highestmodseq FROM pr_expunge(p_account => $1, p_mailbox => $2,
 			p_starts => $3, p_stops => $4, p_only_deleted => $5)`,
-			[]any{accountID, mailboxID, starts, stops, onlyDeleted}, []int64{accountID}, func(rows pgx.Rows) error {
+			[]any{accountID, mailboxID, starts, stops, onlyDeleted}, func(rows pgx.Rows) error {
 				for rows.Next() {
 					var us []int64
 					var hms int64
@@ -267,6 +285,11 @@ func (s *Store) Expunge(ctx context.Context, accountID, mailboxID int64, uids ma
 		if err != nil && retryable(err) && attempt < 3 {
 			continue
 		}
+		if err == nil && len(res.UIDs) > 0 {
+			s.notifyChanges(mailboxChange(accountID, mailboxID, res.HighestModSeq))
+			s.signalRelease() // their contents (releases.go)
+		}
+		s.notifyUncertain(err, accountID)
 		return res, mapErr("expunge", err)
 	}
 }
@@ -297,15 +320,15 @@ func (s *Store) copyMove(ctx context.Context, accountID, src int64, uids mailsto
 	}
 	for attempt := 0; ; attempt++ {
 		res = mailstore.CopyResult{}
-		err = s.writeBatch(ctx, nil, `SELECT r_src, r_dst, r_uidvalidity FROM pr_copy(p_account => $1,
+		err = s.writeBatch(ctx, nil, `SELECT r_src, r_dst, r_uidvalidity, r_modseq, r_src_modseq FROM pr_copy(p_account => $1,
 			p_src => $2, p_dst => $3, p_starts => $4, p_stops => $5, p_move => $6)`,
-			[]any{accountID, src, dst, starts, stops, move}, []int64{accountID}, func(rows pgx.Rows) error {
+			[]any{accountID, src, dst, starts, stops, move}, func(rows pgx.Rows) error {
 				for rows.Next() {
-					var a, b, v int64
-					if err := rows.Scan(&a, &b, &v); err != nil {
+					var a, b, v, m, sm int64
+					if err := rows.Scan(&a, &b, &v, &m, &sm); err != nil {
 						return err
 					}
-					res.UIDValidity = uint32(v)
+					res.UIDValidity, res.ModSeq, res.SrcModSeq = uint32(v), uint64(m), uint64(sm)
 					res.SrcUIDs = append(res.SrcUIDs, uint32(a))
 					res.DstUIDs = append(res.DstUIDs, uint32(b))
 				}
@@ -317,9 +340,16 @@ func (s *Store) copyMove(ctx context.Context, accountID, src int64, uids mailsto
 		break
 	}
 	if err != nil {
+		s.notifyUncertain(err, accountID)
 		return mailstore.CopyResult{}, mapErr(op, err)
 	}
-	if len(res.SrcUIDs) == 0 {
+	if len(res.SrcUIDs) > 0 {
+		cs := mailboxChange(accountID, dst, res.ModSeq)
+		if move {
+			cs = append(cs, mailboxChange(accountID, src, res.SrcModSeq)...)
+		}
+		s.notifyChanges(cs)
+	} else {
 		var v int64
 		err := s.pool.QueryRow(ctx, `SELECT uidvalidity FROM mailboxes WHERE id = $2 AND account_id = $1`, accountID, dst).Scan(&v)
 		if errors.Is(err, pgx.ErrNoRows) {

@@ -2,97 +2,160 @@ package postgres
 
 import (
 	"context"
-	"strconv"
-	"strings"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// notifyChannel is the LISTEN/NOTIFY channel; the payload is a
-// comma-separated list of the decimal account IDs whose mail changed (one
-// notification per batch, not per account: a delivery to many accounts
-// would otherwise cost a queue entry, a wire message and a wake-up per
-// account on every listening node).
+// notifyChannel is the LISTEN/NOTIFY channel. A payload is a
+// comma-separated list of changes (payload.go): "account:mailbox:modseq"
+// when a writer knows the mailbox and its new highest mod-sequence, or
+// "account" alone when any mailbox of the account may have changed (a
+// mailbox renamed or deleted, an account deleted). One notification per
+// batch, not per account: a delivery to many accounts would otherwise cost
+// a queue entry, a wire message and a wake-up per account on every
+// listening node.
 const notifyChannel = "postrider_changes"
 
 const notifySQL = `SELECT pg_notify('` + notifyChannel + `', p) FROM unnest($1::text[]) p`
 
-// maxNotifyPayload bounds one payload, below PostgreSQL's limit of 8000
-// bytes.
-const maxNotifyPayload = 7000
-
-// notifyPayloads renders ids as payloads of at most maxNotifyPayload bytes.
-func notifyPayloads(ids []int64) []string {
-	var out []string
-	buf := make([]byte, 0, min(maxNotifyPayload, 20*len(ids)))
-	for _, id := range ids {
-		if len(buf) > 0 && len(buf)+21 > maxNotifyPayload {
-			out = append(out, string(buf))
-			buf = buf[:0]
-		}
-		if len(buf) > 0 {
-			buf = append(buf, ',')
-		}
-		buf = strconv.AppendInt(buf, id, 10)
-	}
-	if len(buf) > 0 {
-		out = append(out, string(buf))
-	}
-	return out
+// change is one committed change a notification carries: the account, and
+// the mailbox with its highest mod-sequence after the change; mailbox 0
+// means any mailbox of the account ("unknown").
+type change struct {
+	account, mailbox int64
+	modseq           int64
 }
 
-// parseNotifyPayload calls fn for each account ID of a payload; it reports
-// false when the payload is malformed (IDs before the fault are passed).
-func parseNotifyPayload(payload string, fn func(int64)) bool {
-	for {
-		field, rest, more := strings.Cut(payload, ",")
-		id, err := strconv.ParseInt(field, 10, 64)
-		if err != nil {
-			return false
-		}
-		fn(id)
-		if !more {
-			return true
-		}
-		payload = rest
+// mailboxChange is the change of one mailbox to highest mod-sequence
+// modseq.
+func mailboxChange(account, mailbox int64, modseq uint64) []change {
+	return []change{{account: account, mailbox: mailbox, modseq: int64(modseq)}}
+}
+
+// accountChange is a change to any mailbox of account.
+func accountChange(account int64) []change { return []change{{account: account}} }
+
+// notifyUncertain is for a write that failed without telling whether it
+// committed (a broken connection, not an error the database reported,
+// which rolls the transaction back): every mailbox of its accounts counts
+// as possibly changed, on every node, so that no session takes its view
+// as current when it may not be.
+func (s *Store) notifyUncertain(err error, accounts ...int64) {
+	var pe *pgconn.PgError
+	if err == nil || errors.As(err, &pe) {
+		return
 	}
+	cs := make([]change, len(accounts))
+	for i, a := range accounts {
+		cs[i] = change{account: a}
+	}
+	s.notifyChanges(cs)
 }
 
 // Writers do not NOTIFY inside their transactions: a transaction that
 // notifies holds a cluster-wide lock from pre-commit until its commit
 // record is flushed, which serialises every writer's fsync and defeats
-// group commit. Instead, after commit, they queue the account IDs here and
-// one goroutine per Store sends them, coalesced, in small WAL-free (hence
+// group commit. Instead, after commit, they record the change in this
+// node's hub (its sessions know at once) and queue it here; one goroutine
+// per Store sends the queue, coalesced, in small WAL-free (hence
 // flush-free) transactions. A notification lost to a crash or a broken
-// connection only delays subscribers: they catch up by modseq, and every
-// listener wakes all its subscribers when it (re)connects.
+// connection only delays other nodes' sessions until the mailbox's next
+// notification or a NOOP; every listener counts everything as changed
+// when it (re)connects.
 type notifier struct {
-	mu      sync.Mutex
-	pending map[int64]struct{}
-	wake    chan struct{}
+	mu       sync.Mutex
+	pending  map[changeKey]int64 // highest modseq per mailbox; mailbox 0: unknown
+	overflow bool                // entries were dropped: send "everything may have changed"
+	wake     chan struct{}
 }
+
+type changeKey struct{ account, mailbox int64 }
 
 func newNotifier() *notifier {
-	return &notifier{pending: map[int64]struct{}{}, wake: make(chan struct{}, 1)}
+	return &notifier{pending: map[changeKey]int64{}, wake: make(chan struct{}, 1)}
 }
 
-// maxPendingNotifies bounds the queue; beyond it, IDs are dropped (see
-// above: that costs latency only).
+// maxPendingNotifies bounds the queue; beyond it, entries are replaced by
+// one "everything may have changed" (payload.go), which costs every
+// subscriber on every node one catch-up.
 const maxPendingNotifies = 100000
 
-// notifyAccounts queues notifications for committed changes.
-func (s *Store) notifyAccounts(ids []int64) {
+// notifyChanges records committed changes in this node's hub and queues
+// them for the other nodes.
+func (s *Store) notifyChanges(cs []change) {
+	if len(cs) == 0 {
+		return
+	}
+	s.hub.record(cs)
 	n := s.notifier
 	n.mu.Lock()
-	for _, id := range ids {
-		if len(n.pending) < maxPendingNotifies {
-			n.pending[id] = struct{}{}
+	for _, c := range cs {
+		k := changeKey{c.account, c.mailbox}
+		if old, ok := n.pending[k]; ok {
+			n.pending[k] = max(old, c.modseq)
+			continue
+		}
+		if len(n.pending) >= maxPendingNotifies {
+			n.overflow = true
+			continue
+		}
+		n.pending[k] = c.modseq
+	}
+	n.mu.Unlock()
+	signal(n.wake)
+}
+
+// take empties the queue: the changes to send, or all when entries were
+// dropped.
+func (n *notifier) take() (cs []change, all bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.overflow {
+		clear(n.pending)
+		n.overflow = false
+		return nil, true
+	}
+	if len(n.pending) == 0 {
+		return nil, false
+	}
+	cs = make([]change, 0, len(n.pending))
+	for k, m := range n.pending {
+		// An account-level entry covers the account's mailboxes.
+		if _, acct := n.pending[changeKey{k.account, 0}]; acct && k.mailbox != 0 {
+			continue
+		}
+		cs = append(cs, change{account: k.account, mailbox: k.mailbox, modseq: m})
+	}
+	clear(n.pending)
+	return cs, false
+}
+
+// requeue puts back changes that could not be sent (the hub has them).
+func (n *notifier) requeue(cs []change, all bool) {
+	n.mu.Lock()
+	n.overflow = n.overflow || all
+	for _, c := range cs {
+		k := changeKey{c.account, c.mailbox}
+		if old, ok := n.pending[k]; ok || len(n.pending) < maxPendingNotifies {
+			n.pending[k] = max(old, c.modseq)
+		} else {
+			n.overflow = true
 		}
 	}
 	n.mu.Unlock()
 	signal(n.wake)
+}
+
+// payloadsOf renders what take returned.
+func payloadsOf(cs []change, all bool) []string {
+	if all {
+		return []string{allChanged}
+	}
+	return notifyPayloads(cs)
 }
 
 // sendNotifications runs until ctx ends, sending queued notifications.
@@ -107,18 +170,12 @@ func (s *Store) sendNotifications(ctx context.Context) {
 		case <-n.wake:
 		}
 		for {
-			n.mu.Lock()
-			ids := make([]int64, 0, len(n.pending))
-			for id := range n.pending {
-				ids = append(ids, id)
-			}
-			clear(n.pending)
-			n.mu.Unlock()
-			if len(ids) == 0 {
+			cs, all := n.take()
+			if len(cs) == 0 && !all {
 				break
 			}
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := s.pool.Exec(sctx, notifySQL, notifyPayloads(ids))
+			_, err := s.pool.Exec(sctx, notifySQL, payloadsOf(cs, all))
 			cancel()
 			if err == nil {
 				backoff = 50 * time.Millisecond
@@ -127,7 +184,7 @@ func (s *Store) sendNotifications(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			s.log.Warn("sending change notifications failed", "err", err, "accounts", len(ids))
+			s.log.Warn("sending change notifications failed", "err", err, "changes", len(cs))
 			t := time.NewTimer(backoff)
 			select {
 			case <-ctx.Done():
@@ -136,75 +193,23 @@ func (s *Store) sendNotifications(ctx context.Context) {
 			case <-t.C:
 			}
 			backoff = min(2*backoff, s.opts.ListenBackoffMax)
-			s.notifyAccounts(ids)
+			n.requeue(cs, all)
 		}
 	}
 }
 
-// hub fans notifications out to in-process subscribers.
-type hub struct {
-	mu   sync.Mutex
-	subs map[int64]map[*chan struct{}]struct{}
-}
-
-func newHub() *hub { return &hub{subs: map[int64]map[*chan struct{}]struct{}{}} }
-
-func (h *hub) subscribe(accountID int64) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	key := &ch
-	h.mu.Lock()
-	m := h.subs[accountID]
-	if m == nil {
-		m = map[*chan struct{}]struct{}{}
-		h.subs[accountID] = m
+// flushNotifications sends what is queued now (Close calls it, so that a
+// write just before Close still wakes the other nodes).
+func (s *Store) flushNotifications() {
+	cs, all := s.notifier.take()
+	if len(cs) == 0 && !all {
+		return
 	}
-	m[key] = struct{}{}
-	h.mu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			h.mu.Lock()
-			if m := h.subs[accountID]; m != nil {
-				delete(m, key)
-				if len(m) == 0 {
-					delete(h.subs, accountID)
-				}
-			}
-			h.mu.Unlock()
-		})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.pool.Exec(ctx, notifySQL, payloadsOf(cs, all)); err != nil {
+		s.log.Warn("sending change notifications at close failed", "err", err, "changes", len(cs))
 	}
-}
-
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default: // a value is already pending; it covers this change too
-	}
-}
-
-func (h *hub) notify(accountID int64) {
-	h.mu.Lock()
-	for k := range h.subs[accountID] {
-		signal(*k)
-	}
-	h.mu.Unlock()
-}
-
-func (h *hub) notifyAll() {
-	h.mu.Lock()
-	for _, m := range h.subs {
-		for k := range m {
-			signal(*k)
-		}
-	}
-	h.mu.Unlock()
-}
-
-// Subscribe implements mailstore.Store. Values arrive after commits on any
-// node (via LISTEN/NOTIFY) and after the listener (re)connects, when
-// notifications may have been missed.
-func (s *Store) Subscribe(accountID int64) (<-chan struct{}, func()) {
-	return s.hub.subscribe(accountID)
 }
 
 // listen keeps one dedicated connection (outside the pool) listening on
@@ -214,6 +219,7 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		err := s.listenOnce(ctx, cfg, func() { backoff = 50 * time.Millisecond })
+		s.hub.disconnected()
 		if ctx.Err() != nil {
 			return
 		}
@@ -239,37 +245,60 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, connected f
 		return err
 	}
 	connected()
-	// Anything committed while we were not listening was missed: wake
-	// every subscriber so it catches up from the database.
-	s.hub.notifyAll()
+	// Anything committed while we were not listening was missed: every
+	// mailbox counts as changed, and every subscriber is woken to catch up
+	// from the database.
+	s.hub.connected()
+	var cs []change
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		if !parseNotifyPayload(n.Payload, s.hub.notify) {
-			s.log.Warn("ignoring malformed notification payload", "channel", n.Channel)
+		if s.ownPIDs.has(n.PID) {
+			continue // sent by this Store, whose hub recorded it at commit
+		}
+		cs = cs[:0]
+		all := false
+		ok := parseNotifyPayload(n.Payload, func(c change) { cs = append(cs, c) }, func() { all = true })
+		switch {
+		case !ok:
+			// Not ours to understand (a newer node's format?): whatever
+			// it says, something changed.
+			s.log.Warn("malformed notification payload; counting everything as changed", "channel", n.Channel)
+			s.hub.connected()
+		case all:
+			s.hub.connected()
+		default:
+			s.hub.record(cs)
 		}
 	}
 }
 
-// flushNotifications sends what is queued now (Close calls it, so that a
-// write just before Close still wakes the other nodes).
-func (s *Store) flushNotifications() {
-	n := s.notifier
-	n.mu.Lock()
-	ids := make([]int64, 0, len(n.pending))
-	for id := range n.pending {
-		ids = append(ids, id)
-	}
-	clear(n.pending)
-	n.mu.Unlock()
-	if len(ids) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := s.pool.Exec(ctx, notifySQL, notifyPayloads(ids)); err != nil {
-		s.log.Warn("sending change notifications at close failed", "err", err, "accounts", len(ids))
-	}
+// pidSet holds the backend process IDs of a pool's open connections. A
+// notification from one of them is this node's own: PostgreSQL gives no
+// two live backends the same PID, and a PID leaves the set when its
+// connection closes, before another backend can reuse it.
+type pidSet struct {
+	mu   sync.Mutex
+	pids map[uint32]struct{}
+}
+
+func (p *pidSet) add(pid uint32) {
+	p.mu.Lock()
+	p.pids[pid] = struct{}{}
+	p.mu.Unlock()
+}
+
+func (p *pidSet) remove(pid uint32) {
+	p.mu.Lock()
+	delete(p.pids, pid)
+	p.mu.Unlock()
+}
+
+func (p *pidSet) has(pid uint32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.pids[pid]
+	return ok
 }

@@ -108,6 +108,7 @@ func TestQueueContentRefcount(t *testing.T) {
 	must(t, err)
 	_, err = st.Expunge(ctx, a.ID, arch.ID, nil, false)
 	must(t, err)
+	must(t, st.DrainReleases(ctx)) // released after the expunges (releases.go)
 	check(both, -1, "local copies expunged")
 
 	// A large (streamed) body: the queue item keeps it after the local
@@ -116,6 +117,7 @@ func TestQueueContentRefcount(t *testing.T) {
 	id = enqueue(big, mailstore.Recipient{AccountID: a.ID})
 	_, err = st.Expunge(ctx, a.ID, inbox(t, st, a.ID).ID, nil, false)
 	must(t, err)
+	must(t, st.DrainReleases(ctx))
 	check(big, 1, "large body after its local copy was expunged")
 	rc, err := st.OpenQueued(ctx, id)
 	must(t, err)

@@ -24,9 +24,12 @@
 //     one global lock order (see the file's header).
 //
 // Around the schema: deliveries stream large messages through COPY
-// (content.go, deliver.go); notifications are sent after commit, coalesced
-// (notify.go); large mailboxes' message lists are cached per node and
-// brought up to date by modseq (listcache.go).
+// (content.go, deliver.go); notifications are sent after commit, coalesced,
+// and say which mailbox changed to which modseq (notify.go, payload.go),
+// so that each node's hub can tell a session whether its mailbox may have
+// changed (hub.go); large mailboxes' message lists are cached per node and
+// brought up to date by modseq (listcache.go); message contents, which
+// never change, are cached per node (contentcache.go).
 package postgres
 
 import (
@@ -114,6 +117,10 @@ type Options struct {
 	// keeps in memory for ListMessages (0: DefaultListCacheMessages;
 	// negative: no cache). See listcache.go.
 	ListCacheMessages int
+	// ContentCacheBytes bounds this node's cache of message contents
+	// (0: DefaultContentCacheBytes; negative: no cache). See
+	// contentcache.go.
+	ContentCacheBytes int64
 	// NoGroupCommit delivers every message in its own transaction, even
 	// when several go to one mailbox at once (see groupcommit.go); for
 	// comparisons.
@@ -127,12 +134,18 @@ type Store struct {
 	opts Options
 
 	hub        *hub
-	lists      *listCache // nil when disabled
+	ownPIDs    *pidSet       // backends of this Store's pool (notify.go)
+	lists      *listCache    // nil when disabled
+	contents   *contentCache // nil when disabled
 	notifier   *notifier
 	stopListen context.CancelFunc
 	listenDone chan struct{}
 	notifyDone chan struct{}
 	closeOnce  sync.Once
+
+	releaseWake  chan struct{} // see releases.go
+	releaseDone  chan struct{}
+	releaseDirty atomic.Bool // an expunge since the last drain began
 
 	nextPrune atomic.Int64 // unix nanoseconds of the next auth-failure prune
 
@@ -143,7 +156,8 @@ type Store struct {
 
 var _ mailstore.Store = (*Store)(nil)
 
-// Open connects to the database and starts the notification listener. It
+// Open connects to the database and starts the notification listener and
+// the release of expunged messages' contents (releases.go). It
 // does not migrate (see Migrate); Ping reports ErrSchemaOutdated until the
 // schema is current.
 func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
@@ -177,7 +191,16 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if opts.ListCacheMessages == 0 {
 		opts.ListCacheMessages = DefaultListCacheMessages
 	}
+	if opts.ContentCacheBytes == 0 {
+		opts.ContentCacheBytes = DefaultContentCacheBytes
+	}
 	cfg.ConnConfig.DialFunc = markEOF(cfg.ConnConfig.DialFunc)
+	own := &pidSet{pids: map[uint32]struct{}{}}
+	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		own.add(c.PgConn().PID())
+		return nil
+	}
+	cfg.BeforeClose = func(c *pgx.Conn) { own.remove(c.PgConn().PID()) }
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: create pool: %w", err)
@@ -191,27 +214,37 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		log:        opts.Logger.With("component", "mailstore/postgres"),
 		opts:       opts,
 		hub:        newHub(),
+		ownPIDs:    own,
 		lists:      newListCache(opts.ListCacheMessages),
+		contents:   newContentCache(opts.ContentCacheBytes),
 		notifier:   newNotifier(),
 		listenDone: make(chan struct{}),
 		notifyDone: make(chan struct{}),
 		groups:     groupCommitter{queues: map[groupKey]*groupQueue{}},
+
+		releaseWake: make(chan struct{}, 1),
+		releaseDone: make(chan struct{}),
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	s.stopListen = cancel
 	go s.listen(lctx, cfg.ConnConfig.Copy())
 	go s.sendNotifications(lctx)
+	go s.runReleases(lctx)
+	s.signalRelease() // what a stopped node left pending
 	return s, nil
 }
 
-// Close stops the listener and closes the pool. Subscriber channels are
-// not closed; their cancel functions stay valid.
+// Close stops the listener, releases what expunges left pending (for a
+// bounded time) and closes the pool. Subscriber channels are not closed;
+// their cancel functions stay valid.
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		s.flushNotifications()
 		s.stopListen()
 		<-s.listenDone
 		<-s.notifyDone
+		<-s.releaseDone
+		s.finishReleases()
 		s.pool.Close()
 	})
 }

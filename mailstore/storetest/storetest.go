@@ -2,8 +2,9 @@
 // (package mailstore). It takes any mailstore.Store implementation and checks
 // every behaviour the contract documents: domains, accounts, aliases and
 // recipient resolution, mailboxes, delivery, append, copy, move, flags,
-// expunge with tombstones, changes since a mod-sequence, streamed bodies,
-// parsed details, quotas, search, \Recent claims, account isolation, notifications across
+// expunge with tombstones, changes since a mod-sequence (and the hints
+// that say when there may be some), streamed bodies, parsed details and
+// cached contents, SELECT in one step, quotas, search, \Recent claims, account isolation, notifications across
 // handles, login-failure records, leases, the outbound queue, DKIM keys
 // and cluster secrets, concurrency and memory bounds.
 //
@@ -84,6 +85,9 @@ var groups = []struct {
 		{"UIDsNeverReused", testUIDsNeverReused},
 		{"CRLFSize", testCRLFSize},
 		{"TruncatedBody", testTruncatedBody},
+		{"Contents", testMessageContents},
+		{"ContentsRecreated", testContentsRecreated},
+		{"SelectMailbox", testSelectMailbox},
 	}},
 	{"Quota", []suiteTest{
 		{"Usage", testQuotaUsage},
@@ -106,6 +110,8 @@ var groups = []struct {
 	{"Notifications", []suiteTest{
 		{"SameHandle", testNotifySameHandle},
 		{"CrossHandle", testNotifyCrossHandle},
+		{"HintsSameHandle", testHintsSameHandle},
+		{"HintsCrossHandle", testHintsCrossHandle},
 	}},
 	{"Cluster", []suiteTest{
 		{"AuthFailures", testAuthFailures},
@@ -120,6 +126,8 @@ var groups = []struct {
 		{"MultiRecipient", testConcurrentMultiRecipient},
 		{"CopyMoveExpunge", testConcurrentCopyMoveExpunge},
 		{"SharedContent", testConcurrentSharedContent},
+		{"NoopExpungeVsStoreDeleted", testNoopExpungeVsStoreDeleted},
+		{"NoopStoresKeepCounters", testNoopStoresKeepCounters},
 	}},
 	{"Queue", []suiteTest{
 		{"Deliver", testQueueDeliver},

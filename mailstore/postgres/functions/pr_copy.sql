@@ -1,8 +1,15 @@
 -- pr_copy copies (p_move: moves) the messages of src in the ranges to dst,
--- in ascending UID order, returning the UID pairs.
+-- in ascending UID order, returning the UID pairs with dst's new highest
+-- modseq (that of the copies) and, for a move, src's (that of the
+-- tombstones; 0 for a copy). Each raises its mailbox's highest modseq by
+-- exactly one, so a session that knew the mailbox at that value minus one
+-- knows it still. The source messages are read by index, range by range and
+-- UID by UID (LATERAL subqueries kept apart by OFFSET 0: as plain joins, the
+-- generic plans read the whole source mailbox while holding both mailboxes
+-- and the account).
 CREATE OR REPLACE FUNCTION pr_copy(p_account bigint, p_src bigint, p_dst bigint, p_starts bigint[], p_stops bigint[],
                         p_move boolean)
-RETURNS TABLE (r_src bigint, r_dst bigint, r_uidvalidity bigint)
+RETURNS TABLE (r_src bigint, r_dst bigint, r_uidvalidity bigint, r_modseq bigint, r_src_modseq bigint)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
@@ -11,6 +18,7 @@ DECLARE
     v_bytes bigint;
     v_first bigint;
     v_modseq bigint;
+    v_src_modseq bigint := 0;
     v_uidvalidity bigint;
     v_limit bigint;
     v_used bigint;
@@ -29,7 +37,7 @@ BEGIN
            count(*) FILTER (WHERE flags & 1 = 0), count(*) FILTER (WHERE flags & 8 <> 0)
       INTO v_uids, v_cids, v_bytes, v_unseen, v_deleted
       FROM unnest(p_starts, p_stops) r(s, e)
-      JOIN messages m ON m.mailbox_id = p_src AND m.uid BETWEEN r.s AND r.e;
+     CROSS JOIN LATERAL (SELECT * FROM messages m WHERE m.mailbox_id = p_src AND m.uid BETWEEN r.s AND r.e OFFSET 0) m;
     IF v_uids IS NULL THEN
         RETURN;
     END IF;
@@ -51,17 +59,18 @@ BEGIN
     INSERT INTO messages (mailbox_id, uid, modseq, created_modseq, flags, keywords, internal_date, size, crlf_size, content_id)
     SELECT p_dst, v_first + s.i - 1, v_modseq, v_modseq, m.flags, m.keywords, m.internal_date, m.size, m.crlf_size, m.content_id
       FROM unnest(v_uids) WITH ORDINALITY AS s(uid, i)
-      JOIN messages m ON m.mailbox_id = p_src AND m.uid = s.uid;
+     CROSS JOIN LATERAL (SELECT * FROM messages m WHERE m.mailbox_id = p_src AND m.uid = s.uid OFFSET 0) m;
     IF p_move THEN
         DELETE FROM messages WHERE mailbox_id = p_src AND uid = ANY (v_uids);
         UPDATE mailboxes SET highestmodseq = highestmodseq + 1,
                msg_count = msg_count - cardinality(v_uids), msg_size = msg_size - v_bytes,
                msg_unseen = msg_unseen - v_unseen, msg_deleted = msg_deleted - v_deleted
-         WHERE id = p_src RETURNING highestmodseq INTO v_modseq;
+         WHERE id = p_src RETURNING highestmodseq INTO v_src_modseq;
         INSERT INTO expunged (mailbox_id, uid, modseq)
-        SELECT p_src, u, v_modseq FROM unnest(v_uids) u
+        SELECT p_src, u, v_src_modseq FROM unnest(v_uids) u
         ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq;
     END IF;
-    RETURN QUERY SELECT s.uid, v_first + s.i - 1, v_uidvalidity FROM unnest(v_uids) WITH ORDINALITY AS s(uid, i) ORDER BY s.i;
+    RETURN QUERY SELECT s.uid, v_first + s.i - 1, v_uidvalidity, v_modseq, v_src_modseq
+                   FROM unnest(v_uids) WITH ORDINALITY AS s(uid, i) ORDER BY s.i;
 END
 $$;

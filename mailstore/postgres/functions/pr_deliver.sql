@@ -18,6 +18,8 @@
 -- remote recipients, whose deliveries run no further statement). A
 -- delivery may have remote recipients only (p_accounts empty): it then
 -- locks no account and no mailbox, only the content row it shares.
+-- r_modseqs[i] is target i's new highest modseq (that of its message;
+-- each target's is raised by exactly one) and r_content_id the content.
 CREATE OR REPLACE FUNCTION pr_deliver(
     p_pending bigint, p_sha bytea, p_size bigint, p_crlf_size bigint, p_header_size bigint, p_chunk_size integer,
     p_sent_day date, p_parsed json, p_search_headers text, p_search_text text, p_data bytea,
@@ -26,7 +28,8 @@ CREATE OR REPLACE FUNCTION pr_deliver(
     p_remote_addresses text[] DEFAULT NULL, p_remote_domains text[] DEFAULT NULL,
     p_remote_orcpts text[] DEFAULT NULL, p_remote_notifies text[] DEFAULT NULL, p_sender_account bigint DEFAULT 0,
     OUT r_accounts bigint[], OUT r_mailboxes bigint[], OUT r_uids bigint[], OUT r_uidvalidities bigint[],
-    OUT r_queue_id bigint)
+    OUT r_queue_id bigint,
+    OUT r_modseqs bigint[], OUT r_content_id bigint)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan
     SET enable_seqscan = off SET enable_bitmapscan = off AS $$
 #variable_conflict use_column
@@ -132,7 +135,9 @@ BEGIN
                                  p_addresses => p_remote_addresses, p_domains => p_remote_domains,
                                  p_orcpts => p_remote_orcpts, p_notifies => p_remote_notifies);
     END IF;
+    r_content_id := v_cid;
     IF v_n = 0 THEN
+        r_modseqs := '{}';
         r_accounts := '{}';
         r_mailboxes := '{}';
         r_uids := '{}';
@@ -173,6 +178,7 @@ BEGIN
         r_mailboxes := ARRAY[v_mid];
         r_uids := ARRAY[v_uid];
         r_uidvalidities := ARRAY[v_uidvalidity];
+        r_modseqs := ARRAY[v_modseq];
         RETURN;
     END IF;
     IF p_mailboxes IS NULL THEN
@@ -195,8 +201,8 @@ BEGIN
                    p_internal_date, p_size, p_crlf_size, v_cid
               FROM mb
         )
-        SELECT count(*), array_agg(s.id), array_agg(s.uid), array_agg(s.uidvalidity)
-          INTO v_rows, r_mailboxes, r_uids, r_uidvalidities FROM (SELECT * FROM mb ORDER BY mb.i) s;
+        SELECT count(*), array_agg(s.id), array_agg(s.uid), array_agg(s.uidvalidity), array_agg(s.modseq)
+          INTO v_rows, r_mailboxes, r_uids, r_uidvalidities, r_modseqs FROM (SELECT * FROM mb ORDER BY mb.i) s;
     ELSE
         IF v_naccounts < v_n THEN
             PERFORM 1 FROM mailboxes m JOIN unnest(p_accounts, p_mailboxes) AS t(a, mid) ON m.account_id = t.a AND m.id = t.mid
@@ -217,8 +223,8 @@ BEGIN
                    p_internal_date, p_size, p_crlf_size, v_cid
               FROM mb
         )
-        SELECT count(*), array_agg(s.id), array_agg(s.uid), array_agg(s.uidvalidity)
-          INTO v_rows, r_mailboxes, r_uids, r_uidvalidities FROM (SELECT * FROM mb ORDER BY mb.i) s;
+        SELECT count(*), array_agg(s.id), array_agg(s.uid), array_agg(s.uidvalidity), array_agg(s.modseq)
+          INTO v_rows, r_mailboxes, r_uids, r_uidvalidities, r_modseqs FROM (SELECT * FROM mb ORDER BY mb.i) s;
     END IF;
     IF v_rows <> v_n THEN
         RAISE EXCEPTION 'no such mailbox' USING ERRCODE = 'PR001';
