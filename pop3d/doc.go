@@ -10,12 +10,17 @@
 // TRANSACTION state; message numbers stay fixed for the session. Messages
 // carrying HiddenKeyword ("$POP3Deleted", see Config.KeepDeleted) are not
 // part of it. RETR n reads message n and the next ones of the maildrop in
-// one store call (up to 64 messages and 2 MiB, more when the client
-// pipelines its RETRs) and serves the following RETRs and TOPs from
-// memory, so a download in order costs a store round trip per batch, not
-// per message (readahead.go); a change notified for the account drops what
-// was read ahead. Messages over 256 KiB are never held whole: RETR and TOP
-// stream them from the store through a fixed-size buffer.
+// one store call (up to 64 messages and 1 MiB; the first read covers the
+// RETRs a client has pipelined, and a client that fetches one by one gets a
+// window that doubles while it goes on in order), serves the following
+// RETRs and TOPs from memory and, during a download in order, reads the
+// next batch in the background; a download costs a store round trip per
+// batch, not per message (readahead.go). The buffers of all sessions share
+// Config.ReadAheadMemory; beyond it a session reads 64 KiB at a time, and
+// nothing in the background (aheadbudget.go). A change notified for the
+// account drops what was read ahead. Messages over 256 KiB
+// are never held whole: RETR and TOP stream them from the store through a
+// fixed-size buffer.
 //
 // # Sizes
 //
