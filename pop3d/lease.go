@@ -108,6 +108,13 @@ type lease struct {
 	done chan struct{}
 }
 
+// leaseWait bounds how long a login waits for a maildrop lock held by
+// another session (polled every leasePoll) before [IN-USE].
+const (
+	leaseWait = 1500 * time.Millisecond
+	leasePoll = 50 * time.Millisecond
+)
+
 // acquireLease takes the lock; ok is false when another session holds it.
 // A lock held by an orphan of this node (see orphanLeases) is released
 // first.
@@ -132,6 +139,21 @@ func acquireLease(ctx context.Context, st Store, orphans *orphanLeases, accountI
 			start = time.Now()
 			ok, err = st.AcquireLease(ctx, l.name, l.holder, ttl)
 		}
+	}
+	// A client that sends QUIT and reconnects at once (a download script,
+	// a client's next poll) finds its previous session still in the UPDATE
+	// state, committing its \Seen flags and about to release the lock
+	// (RFC 1939 §6). Wait for that briefly before answering [IN-USE].
+	for deadline := time.Now().Add(leaseWait); err == nil && !ok && time.Now().Before(deadline); {
+		t := time.NewTimer(leasePoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false, ctx.Err()
+		case <-t.C:
+		}
+		start = time.Now()
+		ok, err = st.AcquireLease(ctx, l.name, l.holder, ttl)
 	}
 	if err != nil || !ok {
 		return nil, ok, err

@@ -147,3 +147,23 @@ func TestNodeKilled(t *testing.T) {
 		t.Fatalf("%d messages, want 1", got)
 	}
 }
+
+// A client that sends QUIT and logs in again at once, without waiting for
+// the reply (pop3-download.py, a client's next poll), finds its previous
+// session still committing in the UPDATE state: the login waits for the
+// lock to be released instead of answering [IN-USE].
+func TestLoginWaitsForQuittingSession(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(testMsg("a", "a\r\n"))
+	a := e.start(nil, nil)
+	first := dial(t, a.addr)
+	first.login()
+	second := dial(t, a.addr)
+	second.ok("USER " + testUser)
+	go func() {
+		time.Sleep(300 * time.Millisecond) // the second login is waiting by now
+		first.send("QUIT")
+	}()
+	second.ok("PASS " + testPass)
+	second.ok("QUIT")
+}
