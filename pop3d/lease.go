@@ -111,7 +111,7 @@ type lease struct {
 // leaseWait bounds how long a login waits for a maildrop lock held by
 // another session (polled every leasePoll) before [IN-USE].
 const (
-	leaseWait = 1500 * time.Millisecond
+	leaseWait = 5 * time.Second
 	leasePoll = 50 * time.Millisecond
 )
 
@@ -143,7 +143,10 @@ func acquireLease(ctx context.Context, st Store, orphans *orphanLeases, accountI
 	// A client that sends QUIT and reconnects at once (a download script,
 	// a client's next poll) finds its previous session still in the UPDATE
 	// state, committing its \Seen flags and about to release the lock
-	// (RFC 1939 §6). Wait for that briefly before answering [IN-USE].
+	// (RFC 1939 §6). Wait for that before answering [IN-USE]: measured
+	// with pop3-download.py on 3,000 messages, the quitting session still
+	// held the lock about 2 s after its QUIT was sent (why so long is not
+	// yet known; a wait of 1.5 s was not enough).
 	for deadline := time.Now().Add(leaseWait); err == nil && !ok && time.Now().Before(deadline); {
 		t := time.NewTimer(leasePoll)
 		select {
