@@ -147,7 +147,10 @@ func acquireLease(ctx context.Context, st Store, orphans *orphanLeases, accountI
 	// with pop3-download.py on 3,000 messages, the quitting session still
 	// held the lock about 2 s after its QUIT was sent (why so long is not
 	// yet known; a wait of 1.5 s was not enough).
-	for deadline := time.Now().Add(leaseWait); err == nil && !ok && time.Now().Before(deadline); {
+	// The wait stays well inside the lock's lifetime (a sixth of it), so
+	// that a lock a dead node left still answers [IN-USE] before it
+	// expires rather than a login that waited it out.
+	for deadline := time.Now().Add(min(leaseWait, ttl/6)); err == nil && !ok && time.Now().Before(deadline); {
 		t := time.NewTimer(leasePoll)
 		select {
 		case <-ctx.Done():

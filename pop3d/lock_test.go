@@ -155,7 +155,7 @@ func TestNodeKilled(t *testing.T) {
 func TestLoginWaitsForQuittingSession(t *testing.T) {
 	e := newEnv(t)
 	e.deliver(testMsg("a", "a\r\n"))
-	a := e.start(nil, nil)
+	a := e.start(nil, func(c *pop3d.Config) { c.LockTTL = 30 * time.Second }) // waits up to 5 s
 	first := dial(t, a.addr)
 	first.login()
 	second := dial(t, a.addr)
