@@ -92,6 +92,7 @@ var groups = []struct {
 	{"Quota", []suiteTest{
 		{"Usage", testQuotaUsage},
 		{"Limit", testQuotaLimit},
+		{"MessageLimit", testMessageQuota},
 	}},
 	{"Search", []suiteTest{
 		{"Criteria", testSearch},
