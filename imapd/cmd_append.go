@@ -91,9 +91,10 @@ func cmdAppend(c *conn, cx *cmdCtx) error {
 	// non-synchronizing one (RFC 7888) is on its way anyway, and APPEND
 	// stays one statement.
 	if lit.sync {
-		if used, limit, err := c.srv.store.QuotaUsage(ctx, c.acct.ID); err != nil {
+		if q, err := c.srv.store.Quota(ctx, c.acct.ID); err != nil {
 			return err
-		} else if limit > 0 && used+lit.n > limit {
+		} else if (q.StorageLimit > 0 && q.StorageUsed+lit.n > q.StorageLimit) ||
+			(q.MessagesLimit > 0 && q.MessagesUsed >= q.MessagesLimit) {
 			return errNo(codeOverQuota, "Quota exceeded")
 		}
 	}

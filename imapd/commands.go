@@ -36,20 +36,23 @@ func init() {
 		"LOGIN":        {states: stateNotAuth, run: cmdLogin},
 
 		// Authenticated (RFC 9051 §6.3).
-		"ENABLE":      {states: stateAuth, run: cmdEnable}, // RFC 5161 §3.1: before SELECT
-		"SELECT":      {states: authenticated, run: cmdSelect},
-		"EXAMINE":     {states: authenticated, run: cmdSelect},
-		"CREATE":      {states: authenticated, run: cmdCreate},
-		"DELETE":      {states: authenticated, run: cmdDelete},
-		"RENAME":      {states: authenticated, run: cmdRename},
-		"SUBSCRIBE":   {states: authenticated, run: cmdSubscribe},
-		"UNSUBSCRIBE": {states: authenticated, run: cmdSubscribe},
-		"LIST":        {states: authenticated, run: cmdList},
-		"LSUB":        {states: authenticated, run: cmdLsub},
-		"NAMESPACE":   {states: authenticated, run: cmdNamespace}, // RFC 2342
-		"STATUS":      {states: authenticated, run: cmdStatus},
-		"APPEND":      {states: authenticated, run: cmdAppend},
-		"IDLE":        {states: authenticated, run: cmdIdle}, // RFC 2177
+		"ENABLE":       {states: stateAuth, run: cmdEnable}, // RFC 5161 §3.1: before SELECT
+		"SELECT":       {states: authenticated, run: cmdSelect},
+		"EXAMINE":      {states: authenticated, run: cmdSelect},
+		"CREATE":       {states: authenticated, run: cmdCreate},
+		"DELETE":       {states: authenticated, run: cmdDelete},
+		"RENAME":       {states: authenticated, run: cmdRename},
+		"SUBSCRIBE":    {states: authenticated, run: cmdSubscribe},
+		"UNSUBSCRIBE":  {states: authenticated, run: cmdSubscribe},
+		"LIST":         {states: authenticated, run: cmdList},
+		"LSUB":         {states: authenticated, run: cmdLsub},
+		"NAMESPACE":    {states: authenticated, run: cmdNamespace}, // RFC 2342
+		"STATUS":       {states: authenticated, run: cmdStatus},
+		"APPEND":       {states: authenticated, run: cmdAppend},
+		"IDLE":         {states: authenticated, run: cmdIdle},         // RFC 2177
+		"GETQUOTA":     {states: authenticated, run: cmdGetQuota},     // RFC 9208 §4.1.1
+		"GETQUOTAROOT": {states: authenticated, run: cmdGetQuotaRoot}, // RFC 9208 §4.1.2
+		"SETQUOTA":     {states: authenticated, run: cmdSetQuota},     // RFC 9208 §4.1.3 (refused)
 
 		// Selected (RFC 9051 §6.4).
 		"CHECK":    {states: stateSelected, run: cmdNoop}, // RFC 3501 §6.4.1; gone in IMAP4rev2
@@ -117,6 +120,9 @@ func (c *conn) capabilities() string {
 		"APPENDLIMIT="+strconv.FormatInt(c.srv.cfg.MaxMessageSize, 10), // RFC 7889
 		"BINARY",      // RFC 3516
 		"UTF8=ACCEPT", // RFC 6855
+		// RFC 9208: both resources of the account's quota root; no QUOTASET
+		// (SETQUOTA is refused).
+		"QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",
 	)
 	return strings.Join(caps, " ")
 }
