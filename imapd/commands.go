@@ -53,6 +53,7 @@ func init() {
 		"GETQUOTA":     {states: authenticated, run: cmdGetQuota},     // RFC 9208 §4.1.1
 		"GETQUOTAROOT": {states: authenticated, run: cmdGetQuotaRoot}, // RFC 9208 §4.1.2
 		"SETQUOTA":     {states: authenticated, run: cmdSetQuota},     // RFC 9208 §4.1.3 (refused)
+		"COMPRESS":     {states: authenticated, run: cmdCompress},     // RFC 4978 §3
 
 		// Selected (RFC 9051 §6.4).
 		"CHECK":    {states: stateSelected, run: cmdNoop}, // RFC 3501 §6.4.1; gone in IMAP4rev2
@@ -123,6 +124,7 @@ func (c *conn) capabilities() string {
 		// RFC 9208: both resources of the account's quota root; no QUOTASET
 		// (SETQUOTA is refused).
 		"QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",
+		"COMPRESS=DEFLATE", // RFC 4978
 	)
 	return strings.Join(caps, " ")
 }
