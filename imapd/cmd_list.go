@@ -342,7 +342,9 @@ func (c *conn) list(ref string, patterns []string, sel listSelect, ret listRetur
 			if err != nil {
 				return err
 			}
-			c.writeStatus(st, ret.status)
+			if err := c.writeStatus(st, ret.status); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

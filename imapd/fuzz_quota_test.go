@@ -15,10 +15,13 @@ func (fuzzStore) Quota(context.Context, int64) (mailstore.Quota, error) {
 	return mailstore.Quota{StorageUsed: 5000, StorageLimit: 1 << 20, MessagesUsed: 3, MessagesLimit: 10}, nil
 }
 
+func (fuzzStore) DeletedSize(context.Context, int64, int64) (int64, error) { return 2049, nil }
+
 var quotaSeeds = []string{
 	"a GETQUOTA \"\"\r\n", "a GETQUOTA {0}\r\n\r\n", "a GETQUOTA root\r\n", "a GETQUOTAROOT INBOX\r\n", "a GETQUOTAROOT \"&AMQ-\"\r\n",
 	"a SETQUOTA \"\" (STORAGE 512)\r\n", "a SETQUOTA \"\" ()\r\n", "a SETQUOTA \"\" (STORAGE 512 MESSAGE 10 X-Y 0)\r\n",
 	"a SETQUOTA {1}\r\nr (storage 99999999999999999999)\r\n", "a SETQUOTA \"\" ((STORAGE 1))\r\n", "a SETQUOTA \"\" (STORAGE)\r\n",
+	"a STATUS INBOX (DELETED DELETED-STORAGE)\r\n", "a LIST \"\" * RETURN (STATUS (DELETED-STORAGE MESSAGES))\r\n",
 }
 
 // FuzzQuotaCommands runs GETQUOTA, GETQUOTAROOT and SETQUOTA (the

@@ -107,3 +107,28 @@ func TestTranscriptQuota(t *testing.T) {
 			"$T OK GETQUOTAROOT completed"}},
 	})
 }
+
+// TestTranscriptStatusDeletedStorage: STATUS DELETED and DELETED-STORAGE
+// (RFC 9208 §4.1.4, required with QUOTA=RES-MESSAGE and QUOTA=RES-STORAGE,
+// §5), in STATUS and LIST-STATUS; DELETED-STORAGE in KiB like STORAGE.
+func TestTranscriptStatusDeletedStorage(t *testing.T) {
+	e := newEnv(t)
+	big := testMessage("big", strings.Repeat("b", 3000)+"\r\n")
+	e.deliver("alice", "INBOX", big)
+	e.deliver("alice", "INBOX", testMessage("small", "s\r\n"))
+	e.deliver("alice", "INBOX", big)
+	c := e.dial()
+	c.login("alice")
+	c.cmd("S", "SELECT INBOX")
+	c.cmd("D", `STORE 1,3 +FLAGS.SILENT (\Deleted)`)
+	want := fmt.Sprintf("* STATUS INBOX (DELETED 2 DELETED-STORAGE %d MESSAGES 3)", kib(int64(2*len(big))))
+	c.run([]step{
+		{"STATUS INBOX (DELETED DELETED-STORAGE MESSAGES)", []string{want, "$T OK STATUS completed"}},
+		{"STATUS Drafts (DELETED-STORAGE)", []string{"* STATUS Drafts (DELETED-STORAGE 0)", "$T OK STATUS completed"}},
+		{"STATUS Missing (DELETED-STORAGE)", []string{"$T NO [NONEXISTENT] No such mailbox"}},
+		{`LIST "" INBOX RETURN (STATUS (DELETED DELETED-STORAGE MESSAGES))`, []string{
+			`re:\* LIST \(.*\) "/" INBOX`, want, "$T OK LIST completed"}},
+		{"EXPUNGE", []string{"* 3 EXPUNGE", "* 1 EXPUNGE", "re:\\* \\d+ RECENT", "$T OK EXPUNGE completed"}},
+		{"STATUS INBOX (DELETED DELETED-STORAGE)", []string{"* STATUS INBOX (DELETED 0 DELETED-STORAGE 0)", "$T OK STATUS completed"}},
+	})
+}

@@ -99,6 +99,7 @@ type Store interface {
 	mailstore.Messages
 	mailstore.ChangeFeed
 	Quota(ctx context.Context, accountID int64) (mailstore.Quota, error)
+	DeletedSize(ctx context.Context, accountID, mailboxID int64) (int64, error)
 }
 
 // Server serves IMAP on any number of listeners. The accept loop, limits,

@@ -56,6 +56,10 @@ type Directory interface {
 	// Quota returns both resources of the account's one quota root: octets
 	// and messages stored, each kept exact, with their limits.
 	Quota(ctx context.Context, accountID int64) (Quota, error)
+	// DeletedSize returns the octets of the messages flagged \Deleted in a
+	// mailbox: what an EXPUNGE would give back to the storage quota.
+	// ErrNoSuchMailbox if the mailbox is not the account's.
+	DeletedSize(ctx context.Context, accountID, mailboxID int64) (int64, error)
 
 	// CreateAlias maps alias ("local@domain", or "@domain" for a catch-all)
 	// to target: the address of an existing local account when target is

@@ -233,6 +233,19 @@ func (s *Store) Quota(ctx context.Context, accountID int64) (mailstore.Quota, er
 	return q, mapErr("quota", err)
 }
 
+func (s *Store) DeletedSize(ctx context.Context, accountID, mailboxID int64) (int64, error) {
+	// The \Deleted messages come from the partial index messages_deleted
+	// (0009): as many rows as there are such messages, not the mailbox.
+	var n int64
+	err := s.pool.QueryRow(ctx, `
+		SELECT (SELECT coalesce(sum(m.size), 0) FROM messages m WHERE m.mailbox_id = mb.id AND m.flags & 8 <> 0)
+		  FROM mailboxes mb WHERE mb.id = $2 AND mb.account_id = $1`, accountID, mailboxID).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("deleted size: %w", mailstore.ErrNoSuchMailbox)
+	}
+	return n, mapErr("deleted size", err)
+}
+
 func (s *Store) QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error) {
 	err = s.pool.QueryRow(ctx, `SELECT quota_used, quota_limit FROM accounts WHERE id = $1`, accountID).Scan(&used, &limit)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -99,3 +99,39 @@ func testMessageQuota(t *testing.T, f Factory) {
 	fx.checkQuota(a.ID, -1, "unlimited")
 	fx.checkQuota(b.ID, -1, "bob")
 }
+
+// testDeletedSize: the octets an EXPUNGE would give back (RFC 9208
+// DELETED-STORAGE), per mailbox and account.
+func testDeletedSize(t *testing.T, f Factory) {
+	fx := newFixture(t, f)
+	st, ctx := fx.st, fx.ctx
+	a := fx.account("alice@example.org")
+	b := fx.account("bob@example.org")
+	inbox := fx.mailbox(a.ID, "INBOX")
+	drafts := fx.mailbox(a.ID, "Drafts")
+	m1 := simpleMessage("one", strings.Repeat("1", 1000))
+	m2 := simpleMessage("two", strings.Repeat("2", 2000))
+	u1 := fx.appendMsg(a.ID, inbox.ID, mailstore.Flags{}, fixedDate, m1).UID
+	u2 := fx.appendMsg(a.ID, inbox.ID, mailstore.Flags{}, fixedDate, m2).UID
+	fx.appendMsg(a.ID, drafts.ID, mailstore.Flags{System: mailstore.FlagDeleted}, fixedDate, m1)
+	size := func(mbox int64, want int64, when string) {
+		t.Helper()
+		got, err := st.DeletedSize(ctx, a.ID, mbox)
+		must(t, err, "DeletedSize")
+		if got != want {
+			t.Errorf("%s: DeletedSize = %d, want %d", when, got, want)
+		}
+	}
+	size(inbox.ID, 0, "nothing deleted")
+	size(drafts.ID, int64(len(m1)), "Drafts")
+	fx.storeFlags(a.ID, inbox.ID, mailstore.UIDs(u1, u2), mailstore.FlagsAdd, fl(mailstore.FlagDeleted), 0)
+	size(inbox.ID, int64(len(m1)+len(m2)), "both flagged")
+	fx.storeFlags(a.ID, inbox.ID, mailstore.UIDs(u1), mailstore.FlagsRemove, fl(mailstore.FlagDeleted), 0)
+	size(inbox.ID, int64(len(m2)), "one unflagged")
+	fx.expunge(a.ID, inbox.ID, nil, true)
+	size(inbox.ID, 0, "after EXPUNGE")
+	_, err := st.DeletedSize(ctx, b.ID, drafts.ID)
+	wantErr(t, err, "DeletedSize of another account's mailbox", mailstore.ErrNoSuchMailbox)
+	_, err = st.DeletedSize(ctx, a.ID, drafts.ID+1_000_000)
+	wantErr(t, err, "DeletedSize of a missing mailbox", mailstore.ErrNoSuchMailbox)
+}

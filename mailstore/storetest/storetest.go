@@ -93,6 +93,7 @@ var groups = []struct {
 		{"Usage", testQuotaUsage},
 		{"Limit", testQuotaLimit},
 		{"MessageLimit", testMessageQuota},
+		{"DeletedSize", testDeletedSize},
 	}},
 	{"Search", []suiteTest{
 		{"Criteria", testSearch},
