@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // zconn is the client side of a compressed connection (RFC 4978): it
@@ -182,4 +184,50 @@ func TestCompressBomb(t *testing.T) {
 	c.send("L APPEND INBOX {99999999999+}")
 	check(t, "huge literal", []string{c.line()}, []string{"* BYE [TOOBIG] Literal too large"})
 	c.eof()
+}
+
+// TestCompressShutdown: Shutdown's BYE reaches compressed sessions, one
+// waiting for a command and one in IDLE with a mailbox selected (whose
+// wake-ups go through the inflater), compressed.
+func TestCompressShutdown(t *testing.T) {
+	e := newEnv(t)
+	waiting := e.dial()
+	waiting.login("alice")
+	waiting.compress()
+	idle := e.dial()
+	idle.login("bob")
+	idle.compress()
+	idle.cmd("S", "SELECT INBOX")
+	idle.send("I IDLE")
+	check(t, "idle", []string{idle.line()}, []string{"+ idling"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*tclient{"waiting": waiting, "idle": idle} {
+		check(t, name, []string{c.line()}, []string{"* BYE [UNAVAILABLE] Server shutting down"})
+		c.eof()
+	}
+}
+
+// TestCompressIdleMailboxDeleted: the selected mailbox deleted by another
+// session while a compressed session idles on it: BYE [NONEXISTENT], sent
+// from within the inflater's read.
+func TestCompressIdleMailboxDeleted(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.store.CreateMailbox(context.Background(), e.accts["alice"].ID, "Work", ""); err != nil {
+		t.Fatal(err)
+	}
+	a := e.dial()
+	a.login("alice")
+	a.compress()
+	a.cmd("S", "SELECT Work")
+	a.send("I IDLE")
+	check(t, "idle", []string{a.line()}, []string{"+ idling"})
+	if err := e.store.DeleteMailbox(context.Background(), e.accts["alice"].ID, "Work"); err != nil {
+		t.Fatal(err)
+	}
+	check(t, "bye", []string{a.line()}, []string{"* BYE [NONEXISTENT] Selected mailbox was deleted; closing"})
+	a.eof()
 }
