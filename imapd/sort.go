@@ -45,7 +45,7 @@ const (
 	// maxSortKeyBytes bounds each string key kept per message: strings
 	// that agree on their first maxSortKeyBytes octets compare equal and
 	// fall back to the next criterion, then to the sequence number.
-	maxSortKeyBytes = 512
+	maxSortKeyBytes = 256
 )
 
 // sortCriteria parses sort-criteria = "(" sort-criterion *(SP

@@ -12,14 +12,20 @@ import (
 // Memory of SORT and THREAD: the keys of every message the search
 // matched are held at once (they must all be compared), and nothing
 // else: contents are read FetchBatch messages at a time (the parse
-// result the store keeps per content, through its cache) and only the
-// keys are kept. A SORT holds per message a sortKeys (136 octets) plus
-// each string key it uses, at most maxSortKeyBytes each; a THREAD holds a
-// threadMsg (about 100 octets) plus its base subject (at most
-// maxSortKeyBytes), its Message-ID and at most maxThreadRefs references of
-// at most maxMsgIDBytes each, and the algorithm's containers (about 40
-// octets per message and reference). So 100,000 messages with typical
-// headers take some 20-40 MB at the most, in the one command.
+// results the store keeps per content, through its content cache, which
+// bounds itself) and only the keys are copied out of them.
+//
+//   - SORT: per message a sortKeys (128 octets) plus each string key the
+//     criteria use, at most maxSortKeyBytes (256) each: at most
+//     N × (128 + 256 × the string keys used) octets, 166 MB for 100,000
+//     messages sorted by all six string keys at their longest; 100,000
+//     messages sorted by SUBJECT with subjects of 40 octets take 17 MB.
+//   - THREAD: per message a threadMsg (80 octets), a container (56), its
+//     base subject (at most 256) and Message-ID (at most maxMsgIDBytes,
+//     250), and references: at most maxThreadRefs (64) per message and
+//     maxThreadRefBytes (16 MiB) for the command, past which a message
+//     keeps only its parent. At most N × 640 octets + 16 MiB + N × 250:
+//     105 MB for 100,000 messages at their worst, some 30 MB typically.
 
 // eachContent calls fn with the stored content of each of uids (view
 // UIDs), in order, reading FetchBatch contents at a time. The content's

@@ -10,10 +10,15 @@ import (
 
 const (
 	// maxThreadRefs bounds the references kept per message: the last
-	// ones of a longer References field, the nearest ancestors.
-	maxThreadRefs = 256
+	// ones of a longer References field, the nearest ancestors (RFC 5322
+	// §3.6.4 lets a writer trim References the same way).
+	maxThreadRefs = 64
+	// maxThreadRefBytes bounds the references of one THREAD command as a
+	// whole: past it, each further message keeps only its last reference,
+	// its parent.
+	maxThreadRefBytes = 16 << 20
 	// maxMsgIDBytes bounds one Message ID; a longer one is not valid.
-	maxMsgIDBytes = 998
+	maxMsgIDBytes = 250
 )
 
 // threadMsg is what threading needs of one message. Messages are given
@@ -97,6 +102,7 @@ func (c *conn) loadThreadMsgs(uids []uint32, uid, refs bool) ([]threadMsg, error
 			msgs[k].num = u
 		}
 	}
+	refBytes := 0
 	err := c.eachContent(uids, func(k int, mc *mailstore.MessageContent) error {
 		pm := mc.Parsed
 		if pm == nil {
@@ -123,6 +129,12 @@ func (c *conn) loadThreadMsgs(uids []uint32, uid, refs bool) ([]threadMsg, error
 		m.refs = msgIDs(headerField(hdr, "references"), maxThreadRefs)
 		if len(m.refs) == 0 {
 			m.refs = msgIDs(pm.Envelope.InReplyTo, 1)
+		}
+		if refBytes > maxThreadRefBytes && len(m.refs) > 1 {
+			m.refs = m.refs[len(m.refs)-1:]
+		}
+		for _, r := range m.refs {
+			refBytes += len(r)
 		}
 		return nil
 	})
@@ -161,7 +173,7 @@ func msgIDs(v string, limit int) []string {
 		if at <= 0 || at == len(id)-1 || len(id) > maxMsgIDBytes || strings.ContainsAny(id, "<(") {
 			continue
 		}
-		out = append(out, id)
+		out = append(out, strings.Clone(id)) // not the whole field
 		if limit == 1 {
 			return out // only the first is wanted
 		}
