@@ -95,7 +95,7 @@ func cmdServe(args []string) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 
-	authn := auth.New(st, auth.Options{Logger: log})
+	authn := auth.New(st, auth.Options{Logger: log, VerifiedLoginTTL: cfg.AuthCacheTTL})
 	tlsConf, certs, err := tlsConfig(cfg, log)
 	if err != nil {
 		return err

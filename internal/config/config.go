@@ -35,8 +35,9 @@ type Config struct {
 	TLSCertFile string `env:"TLS_CERT_FILE" desc:"PEM certificate chain; when empty (with the key) a self-signed certificate is generated in the data directory and a warning logged"`
 	TLSKeyFile  string `env:"TLS_KEY_FILE" desc:"PEM private key for TLS_CERT_FILE"`
 
-	AllowInsecureAuth bool     `env:"ALLOW_INSECURE_AUTH" envDefault:"false" desc:"allow plaintext authentication without TLS from non-loopback clients (loopback is always allowed)"`
-	TrustedProxies    []string `env:"TRUSTED_PROXIES" envSeparator:"," desc:"comma-separated CIDRs whose connections must start with a PROXY protocol (v1/v2) header"`
+	AllowInsecureAuth bool          `env:"ALLOW_INSECURE_AUTH" envDefault:"false" desc:"allow plaintext authentication without TLS from non-loopback clients (loopback is always allowed)"`
+	AuthCacheTTL      time.Duration `env:"AUTH_CACHE_TTL" envDefault:"15m" desc:"how long a node remembers that a password matched an account's stored hash (as an HMAC-SHA256 digest under a per-process random key), so the account's next logins with that password skip the argon2id computation; a wrong password or a changed password always gets the full check, and the failed-login throttle applies to every attempt; 0 turns it off (every login verifies argon2id, as Dovecot without auth_cache)"`
+	TrustedProxies    []string      `env:"TRUSTED_PROXIES" envSeparator:"," desc:"comma-separated CIDRs whose connections must start with a PROXY protocol (v1/v2) header"`
 
 	MaxMessageSize Size   `env:"MAX_MESSAGE_SIZE" envDefault:"52428800" desc:"largest message in bytes (suffixes K, M, G allowed); SMTP SIZE, IMAP APPENDLIMIT"`
 	RelayHost      string `env:"RELAY_HOST" desc:"host:port of a smarthost that all outbound mail goes through instead of by MX (STARTTLS when offered; port 465 means implicit TLS)"`
@@ -210,6 +211,9 @@ func (c *Config) validate() error {
 	}
 	if c.DBMaxConns < 2 || c.DBMaxConns > 1000 {
 		return bad("DB_MAX_CONNS", "must be between 2 and 1000")
+	}
+	if c.AuthCacheTTL < 0 || c.AuthCacheTTL > 24*time.Hour {
+		return bad("AUTH_CACHE_TTL", "%s: want 0 (off) up to 24h", c.AuthCacheTTL)
 	}
 	if c.ShutdownTimeout < 0 {
 		return bad("SHUTDOWN_TIMEOUT", "must not be negative")
