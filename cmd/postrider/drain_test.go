@@ -1,7 +1,12 @@
 package main_test
 
 import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -168,5 +173,45 @@ func TestHealthcheckWithoutNode(t *testing.T) {
 	}
 	if r := runCLI(t, nil, "", "healthcheck", "/metrics"); r.code != 2 {
 		t.Fatalf("healthcheck with a stray argument: %d %q", r.code, r.stderr)
+	}
+}
+
+// TestSelfsignedSharedByNodes: `postrider selfsigned` writes the pair once
+// (a second run keeps it), and two nodes given those files serve the same
+// certificate, as the compose stack's nodes do behind one balancer.
+func TestSelfsignedSharedByNodes(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"POSTRIDER_DATA_DIR=" + dir, "POSTRIDER_HOSTNAME=mail.example.org"}
+	r := runCLI(t, env, "", "selfsigned")
+	if r.code != 0 || !strings.Contains(r.stdout, "POSTRIDER_TLS_CERT_FILE="+filepath.Join(dir, "selfsigned-cert.pem")) {
+		t.Fatalf("selfsigned: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	first, err := os.ReadFile(filepath.Join(dir, "selfsigned-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(first)
+	if block == nil {
+		t.Fatal("no PEM certificate written")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil || cert.VerifyHostname("mail.example.org") != nil {
+		t.Fatalf("certificate not for POSTRIDER_HOSTNAME: %v %v", err, cert.DNSNames)
+	}
+	if r := runCLI(t, env, "", "selfsigned"); r.code != 0 {
+		t.Fatalf("second run: %q", r.stderr)
+	}
+	if again, _ := os.ReadFile(filepath.Join(dir, "selfsigned-cert.pem")); !bytes.Equal(again, first) {
+		t.Fatal("a second run replaced a valid certificate")
+	}
+
+	url := pgtest.NewDatabase(t)
+	files := []string{"POSTRIDER_TLS_CERT_FILE=" + filepath.Join(dir, "selfsigned-cert.pem"),
+		"POSTRIDER_TLS_KEY_FILE=" + filepath.Join(dir, "selfsigned-key.pem")}
+	a := startNode(t, url, files...)
+	b := startNode(t, url, files...)
+	sa, sb := servedSerial(t, a.addrs["IMAPS"]), servedSerial(t, b.addrs["IMAPS"])
+	if sa.Cmp(cert.SerialNumber) != 0 || sb.Cmp(cert.SerialNumber) != 0 {
+		t.Fatalf("served serials %v and %v, want both %v", sa, sb, cert.SerialNumber)
 	}
 }

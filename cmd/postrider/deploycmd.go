@@ -73,3 +73,26 @@ func localAddr(listen string) string {
 	}
 	return net.JoinHostPort(host, port)
 }
+
+// cmdSelfsigned writes the self-signed certificate and key that serve
+// would generate (selfsigned-cert.pem and selfsigned-key.pem in
+// POSTRIDER_DATA_DIR, for POSTRIDER_HOSTNAME) unless a valid pair is
+// already there, and exits. Run once before several nodes start, with the
+// directory shared and POSTRIDER_TLS_CERT_FILE/KEY_FILE pointing at it,
+// every node serves the same certificate (clients behind one balancer
+// would otherwise see a different one on each connection).
+func cmdSelfsigned(args []string, stdout io.Writer) error {
+	if len(args) != 0 {
+		return usageErr("usage: postrider selfsigned (POSTRIDER_DATA_DIR and POSTRIDER_HOSTNAME say where and for whom)")
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	certFile, keyFile := selfsignedPaths(cfg)
+	if err := ensureSelfSigned(certFile, keyFile, cfg.Hostname); err != nil {
+		return fmt.Errorf("self-signed certificate: %w", err)
+	}
+	fmt.Fprintf(stdout, "POSTRIDER_TLS_CERT_FILE=%s\nPOSTRIDER_TLS_KEY_FILE=%s\n", certFile, keyFile)
+	return nil
+}
