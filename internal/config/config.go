@@ -60,7 +60,8 @@ type Config struct {
 	POP3MarkSeen     bool          `env:"POP3_MARK_SEEN" envDefault:"true" desc:"POP3 RETR sets the \\Seen flag"`
 	DBMaxConns       int           `env:"DB_MAX_CONNS" envDefault:"32" desc:"PostgreSQL connections per node (pool size)"`
 	ContentCacheSize Size          `env:"CONTENT_CACHE_SIZE" envDefault:"64M" desc:"memory in bytes (suffixes K, M, G allowed) each node keeps for message contents IMAP FETCH reads (parsed envelope and structure, messages up to 64 KB whole, the header of larger ones), least recently used first out; contents never change, so the cache is never stale"`
-	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"how long in-flight work may finish after SIGTERM before it is cancelled"`
+	DrainPeriod      time.Duration `env:"DRAIN_PERIOD" envDefault:"10s" desc:"after SIGTERM, how long the node keeps serving (existing and new connections) with /readyz answering 503, so that the load balancer takes it out of rotation before clients are told to go (SMTP 421, IMAP BYE, POP3 -ERR); longer than the balancer's health check interval times its fall count; a second SIGTERM or SIGINT ends it early; SIGINT skips it; 0 disables"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"how long in-flight work may finish, after the drain period, before it is cancelled"`
 
 	TombstoneRetention time.Duration `env:"TOMBSTONE_RETENTION" envDefault:"720h" desc:"how long the UIDs of expunged messages are kept for IMAP resynchronisation (CONDSTORE/QRESYNC VANISHED); a client away longer is told every UID it knew that no longer exists; 0 keeps them forever"`
 
@@ -214,6 +215,9 @@ func (c *Config) validate() error {
 	}
 	if c.AuthCacheTTL < 0 || c.AuthCacheTTL > 24*time.Hour {
 		return bad("AUTH_CACHE_TTL", "%s: want 0 (off) up to 24h", c.AuthCacheTTL)
+	}
+	if c.DrainPeriod < 0 || c.DrainPeriod > time.Hour {
+		return bad("DRAIN_PERIOD", "must be between 0 and 1h")
 	}
 	if c.ShutdownTimeout < 0 {
 		return bad("SHUTDOWN_TIMEOUT", "must not be negative")
