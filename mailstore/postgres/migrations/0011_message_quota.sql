@@ -1,4 +1,4 @@
--- Version 10: a message-count quota beside the storage quota (issue 13,
+-- Version 11: a message-count quota beside the storage quota (issue 13,
 -- RFC 9208 §5.2 MESSAGE resource).
 --
 -- msg_used is kept exact the way quota_used is: every function that adds
