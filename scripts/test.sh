@@ -6,8 +6,9 @@
 # 127.0.0.1:5432 if one answers; else a throw-away cluster started by
 # scripts/pgcluster.sh (installing Debian's postgresql package if needed).
 # Mail clients used by the end-to-end tests (swaks, mutt, isync, fetchmail,
-# getmail6, curl) are installed from Debian's packages when missing and we
-# are root.
+# getmail6, curl) and HAProxy (the cluster test runs the repository's
+# deploy/haproxy.cfg) are installed from Debian's packages when missing and
+# we are root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
@@ -24,7 +25,7 @@ fi
 echo "== PostgreSQL: ${POSTRIDER_TEST_DATABASE_URL}"
 
 need=()
-for pair in swaks:swaks mutt:mutt mbsync:isync fetchmail:fetchmail getmail:getmail6 curl:curl python3:python3; do
+for pair in swaks:swaks mutt:mutt mbsync:isync fetchmail:fetchmail getmail:getmail6 curl:curl python3:python3 haproxy:haproxy; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # swaks speaks TLS through these Perl modules, which it only recommends.
@@ -44,6 +45,14 @@ echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
 	echo "not gofmt-formatted:"; echo "$unformatted"; exit 1
+fi
+echo "== haproxy -c deploy/haproxy.cfg"
+if command -v haproxy >/dev/null 2>&1; then
+	# Outside Docker the node names do not resolve: HAProxy warns and
+	# starts those servers disabled (init-addr none), which is valid.
+	haproxy -c -q -f deploy/haproxy.cfg
+else
+	echo "haproxy missing: configuration not checked (the cluster test will skip)"
 fi
 echo "== go vet"
 go vet ./...
