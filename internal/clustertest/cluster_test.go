@@ -1,0 +1,236 @@
+package clustertest
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postrider/postrider/internal/pgtest"
+)
+
+// cluster starts three nodes on a fresh database behind HAProxy.
+func cluster(t *testing.T, extraEnv ...string) (string, []*node, *balancer) {
+	t.Helper()
+	haproxyBinary(t) // skip before building anything when it is missing
+	db := pgtest.NewDatabase(t)
+	setupAccount(t, db)
+	env := append([]string{"POSTRIDER_SHUTDOWN_TIMEOUT=10s"}, extraEnv...)
+	var nodes []*node
+	for i := 1; i <= 3; i++ {
+		nodes = append(nodes, newNode(t, fmt.Sprintf("node%d", i), db, env...))
+	}
+	return db, nodes, startBalancer(t, nodes)
+}
+
+// mustLines is a lineClient that fails the test on errors.
+type mustLines struct {
+	t *testing.T
+	*lineClient
+}
+
+func dialMust(t *testing.T, ip, addr string) *mustLines {
+	t.Helper()
+	c, err := dialLines(ip, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	return &mustLines{t, c}
+}
+
+func (m *mustLines) do(line, prefix string) []string {
+	m.t.Helper()
+	if line != "" {
+		if err := m.send(line); err != nil {
+			m.t.Fatal(err)
+		}
+	}
+	got, before, err := m.until(prefix, 15*time.Second)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return append(before, got)
+}
+
+func deliverOnce(t *testing.T, ip, addr, id string) {
+	t.Helper()
+	c, err := dialLines(ip, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	s := &smtpLoad{acked: map[string]time.Time{}}
+	if err := expectCode(c, "greeting", "220"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.send("EHLO client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := expectCode(c, "EHLO", "250"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.deliver(c, id); err != nil {
+		t.Fatalf("delivery of %s through %s: %v", id, addr, err)
+	}
+}
+
+// TestClusterBehindHAProxy: SMTP in and IMAP/POP3 out through the
+// balancer, whichever node serves them; IDLE on one node sees what the
+// others do; the POP3 lock holds across nodes; the client's own address
+// reaches the nodes' logs through PROXY protocol v2.
+func TestClusterBehindHAProxy(t *testing.T) {
+	_, nodes, lb := cluster(t, "POSTRIDER_LOG_LEVEL=debug")
+
+	idle := dialMust(t, directClientIP, nodes[0].addrs["IMAP"])
+	idle.do("", "* OK")
+	idle.do(`a LOGIN `+user+` "`+password+`"`, "a OK")
+	idle.do("b SELECT INBOX", "b OK")
+	idle.do("c IDLE", "+ ")
+
+	// Three deliveries through the balancer (leastconn spreads them) and
+	// one straight to node 2.
+	for i := 1; i <= 3; i++ {
+		deliverOnce(t, balancedClientIP, lb.front["smtp"], fmt.Sprintf("lb-%d@client.test", i))
+		idle.do("", fmt.Sprintf("* %d EXISTS", i))
+	}
+	deliverOnce(t, directClientIP, nodes[1].addrs["SMTP"], "direct-4@client.test")
+	idle.do("", "* 4 EXISTS")
+
+	// Flag changes through the balancer and on nodes 2 and 3.
+	for i, addr := range []string{lb.front["imap"], nodes[1].addrs["IMAP"], nodes[2].addrs["IMAP"]} {
+		ip := directClientIP
+		if i == 0 {
+			ip = balancedClientIP
+		}
+		c := dialMust(t, ip, addr)
+		c.do("", "* OK")
+		c.do(`a LOGIN `+user+` "`+password+`"`, "a OK")
+		sel := strings.Join(c.do("b SELECT INBOX", "b OK"), "\n")
+		if !strings.Contains(sel, "* 4 EXISTS") {
+			t.Fatalf("SELECT through %s:\n%s", addr, sel)
+		}
+		c.do(fmt.Sprintf(`c STORE %d +FLAGS (\Flagged)`, i+1), "c OK")
+		got := strings.Join(idle.do("", fmt.Sprintf("* %d FETCH", i+1)), "\n")
+		if !strings.Contains(got, `\Flagged`) {
+			t.Fatalf("IDLE on node 1 after STORE on %s: %q", addr, got)
+		}
+		c.do("z LOGOUT", "z OK")
+	}
+	idle.do("DONE", "c OK")
+
+	// POP3 through the balancer; every node then refuses a second session
+	// for the maildrop (RFC 2449 §8.1.2 [IN-USE]), whichever holds it.
+	pop := dialMust(t, balancedClientIP, lb.front["pop3"])
+	pop.do("", "+OK")
+	pop.do("USER "+user, "+OK")
+	pop.do("PASS "+password, "+OK")
+	if st := pop.do("STAT", "+OK"); !strings.HasPrefix(st[len(st)-1], "+OK 4 ") {
+		t.Fatalf("STAT through the balancer: %q", st)
+	}
+	for _, n := range nodes {
+		c := dialMust(t, directClientIP, n.addrs["POP3"])
+		c.do("", "+OK")
+		c.do("USER "+user, "+OK")
+		if err := c.send("PASS " + password); err != nil {
+			t.Fatal(err)
+		}
+		l, err := c.line(30 * time.Second)
+		if err != nil || !strings.HasPrefix(l, "-ERR [IN-USE]") {
+			t.Fatalf("second POP3 session on %s: %q, %v", n.name, l, err)
+		}
+	}
+	pop.do("RETR 1", "+OK")
+	pop.do("", ".")
+	pop.do("QUIT", "+OK")
+
+	// PROXY protocol: the nodes log the client's address, 127.0.0.23,
+	// with HAProxy's as the proxy; direct clients appear as themselves.
+	var viaLB, direct bool
+	for _, n := range nodes {
+		for _, l := range strings.Split(n.logs(), "\n") {
+			if strings.Contains(l, `"remote":"`+balancedClientIP) && strings.Contains(l, `"proxy":"127.0.0.1`) {
+				viaLB = true
+			}
+			if strings.Contains(l, `"remote":"`+directClientIP) && !strings.Contains(l, `"proxy"`) {
+				direct = true
+			}
+		}
+	}
+	if !viaLB || !direct {
+		t.Errorf("client addresses in the nodes' logs: through HAProxy %v, direct %v\n%s", viaLB, direct, nodes[0].logs())
+	}
+	// HAProxy logs each closed connection (option tcplog to the log
+	// target).
+	if !strings.Contains(lb.logs(), balancedClientIP+":") || !strings.Contains(lb.logs(), " smtp smtp/node") {
+		t.Errorf("HAProxy did not log connections:\n%s", lb.logs())
+	}
+}
+
+// TestClusterNodeKilled: SIGKILL one node during a stream of SMTP
+// deliveries through HAProxy. Every acknowledged message is stored
+// exactly once, no message twice, and the clients carry on through the
+// other nodes.
+func TestClusterNodeKilled(t *testing.T) {
+	db, nodes, lb := cluster(t)
+	load := startSMTPLoad(4, balancedClientIP, "kill", func(int, int) string { return lb.front["smtp"] })
+	time.Sleep(3 * time.Second)
+	nodes[1].kill()
+	killed := time.Now()
+	t.Logf("SIGKILL node2 after %d acknowledged deliveries", len(load.ackedIDs()))
+	time.Sleep(8 * time.Second)
+	load.halt()
+
+	var after int
+	var lastAck time.Time
+	for _, at := range load.ackedIDs() {
+		if at.After(killed) {
+			after++
+		}
+		if at.After(lastAck) {
+			lastAck = at
+		}
+	}
+	if after == 0 || lastAck.Before(killed.Add(6*time.Second)) {
+		t.Errorf("clients did not carry on after the kill: %d acknowledged after it, the last %v after", after, lastAck.Sub(killed))
+	}
+	lost, unacked := checkDeliveries(t, db, load)
+	t.Logf("node kill: %s; %d acknowledged after the kill; lost %d; unacknowledged but stored %d",
+		load.summary(), after, lost, unacked)
+}
+
+// TestClusterRollingRestart: SIGTERM, wait, restart each node in turn
+// under SMTP and IMAP load through HAProxy; no acknowledged message and no
+// acknowledged flag change is lost.
+func TestClusterRollingRestart(t *testing.T) {
+	db, nodes, lb := cluster(t)
+	smtpL := startSMTPLoad(2, balancedClientIP, "roll", func(int, int) string { return lb.front["smtp"] })
+	imapL := startIMAPLoad(2, balancedClientIP, func(int, int) string { return lb.front["imap"] })
+	time.Sleep(2 * time.Second)
+	for _, n := range nodes {
+		start := time.Now()
+		downs := strings.Count(lb.logs(), "Server smtp/"+n.name+" is DOWN")
+		ups := strings.Count(lb.logs(), "Server smtp/"+n.name+" is UP, reason: Layer7 check passed")
+		n.stop(t)
+		stopped := time.Since(start)
+		// Wait, as an operator would, until HAProxy has taken the node
+		// out (two failed checks 2 s apart), then bring it back and wait
+		// until its /readyz check puts it back in rotation.
+		lb.waitLog(t, "Server smtp/"+n.name+" is DOWN", downs+1, 15*time.Second)
+		down := time.Since(start)
+		n.start(t)
+		lb.waitLog(t, "Server smtp/"+n.name+" is UP, reason: Layer7 check passed", ups+1, 15*time.Second)
+		t.Logf("%s: stopped %v after SIGTERM, out of rotation after %v, back in rotation after %v",
+			n.name, stopped.Round(time.Millisecond), down.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	}
+	time.Sleep(time.Second)
+	smtpL.halt()
+	imapL.halt()
+	lost, unacked := checkDeliveries(t, db, smtpL)
+	checkFlags(t, balancedClientIP, lb.front["imap"], imapL)
+	if len(smtpL.ackedIDs()) == 0 || len(imapL.acked) == 0 {
+		t.Fatalf("no load got through: %s; %s", smtpL.summary(), imapL.summary())
+	}
+	t.Logf("rolling restart: %s; lost %d; unacknowledged but stored %d", smtpL.summary(), lost, unacked)
+	t.Logf("rolling restart: %s", imapL.summary())
+}
