@@ -496,9 +496,9 @@ func checkDeliveries(t *testing.T, dbURL string, s *smtpLoad) (lost, unackedStor
 	return lost, unackedStored
 }
 
-// checkFlags fails the test unless every acknowledged \Seen change is
-// there, read over IMAP from addr.
-func checkFlags(t *testing.T, ip, addr string, l *imapLoad) {
+// checkFlags reads the flags over IMAP from addr and returns how many
+// acknowledged \Seen changes are missing; strict fails the test for each.
+func checkFlags(t *testing.T, ip, addr string, l *imapLoad, strict bool) (lost int) {
 	t.Helper()
 	c, err := dialLines(ip, addr)
 	if err != nil {
@@ -531,10 +531,14 @@ func checkFlags(t *testing.T, ip, addr string, l *imapLoad) {
 	defer l.mu.Unlock()
 	for uid := range l.acked {
 		if !seen[uid] {
-			t.Errorf("acknowledged \\Seen on UID %d is lost", uid)
+			lost++
+			if strict {
+				t.Errorf("acknowledged \\Seen on UID %d is lost", uid)
+			}
 		}
 	}
 	for _, e := range l.permErrs {
 		t.Errorf("IMAP permanent error under load: %s", e)
 	}
+	return lost
 }
