@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -421,7 +422,7 @@ func startBalancer(t *testing.T, nodes []*node) *balancer {
 	b := &balancer{front: front}
 	// -n: the shipped maxconn needs more file descriptors than a test
 	// process may have; the limit is a run option, not configuration.
-	b.cmd = exec.Command(bin, "-db", "-n", "4000", "-f", path)
+	b.cmd = exec.Command(bin, "-db", "-n", strconv.Itoa(testMaxConn()), "-f", path)
 	b.cmd.Stdout, b.cmd.Stderr = b, b
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -467,6 +468,16 @@ func (b *balancer) greets(n int) bool {
 		}
 	}
 	return true
+}
+
+// testMaxConn is a connection limit for HAProxy within this process's
+// file descriptor limit (two descriptors a connection, and some spare).
+func testMaxConn() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Max > 8200 {
+		return 4000
+	}
+	return max(100, int(r.Max)/2-100)
 }
 
 // dialFrom connects to addr from the local address ip.
