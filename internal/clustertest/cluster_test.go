@@ -1,10 +1,13 @@
 package clustertest
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/postrider/postrider/internal/pgtest"
 )
@@ -53,6 +56,23 @@ func (m *mustLines) do(line, prefix string) []string {
 	return append(before, got)
 }
 
+// authFailureKeys lists the keys failed logins are counted under.
+func authFailureKeys(t *testing.T, dbURL string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var keys string
+	if err := c.QueryRow(ctx, "SELECT coalesce(string_agg(key, ' '), '') FROM auth_failures").Scan(&keys); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
 func deliverOnce(t *testing.T, ip, addr, id string) {
 	t.Helper()
 	c, err := dialLines(ip, addr)
@@ -78,9 +98,9 @@ func deliverOnce(t *testing.T, ip, addr, id string) {
 // TestClusterBehindHAProxy: SMTP in and IMAP/POP3 out through the
 // balancer, whichever node serves them; IDLE on one node sees what the
 // others do; the POP3 lock holds across nodes; the client's own address
-// reaches the nodes' logs through PROXY protocol v2.
+// reaches the nodes' logs and login throttling through PROXY protocol v2.
 func TestClusterBehindHAProxy(t *testing.T) {
-	_, nodes, lb := cluster(t, "POSTRIDER_LOG_LEVEL=debug")
+	db, nodes, lb := cluster(t, "POSTRIDER_LOG_LEVEL=debug")
 
 	idle := dialMust(t, directClientIP, nodes[0].addrs["IMAP"])
 	idle.do("", "* OK")
@@ -128,16 +148,15 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	if st := pop.do("STAT", "+OK"); !strings.HasPrefix(st[len(st)-1], "+OK 4 ") {
 		t.Fatalf("STAT through the balancer: %q", st)
 	}
+	// (At once: a node waits a few seconds for a lock whose holder may
+	// be quitting before it answers [IN-USE].)
+	inUse := make(chan string, len(nodes))
 	for _, n := range nodes {
-		c := dialMust(t, directClientIP, n.addrs["POP3"])
-		c.do("", "+OK")
-		c.do("USER "+user, "+OK")
-		if err := c.send("PASS " + password); err != nil {
-			t.Fatal(err)
-		}
-		l, err := c.line(30 * time.Second)
-		if err != nil || !strings.HasPrefix(l, "-ERR [IN-USE]") {
-			t.Fatalf("second POP3 session on %s: %q, %v", n.name, l, err)
+		go func() { inUse <- secondPOP3(n) }()
+	}
+	for range nodes {
+		if msg := <-inUse; msg != "" {
+			t.Error(msg)
 		}
 	}
 	pop.do("RETR 1", "+OK")
@@ -160,11 +179,51 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	if !viaLB || !direct {
 		t.Errorf("client addresses in the nodes' logs: through HAProxy %v, direct %v\n%s", viaLB, direct, nodes[0].logs())
 	}
+	// Throttling counts the failed login under the client's address, not
+	// HAProxy's (auth/throttle.go: "ip:<client>" and "userip:..." keys).
+	bad := dialMust(t, balancedClientIP, lb.front["imap"])
+	bad.do("", "* OK")
+	if r := bad.do(`a LOGIN `+user+` "wrong"`, "a "); !strings.HasPrefix(r[len(r)-1], "a NO [AUTHENTICATIONFAILED]") {
+		t.Fatalf("wrong password through the balancer: %q", r)
+	}
+	keys := authFailureKeys(t, db)
+	if !strings.Contains(keys, "ip:"+balancedClientIP) || strings.Contains(keys, "127.0.0.1") {
+		t.Errorf("failed login through HAProxy counted under %q, want the client's %s", keys, balancedClientIP)
+	}
+
 	// HAProxy logs each closed connection (option tcplog to the log
 	// target).
 	if !strings.Contains(lb.logs(), balancedClientIP+":") || !strings.Contains(lb.logs(), " smtp smtp/node") {
 		t.Errorf("HAProxy did not log connections:\n%s", lb.logs())
 	}
+}
+
+// secondPOP3 logs in to n's POP3 while the maildrop is locked elsewhere;
+// it returns what went wrong, "" for the expected [IN-USE].
+func secondPOP3(n *node) string {
+	c, err := dialLines(directClientIP, n.addrs["POP3"])
+	if err != nil {
+		return err.Error()
+	}
+	defer c.close()
+	for _, cmd := range []string{"", "USER " + user} {
+		if cmd != "" {
+			if err := c.send(cmd); err != nil {
+				return err.Error()
+			}
+		}
+		if l, err := c.line(10 * time.Second); err != nil || !strings.HasPrefix(l, "+OK") {
+			return fmt.Sprintf("%s: POP3 %q: %q, %v", n.name, cmd, l, err)
+		}
+	}
+	if err := c.send("PASS " + password); err != nil {
+		return err.Error()
+	}
+	l, err := c.line(30 * time.Second)
+	if err != nil || !strings.HasPrefix(l, "-ERR [IN-USE]") {
+		return fmt.Sprintf("second POP3 session on %s: %q, %v", n.name, l, err)
+	}
+	return ""
 }
 
 // TestClusterNodeKilled: SIGKILL one node during a stream of SMTP
