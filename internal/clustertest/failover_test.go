@@ -171,7 +171,12 @@ func TestDatabaseFailover(t *testing.T) {
 	// No primary for a while, as while a failover manager notices (Patroni
 	// waits out its leader lease): SMTP must keep answering 4xx, and no
 	// 250 can come, since nothing can commit.
-	time.Sleep(3 * time.Second)
+	holdUntil := time.Now().Add(3 * time.Second)
+	// POP3 says "try again later" (RFC 3206 §4 [SYS/TEMP]).
+	if l := pop3Login(t, a); !strings.HasPrefix(l, "-ERR [SYS/TEMP]") {
+		t.Errorf("POP3 login with no primary: %q, want -ERR [SYS/TEMP]", l)
+	}
+	time.Sleep(time.Until(holdUntil))
 	promoteAt := time.Now()
 	for id, at := range smtpL.ackedIDs() {
 		if at.After(stopped.Add(500*time.Millisecond)) && at.Before(promoteAt) {
@@ -238,6 +243,22 @@ func TestDatabaseFailover(t *testing.T) {
 		before, smtpL.summary(), tempDuring, lost, unacked)
 	t.Logf("failover: %s; acknowledged \\Seen changes lost: %d (asynchronous commit)", imapL.summary(), flagsLost)
 	t.Logf("failover: IDLE on nodeA (the session opened before the failover: %v) saw the delivery and the flag change made on nodeB after it", idleKept)
+}
+
+// pop3Login logs in to n's POP3 and returns the reply to PASS.
+func pop3Login(t *testing.T, n *node) string {
+	t.Helper()
+	c := dialMust(t, directClientIP, n.addrs["POP3"])
+	c.do("", "+OK")
+	c.do("USER "+user, "+OK")
+	if err := c.send("PASS " + password); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.line(15 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 func portOf(addr string) string {
