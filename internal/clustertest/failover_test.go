@@ -179,7 +179,9 @@ func TestDatabaseFailover(t *testing.T) {
 	time.Sleep(time.Until(holdUntil))
 	promoteAt := time.Now()
 	for id, at := range smtpL.ackedIDs() {
-		if at.After(stopped.Add(500*time.Millisecond)) && at.Before(promoteAt) {
+		// (A reply to a commit made just before the stop may still be on
+		// its way: a second's grace on a busy machine.)
+		if at.After(stopped.Add(time.Second)) && at.Before(promoteAt) {
 			t.Errorf("%s acknowledged %v after the primary stopped, with no primary", id, at.Sub(stopped))
 		}
 	}

@@ -74,9 +74,9 @@ func (l *lineClient) reply() (string, error) {
 
 func (l *lineClient) close() { l.c.Close() }
 
-// errTemp is a temporary failure the client sees (4xx, NO/BYE, -ERR, a
-// broken connection); errPerm a permanent one, which an outage must never
-// cause.
+// loadErr is what a load client saw go wrong: temporary (4xx, NO
+// [UNAVAILABLE], BYE, a broken connection) or permanent (perm), which no
+// outage, kill or restart may cause.
 type loadErr struct {
 	perm bool
 	msg  string
@@ -228,10 +228,7 @@ func (s *smtpLoad) deliver(c *lineClient, id string) error {
 			return temp("%s: %v", st.cmd, err)
 		}
 		if err := expectCode(c, st.cmd, st.want); err != nil {
-			if le := err.(*loadErr); !le.perm {
-				_ = c.send("RSET")
-			}
-			return err
+			return err // the caller hangs up and starts afresh
 		}
 	}
 	body := "From: bob@load.test\r\nTo: " + user + "\r\nSubject: load " + id + "\r\nMessage-ID: <" + id + ">\r\n\r\nload\r\n."
