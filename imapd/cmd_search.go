@@ -20,43 +20,9 @@ func cmdSearch(c *conn, cx *cmdCtx) error {
 	if err := p.sp(); err != nil {
 		return err
 	}
-	var ret searchReturn
-	esearch := false
-	if p.acceptWord("RETURN") {
-		esearch = true
-		if err := p.sp(); err != nil {
-			return err
-		}
-		err := p.list(func() error {
-			opt, err := p.atom()
-			if err != nil {
-				return err
-			}
-			switch strings.ToUpper(opt) {
-			case "MIN":
-				ret.min = true
-			case "MAX":
-				ret.max = true
-			case "ALL":
-				ret.all = true
-			case "COUNT":
-				ret.count = true
-			case "SAVE":
-				ret.save = true
-			default:
-				return errBad("Unknown SEARCH return option")
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if !ret.min && !ret.max && !ret.count && !ret.save {
-			ret.all = true // RETURN () means ALL (RFC 4731 §3.1)
-		}
-		if err := p.sp(); err != nil {
-			return err
-		}
+	ret, esearch, err := c.searchReturnOpts(true)
+	if err != nil {
+		return err
 	}
 	if ret.save {
 		s.saved = nil // a failed SEARCH leaves "$" empty (RFC 5182 §2.1)
@@ -65,69 +31,22 @@ func cmdSearch(c *conn, cx *cmdCtx) error {
 		if err := p.sp(); err != nil {
 			return err
 		}
-		cs, err := p.astring()
-		if err != nil {
+		if err := c.searchCharset(); err != nil {
 			return err
-		}
-		if !strings.EqualFold(cs, "UTF-8") && !strings.EqualFold(cs, "US-ASCII") {
-			// Skip the rest so that the NO is about the charset.
-			p.pos = len(p.line)
-			return errNo("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
 		}
 		if err := p.sp(); err != nil {
 			return err
 		}
 	}
-	sp := searchParser{c: c}
-	var crit mailstore.SearchCriteria
-	if err := sp.program(&crit); err != nil {
+	results, sp, err := c.searchProgram()
+	if err != nil {
 		return err
 	}
-	if err := p.end(); err != nil {
-		return err
-	}
-	if err := c.refreshView(); err != nil {
-		return err
-	}
-	var results []uint32
-	if m := s.maxUID(); m > 0 {
-		// Only messages the client has been told about (RFC 9051 §7.5.1).
-		crit.UIDs = append(crit.UIDs, mailstore.UIDSet{{Start: 1, Stop: m}})
-		found, err := c.srv.store.Search(c.ctx, c.acct.ID, s.mbox.ID, &crit)
-		if err != nil {
-			return err
-		}
-		for _, u := range found {
-			if s.seqOf(u) > 0 {
-				results = append(results, u)
-			}
-		}
-	}
-	var highest uint64
-	if sp.modseq && len(results) > 0 {
-		// The mod-sequence reported is the highest of the messages the
-		// response names: only MIN and/or MAX when those are all that is
-		// returned (RFC 4731 §3.2, RFC 7162 §3.1.5).
-		named := results
-		if esearch && (ret.min || ret.max) && !ret.all && !ret.count {
-			named = savedResult(results, ret)
-		}
-		for _, u := range named {
-			if i, ok := s.index(u); ok {
-				highest = max(highest, s.msgs[i].modseq)
-			}
-		}
-	}
+	highest := c.highestModSeq(sp, results, ret, esearch)
 	if ret.save {
 		s.saved = savedResult(results, ret)
 	}
-	nums := results
-	if !cx.uid {
-		nums = make([]uint32, len(results))
-		for i, u := range results {
-			nums[i] = s.seqOf(u)
-		}
-	}
+	nums := c.numbers(results, cx.uid)
 	if !esearch && !c.rev2 {
 		// RFC 3501 §7.2.5 SEARCH response.
 		c.w.str("* SEARCH")
@@ -135,21 +54,165 @@ func cmdSearch(c *conn, cx *cmdCtx) error {
 			c.w.sp()
 			c.w.num32(n)
 		}
-		if highest > 0 {
-			c.w.str(" (MODSEQ ")
-			c.w.num(highest)
-			c.w.byte(')')
-		}
+		c.writeModSeqSuffix(highest)
 		c.w.crlf()
 		return nil
 	}
 	if !esearch {
 		ret.all = true // IMAP4rev2 answers SEARCH with ESEARCH (RFC 9051 §6.4.4)
 	}
-	if ret.save && !ret.min && !ret.max && !ret.all && !ret.count {
-		return nil // SAVE alone: no ESEARCH response (RFC 5182 §2.1)
+	c.writeESearch(cx, ret, nums, highest)
+	return nil
+}
+
+// searchReturnOpts parses an optional "RETURN (...) SP" of SEARCH (RFC
+// 4731 §3.1, RFC 5182 §2) or SORT (RFC 5267 §3.2); esearch reports
+// whether it was there. After it the parser is at the next argument.
+func (c *conn) searchReturnOpts(allowSave bool) (ret searchReturn, esearch bool, err error) {
+	p := &c.p
+	if !p.acceptWord("RETURN") {
+		return ret, false, nil
 	}
-	// RFC 4731 §3.1 ESEARCH response.
+	if err := p.sp(); err != nil {
+		return ret, false, err
+	}
+	err = p.list(func() error {
+		opt, err := p.atom()
+		if err != nil {
+			return err
+		}
+		switch strings.ToUpper(opt) {
+		case "MIN":
+			ret.min = true
+		case "MAX":
+			ret.max = true
+		case "ALL":
+			ret.all = true
+		case "COUNT":
+			ret.count = true
+		case "SAVE":
+			if !allowSave {
+				return errBad("Unknown return option")
+			}
+			ret.save = true
+		default:
+			return errBad("Unknown SEARCH return option")
+		}
+		return nil
+	})
+	if err != nil {
+		return ret, false, err
+	}
+	if !ret.min && !ret.max && !ret.count && !ret.save {
+		ret.all = true // RETURN () means ALL (RFC 4731 §3.1, RFC 5267 §3.2)
+	}
+	if err := p.sp(); err != nil {
+		return ret, false, err
+	}
+	return ret, true, nil
+}
+
+// searchCharset reads a charset name and accepts only UTF-8 and US-ASCII
+// (RFC 9051 §6.4.4; RFC 5256 §3 for SORT and THREAD): anything else is NO
+// [BADCHARSET] with the list of those supported.
+func (c *conn) searchCharset() error {
+	p := &c.p
+	cs, err := p.astring()
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(cs, "UTF-8") && !strings.EqualFold(cs, "US-ASCII") {
+		// Skip the rest so that the NO is about the charset.
+		p.pos = len(p.line)
+		return errNo("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
+	}
+	return nil
+}
+
+// searchProgram parses the search keys up to the end of the command and
+// evaluates them in the store: the matching UIDs of the view, ascending.
+func (c *conn) searchProgram() ([]uint32, *searchParser, error) {
+	s := c.sel
+	sp := &searchParser{c: c}
+	var crit mailstore.SearchCriteria
+	if err := sp.program(&crit); err != nil {
+		return nil, nil, err
+	}
+	if err := c.p.end(); err != nil {
+		return nil, nil, err
+	}
+	if err := c.refreshView(); err != nil {
+		return nil, nil, err
+	}
+	var results []uint32
+	if m := s.maxUID(); m > 0 {
+		// Only messages the client has been told about (RFC 9051 §7.5.1).
+		crit.UIDs = append(crit.UIDs, mailstore.UIDSet{{Start: 1, Stop: m}})
+		found, err := c.srv.store.Search(c.ctx, c.acct.ID, s.mbox.ID, &crit)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, u := range found {
+			if s.seqOf(u) > 0 {
+				results = append(results, u)
+			}
+		}
+	}
+	return results, sp, nil
+}
+
+// highestModSeq is the mod-sequence a response reports when the search
+// used MODSEQ: the highest of the messages the response names, only MIN
+// and/or MAX when those are all that is returned (RFC 4731 §3.2, RFC 7162
+// §3.1.5). results are in the order of the response (MIN first).
+func (c *conn) highestModSeq(sp *searchParser, results []uint32, ret searchReturn, esearch bool) uint64 {
+	s := c.sel
+	if !sp.modseq || len(results) == 0 {
+		return 0
+	}
+	named := results
+	if esearch && (ret.min || ret.max) && !ret.all && !ret.count {
+		named = savedResult(results, ret)
+	}
+	var highest uint64
+	for _, u := range named {
+		if i, ok := s.index(u); ok {
+			highest = max(highest, s.msgs[i].modseq)
+		}
+	}
+	return highest
+}
+
+// numbers turns UIDs of the view into what the response names: UIDs, or
+// sequence numbers, in the same order.
+func (c *conn) numbers(uids []uint32, uid bool) []uint32 {
+	if uid {
+		return uids
+	}
+	nums := make([]uint32, len(uids))
+	for i, u := range uids {
+		nums[i] = c.sel.seqOf(u)
+	}
+	return nums
+}
+
+// writeModSeqSuffix ends a SEARCH or SORT response with the highest
+// mod-sequence, when there is one (RFC 7162 §3.1.5, §3.1.6).
+func (c *conn) writeModSeqSuffix(highest uint64) {
+	if highest > 0 {
+		c.w.str(" (MODSEQ ")
+		c.w.num(highest)
+		c.w.byte(')')
+	}
+}
+
+// writeESearch sends the ESEARCH response (RFC 4731 §3.1) of SEARCH or
+// of SORT (RFC 5267 §3.2): for SORT nums are in sort order, MIN and MAX
+// are the first and last of it and ALL keeps the order.
+func (c *conn) writeESearch(cx *cmdCtx, ret searchReturn, nums []uint32, highest uint64) {
+	if ret.save && !ret.min && !ret.max && !ret.all && !ret.count {
+		return // SAVE alone: no ESEARCH response (RFC 5182 §2.1)
+	}
 	c.w.str("* ESEARCH (TAG ")
 	c.w.string(cx.tag)
 	c.w.byte(')')
@@ -167,6 +230,7 @@ func cmdSearch(c *conn, cx *cmdCtx) error {
 		}
 		if ret.all {
 			c.w.str(" ALL ")
+			// formatUIDs keeps the order: it joins only ascending runs.
 			c.w.str(formatUIDs(nums))
 		}
 	}
@@ -179,7 +243,6 @@ func cmdSearch(c *conn, cx *cmdCtx) error {
 		c.w.num(highest)
 	}
 	c.w.crlf()
-	return nil
 }
 
 // savedResult is what SAVE keeps (RFC 5182 §2.4): with MIN and/or MAX and

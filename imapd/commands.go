@@ -60,19 +60,22 @@ func init() {
 		"FETCH":    {states: stateSelected, uid: true, run: cmdFetch},
 		"STORE":    {states: stateSelected, uid: true, run: cmdStore},
 		"COPY":     {states: stateSelected, uid: true, run: cmdCopy},
-		"MOVE":     {states: stateSelected, uid: true, run: cmdCopy}, // RFC 6851
+		"MOVE":     {states: stateSelected, uid: true, run: cmdCopy},   // RFC 6851
+		"SORT":     {states: stateSelected, uid: true, run: cmdSort},   // RFC 5256 §3
+		"THREAD":   {states: stateSelected, uid: true, run: cmdThread}, // RFC 5256 §3
 	}
 }
 
 // mayExpunge reports whether EXPUNGE/VANISHED responses may be sent while
-// answering cx: not during FETCH, STORE or SEARCH, whose sequence numbers
-// would go out of step; their UID forms may (RFC 9051 §7.5.1, §7.4.1).
+// answering cx: not during FETCH, STORE, SEARCH, SORT or THREAD, whose
+// sequence numbers would go out of step; their UID forms may (RFC 9051
+// §7.5.1, §7.4.1; RFC 5256 §3).
 func (cx *cmdCtx) mayExpunge() bool {
 	if cx.uid {
 		return true
 	}
 	switch cx.name {
-	case "FETCH", "STORE", "SEARCH":
+	case "FETCH", "STORE", "SEARCH", "SORT", "THREAD":
 		return false
 	}
 	return true
@@ -96,24 +99,29 @@ func (c *conn) capabilities() string {
 		}
 	}
 	caps = append(caps,
-		"LITERAL+",           // RFC 7888
-		"ID",                 // RFC 2971
-		"ENABLE",             // RFC 5161
-		"IDLE",               // RFC 2177
-		"UNSELECT",           // RFC 3691
-		"NAMESPACE",          // RFC 2342
-		"UIDPLUS",            // RFC 4315
-		"MOVE",               // RFC 6851
-		"CHILDREN",           // RFC 3348
-		"LIST-EXTENDED",      // RFC 5258
-		"LIST-STATUS",        // RFC 5819
-		"SPECIAL-USE",        // RFC 6154
-		"CREATE-SPECIAL-USE", // RFC 6154 §3
-		"ESEARCH",            // RFC 4731
-		"SEARCHRES",          // RFC 5182
-		"CONDSTORE",          // RFC 7162
-		"QRESYNC",            // RFC 7162
-		"STATUS=SIZE",        // RFC 8438
+		"LITERAL+",              // RFC 7888
+		"ID",                    // RFC 2971
+		"ENABLE",                // RFC 5161
+		"IDLE",                  // RFC 2177
+		"UNSELECT",              // RFC 3691
+		"NAMESPACE",             // RFC 2342
+		"UIDPLUS",               // RFC 4315
+		"MOVE",                  // RFC 6851
+		"CHILDREN",              // RFC 3348
+		"LIST-EXTENDED",         // RFC 5258
+		"LIST-STATUS",           // RFC 5819
+		"SPECIAL-USE",           // RFC 6154
+		"CREATE-SPECIAL-USE",    // RFC 6154 §3
+		"ESEARCH",               // RFC 4731
+		"SEARCHRES",             // RFC 5182
+		"SORT",                  // RFC 5256
+		"SORT=DISPLAY",          // RFC 5957
+		"ESORT",                 // RFC 5267 §3
+		"THREAD=ORDEREDSUBJECT", // RFC 5256
+		"THREAD=REFERENCES",     // RFC 5256
+		"CONDSTORE",             // RFC 7162
+		"QRESYNC",               // RFC 7162
+		"STATUS=SIZE",           // RFC 8438
 		"APPENDLIMIT="+strconv.FormatInt(c.srv.cfg.MaxMessageSize, 10), // RFC 7889
 		"BINARY",      // RFC 3516
 		"UTF8=ACCEPT", // RFC 6855

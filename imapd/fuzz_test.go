@@ -121,10 +121,15 @@ func (m *memConn) SetWriteDeadline(time.Time) error { return nil }
 // runCommands feeds input to a connection in the given state and runs
 // commands until the input ends. It returns what the server wrote.
 func runCommands(tb testing.TB, input []byte, state connState, out io.Writer) {
+	runCommandsOn(tb, fuzzStore{}, input, state, out)
+}
+
+// runCommandsOn is runCommands with another store.
+func runCommandsOn(tb testing.TB, st Store, input []byte, state connState, out io.Writer) {
 	srv, err := newServer(Config{
 		Config: frontend.Config{Hostname: "fuzz", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		Limits: Limits{MaxErrors: 1 << 30, MaxErrorsPreAuth: 1 << 30, MaxAuthFailures: 1 << 30},
-	}, fuzzStore{}, fuzzAuth{})
+		Limits: Limits{MaxErrors: 1 << 30, MaxErrorsPreAuth: 1 << 30, MaxAuthFailures: 1 << 30, FetchBatch: 4},
+	}, st, fuzzAuth{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -167,6 +172,7 @@ var fuzzSeeds = []string{
 	"a SEARCH CHARSET UTF-8 OR (FROM {3}\r\nbob SUBJECT x) NOT (SINCE 1-Jan-2024 LARGER 100) UID 1:5,7 $\r\n",
 	"a UID SEARCH RETURN (MIN MAX COUNT ALL SAVE) MODSEQ \"/flags/\\\\draft\" all 5 KEYWORD x HEADER X-Y \"\"\r\n",
 	"a SEARCH 1:* SENTON \"2-Mar-2024\" BODY x TEXT y BCC z CC w TO v UNKEYWORD k NEW OLD RECENT ANSWERED\r\n",
+	"a SORT RETURN (MIN MAX) (REVERSE SUBJECT DATE) UTF-8 ALL\r\n", "a UID THREAD REFERENCES US-ASCII 1:*\r\n",
 	"a COPY 1:2 Trash\r\n", "a UID MOVE 1:* Archive\r\n", "a FOO {3+}\r\nabc\r\n", "a SEARCH ((((((((((((((((((ALL))))))))))))))))))\r\n",
 	"\x16\x03\x01\x00\r\n", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "a LOGIN {99999999999999999999}\r\n", "a FETCH 1:2:3 FLAGS\r\n",
 }

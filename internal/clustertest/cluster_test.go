@@ -18,7 +18,10 @@ func cluster(t *testing.T, extraEnv ...string) (string, []*node, *balancer) {
 	haproxyBinary(t) // skip before building anything when it is missing
 	db := pgtest.NewDatabase(t)
 	setupAccount(t, db)
-	env := append([]string{"POSTRIDER_SHUTDOWN_TIMEOUT=10s"}, extraEnv...)
+	// A drain longer than HAProxy needs to see /readyz fail twice (2 s
+	// apart), so that a stopping node leaves rotation before it tells
+	// its clients to go.
+	env := append([]string{"POSTRIDER_SHUTDOWN_TIMEOUT=10s", "POSTRIDER_DRAIN_PERIOD=5s"}, extraEnv...)
 	var nodes []*node
 	for i := 1; i <= 3; i++ {
 		nodes = append(nodes, newNode(t, fmt.Sprintf("node%d", i), db, env...))
@@ -270,17 +273,22 @@ func TestClusterRollingRestart(t *testing.T) {
 		start := time.Now()
 		downs := strings.Count(lb.logs(), "Server smtp/"+n.name+" is DOWN")
 		ups := strings.Count(lb.logs(), "Server smtp/"+n.name+" is UP, reason: Layer7 check passed")
-		n.stop(t)
-		stopped := time.Since(start)
-		// Wait, as an operator would, until HAProxy has taken the node
-		// out (two failed checks 2 s apart), then bring it back and wait
-		// until its /readyz check puts it back in rotation.
+		// SIGTERM: the node fails /readyz and keeps serving for its drain
+		// period, in which HAProxy takes it out (two failed checks 2 s
+		// apart); then it tells its clients to go and exits. Restarted,
+		// its /readyz check puts it back in rotation.
+		n.term()
 		lb.waitLog(t, "Server smtp/"+n.name+" is DOWN", downs+1, 15*time.Second)
 		down := time.Since(start)
+		n.waitExit(t)
+		stopped := time.Since(start)
 		n.start(t)
 		lb.waitLog(t, "Server smtp/"+n.name+" is UP, reason: Layer7 check passed", ups+1, 15*time.Second)
-		t.Logf("%s: stopped %v after SIGTERM, out of rotation after %v, back in rotation after %v",
-			n.name, stopped.Round(time.Millisecond), down.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		t.Logf("%s: out of rotation %v after SIGTERM, exited after %v, back in rotation after %v",
+			n.name, down.Round(time.Millisecond), stopped.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		if down > stopped {
+			t.Errorf("%s left rotation only after it exited: no drain", n.name)
+		}
 	}
 	time.Sleep(time.Second)
 	smtpL.halt()

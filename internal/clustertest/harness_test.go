@@ -224,10 +224,24 @@ func (n *node) ready() bool {
 // stop sends SIGTERM and waits for the process to exit.
 func (n *node) stop(t *testing.T) {
 	t.Helper()
+	n.term()
+	n.waitExit(t)
+}
+
+// term sends SIGTERM: the node drains (POSTRIDER_DRAIN_PERIOD), then stops.
+func (n *node) term() {
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
+	cmd := n.cmd
 	n.mu.Unlock()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// waitExit waits for the process to exit cleanly.
+func (n *node) waitExit(t *testing.T) {
+	t.Helper()
+	n.mu.Lock()
+	done := n.done
+	n.mu.Unlock()
 	select {
 	case err := <-done:
 		done <- err

@@ -200,11 +200,17 @@ func TestDeliverDedupeAndQuota(t *testing.T) {
 	if len(res.Delivered) != 3 {
 		t.Fatalf("delivered %+v", res.Delivered)
 	}
-	deliver(t, st, body, mailstore.Recipient{AccountID: b.ID})
 	var contents, refs int
 	must(t, st.Pool().QueryRow(ctx, `SELECT count(*), sum(refcount) FROM contents`).Scan(&contents, &refs))
-	if contents != 1 || refs != 4 {
-		t.Fatalf("contents %d refs %d, want 1 and 4", contents, refs)
+	if contents != 1 || refs != 3 {
+		t.Fatalf("one delivery: contents %d refs %d, want 1 and 3 (one content for every recipient)", contents, refs)
+	}
+	// The same small octets in another delivery get a content of their own
+	// (0010: no reference count shared across deliveries).
+	deliver(t, st, body, mailstore.Recipient{AccountID: b.ID})
+	must(t, st.Pool().QueryRow(ctx, `SELECT count(*), sum(refcount) FROM contents`).Scan(&contents, &refs))
+	if contents != 2 || refs != 4 {
+		t.Fatalf("second delivery: contents %d refs %d, want 2 and 4", contents, refs)
 	}
 	// Quota: b has 2 copies; limit allows no third.
 	must(t, st.SetQuota(ctx, b.ID, int64(2*len(body)+10)))

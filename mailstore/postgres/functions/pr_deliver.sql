@@ -102,14 +102,14 @@ BEGIN
         END IF;
     END IF;
 
-    -- 3. Known content: one more reference per target (and one for the
+    -- 3. Known (large) content: one more reference per target (and one for the
     -- queue item), under the account locks (an expunge of the same account
     -- releases contents under them). Without accounts the loop below is
     -- still safe: the UPDATE waits for a concurrent release of the row and
     -- then finds it deleted, or takes its reference first.
     IF v_cid IS NULL THEN
         LOOP
-            UPDATE contents SET refcount = refcount + v_refs WHERE sha256 = p_sha RETURNING id INTO v_cid;
+            UPDATE contents SET refcount = refcount + v_refs WHERE sha256 = p_sha AND size > chunk_size RETURNING id INTO v_cid;
             IF FOUND THEN
                 IF p_pending IS NOT NULL THEN
                     PERFORM pr_delete_contents(ARRAY[p_pending]);

@@ -1,9 +1,10 @@
--- pr_store_content stores a content that is not stored yet, with p_refs
--- references, and returns its id; NULL when a content with that SHA-256
--- exists (the caller then takes references on it). Small contents come
--- with their octets (p_data) and search text; large ones were streamed into
--- the pending row p_pending (chunks and content_text) and content_stage,
--- which this finalises.
+-- pr_store_content stores a content with p_refs references and returns its
+-- id. Small contents (one chunk) come with their octets (p_data) and search
+-- text and are always stored anew (0010: shared only within a delivery and
+-- by copies). Large ones were streamed into the pending row p_pending
+-- (chunks and content_text) and content_stage, which this finalises; it
+-- returns NULL when a large content with that SHA-256 exists (the caller
+-- then takes references on it: contents_sha256_large).
 CREATE OR REPLACE FUNCTION pr_store_content(
     p_pending bigint, p_sha bytea, p_size bigint, p_header_size bigint, p_chunk_size integer,
     p_sent_day date, p_parsed json, p_search_headers text, p_search_text text, p_data bytea, p_refs integer)
@@ -16,7 +17,6 @@ BEGIN
         WITH c AS (
             INSERT INTO contents (sha256, size, header_size, chunk_size, refcount, sent_day, parsed, search_headers, search_text)
             VALUES (p_sha, p_size, p_header_size, p_chunk_size, p_refs, p_sent_day, p_parsed, p_search_headers, p_search_text)
-            ON CONFLICT (sha256) DO NOTHING
             RETURNING id
         ), k AS (
             INSERT INTO chunks (content_id, seq, data) SELECT c.id, 0, p_data FROM c WHERE p_size > 0
