@@ -221,13 +221,6 @@ func (n *node) ready() bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// stop sends SIGTERM and waits for the process to exit.
-func (n *node) stop(t *testing.T) {
-	t.Helper()
-	n.term()
-	n.waitExit(t)
-}
-
 // term sends SIGTERM: the node drains (POSTRIDER_DRAIN_PERIOD), then stops.
 func (n *node) term() {
 	n.mu.Lock()
