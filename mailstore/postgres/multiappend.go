@@ -53,9 +53,6 @@ func (s *Store) MultiAppend(ctx context.Context, accountID, mailboxID int64, nex
 	defer chunkPool.Put(bufp)
 	buf := *bufp
 
-	in := newIngest(s.opts.MaxMessageSize, true)
-	spool := &textSpool{}
-	in.p.SetTextSink(spool.write)
 	n, small, err := readChunk(m.Body, buf)
 	if err != nil {
 		return nil, fmt.Errorf("append: %w", err)
@@ -91,6 +88,10 @@ func (s *Store) MultiAppend(ctx context.Context, accountID, mailboxID int64, nex
 		}
 		second = &m2
 	}
+	// Several messages, or a large first one: parsed as they are staged.
+	in := newIngest(s.opts.MaxMessageSize, true)
+	spool := &textSpool{}
+	in.p.SetTextSink(spool.write)
 	if err := in.write(buf[:n]); err != nil {
 		return nil, err
 	}
