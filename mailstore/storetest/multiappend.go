@@ -191,3 +191,42 @@ func testMultiAppendAllOrNothing(t *testing.T, f Factory) {
 	}
 	fx.checkQuota(alice.ID, used+200_000, "after two within quota")
 }
+
+// testBigMultiAppend appends four 10 MB messages and 20 small ones in one
+// MultiAppend and checks that the Go heap grows by less than heapBudget:
+// each body is streamed as it is read, none is held whole, and the
+// messages are not all kept in memory until the commit. (Run from
+// testBigMessage, alone, as HeapAlloc is process-wide.)
+func testBigMultiAppend(t *testing.T, fx *fixture, acct, mbox int64) {
+	const big, nBig, nSmall = 10_000_000, 4, 20
+	base := heapNow()
+	sampler := startHeapSampler()
+	start := time.Now()
+	i := 0
+	res, err := fx.st.MultiAppend(fx.ctx, acct, mbox, func() (mailstore.AppendMessage, bool, error) {
+		if i >= nBig+nSmall {
+			return mailstore.AppendMessage{}, false, nil
+		}
+		i++
+		if i%6 == 1 {
+			return mailstore.AppendMessage{Body: newGenReader(big, uint64(100+i))}, true, nil
+		}
+		return mailstore.AppendMessage{Body: bytes.NewReader(simpleMessage(fmt.Sprint("s", i), "small"))}, true, nil
+	})
+	peak := sampler.Stop()
+	growth := int64(peak) - int64(base)
+	must(t, err, "MultiAppend of 4 x 10 MB and 20 small messages")
+	t.Logf("MultiAppend of %d x %d MB and %d small messages: %v, heap growth %.2f MiB (budget %d MiB, GOGC=10)",
+		nBig, big/1_000_000, nSmall, time.Since(start).Round(time.Millisecond), float64(growth)/(1<<20), heapBudget>>20)
+	if len(res) != nBig+nSmall {
+		t.Fatalf("MultiAppend returned %d results, want %d", len(res), nBig+nSmall)
+	}
+	if growth >= heapBudget {
+		t.Errorf("MultiAppend of %d MB grew the Go heap by %.1f MiB, budget %d MiB", nBig*big/1_000_000, float64(growth)/(1<<20), heapBudget>>20)
+	}
+	for k, r := range res {
+		if k%6 == 0 && r.Size != big {
+			t.Errorf("message %d: size %d, want %d", k, r.Size, big)
+		}
+	}
+}
