@@ -84,6 +84,7 @@ var appendFuzzSeeds = []string{
 	"a APPEND INBOX CATENATE (URL \"/INBOX/;UID=1/;SECTION=9\")\r\nb NOOP\r\n",
 	"a APPEND Nope CATENATE (TEXT {3+}\r\nabc)\r\n",
 	"a APPEND INBOX {5+}\r\nhello {3+}\r\nab",
+	"a ENABLE UTF8=ACCEPT\r\nb APPEND INBOX CATENATE (UTF8 (~{2+}\r\nhi) TEXT {1+}\r\nx)\r\n",
 }
 
 // FuzzAppend runs APPEND commands (MULTIAPPEND, CATENATE, their literals
@@ -124,6 +125,7 @@ func TestAppendSeedsRun(t *testing.T) {
 		"a NO [BADURL /INBOX/;UID=1/;SECTION=9] No such section\r\nb OK NOOP completed\r\n",
 		"a NO [TRYCREATE] No such mailbox\r\n",
 		"",
+		"* ENABLED UTF8=ACCEPT\r\na OK ENABLE completed\r\nb OK [APPENDUID 7 41] APPEND completed\r\n",
 	}
 	for i, s := range appendFuzzSeeds {
 		var out bytes.Buffer

@@ -105,9 +105,24 @@ func (r *catReader) nextPart() error {
 	}
 	max := c.srv.cfg.MaxMessageSize
 	switch {
-	case p.acceptWord("TEXT"):
+	case p.acceptWord("TEXT"), p.acceptWord("UTF8"):
+		utf8 := strings.EqualFold(string(p.line[p.pos-4:p.pos]), "UTF8")
 		if err := p.sp(); err != nil {
 			return err
+		}
+		trailer := ""
+		if utf8 {
+			// RFC 6855 §4: cat-part =/ "UTF8" SP "(" literal8 ")".
+			if !c.utf8 {
+				return errBad("UTF8 APPEND needs ENABLE UTF8=ACCEPT")
+			}
+			if err := p.expect('('); err != nil {
+				return err
+			}
+			if p.peek() != '~' {
+				return errBad("UTF8 APPEND needs a literal8")
+			}
+			trailer = ")"
 		}
 		if p.peek() != '{' && p.peek() != '~' {
 			return errBad("Expected a literal after TEXT")
@@ -122,7 +137,7 @@ func (r *catReader) nextPart() error {
 		if err := a.reserve(l); err != nil {
 			return err
 		}
-		lr, err := a.stream(l, "")
+		lr, err := a.stream(l, trailer)
 		if err != nil {
 			return err
 		}

@@ -90,7 +90,18 @@ func TestCatenateTranscript(t *testing.T) {
 		got := c.until(tag)
 		check(t, s.cmd, got[len(got)-1:], []string{strings.ReplaceAll(s.want, "$T", tag)})
 	}
-	if n := e.messages("alice", "Out"); n != 8 {
+	// RFC 6855 §4: a UTF8 part, once UTF8=ACCEPT is enabled.
+	c.run([]step{
+		{"APPEND Out CATENATE (UTF8 (~{7+}\r\nx: \u00e9\r\n))", []string{"$T BAD UTF8 APPEND needs ENABLE UTF8=ACCEPT"}},
+		{"UNSELECT", []string{"$T OK UNSELECT completed"}},
+		{"ENABLE UTF8=ACCEPT", []string{"* ENABLED UTF8=ACCEPT", "$T OK ENABLE completed"}},
+		{"APPEND Out CATENATE (UTF8 (~{7+}\r\nS: \u00e9\r\n) URL \"/INBOX/;UID=1/;SECTION=TEXT\")", []string{fmt.Sprintf("$T OK [APPENDUID %d 9] APPEND completed", out.UIDValidity)}},
+	})
+	c.cmd("X", "EXAMINE Out")
+	c.run([]step{
+		{"FETCH 9 BODY.PEEK[]", []string{"* 9 FETCH (BODY[] " + lit("S: \u00e9\r\nHello body\r\n") + ")", "$T OK FETCH completed"}},
+	})
+	if n := e.messages("alice", "Out"); n != 9 {
 		t.Fatalf("after refused CATENATEs: %d messages in Out, want 8", n)
 	}
 
