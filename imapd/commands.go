@@ -106,6 +106,8 @@ func (c *conn) capabilities() string {
 		"UNSELECT",              // RFC 3691
 		"NAMESPACE",             // RFC 2342
 		"UIDPLUS",               // RFC 4315
+		"MULTIAPPEND",           // RFC 3502
+		"CATENATE",              // RFC 4469
 		"MOVE",                  // RFC 6851
 		"CHILDREN",              // RFC 3348
 		"LIST-EXTENDED",         // RFC 5258
