@@ -25,6 +25,9 @@ func cmdIdle(c *conn, cx *cmdCtx) error {
 		if err := c.refreshView(); err != nil {
 			return err
 		}
+		if err := c.flushContexts(); err != nil {
+			return err
+		}
 		c.sendExpunges(true)
 	}
 	if err := c.continueReq("idling"); err != nil {
@@ -74,6 +77,10 @@ func cmdIdle(c *conn, cx *cmdCtx) error {
 			if errors.Is(err, mailstore.ErrNoSuchMailbox) {
 				return errBye(codeNonexistent, "Selected mailbox was deleted; closing")
 			}
+			return err
+		}
+		if err := c.flushContexts(); err != nil {
+			c.p.done = true
 			return err
 		}
 		c.sendExpunges(true)

@@ -17,6 +17,9 @@ type searchParser struct {
 	c      *conn
 	nkeys  int
 	modseq bool // MODSEQ was used: results carry the highest mod-sequence
+	// crit is the parsed program, without the bound to the view, for
+	// re-evaluation by an update context (context.go).
+	crit mailstore.SearchCriteria
 }
 
 // none is a criterion that matches nothing: an empty, non-nil UID set.
