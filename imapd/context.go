@@ -297,82 +297,120 @@ func (c *conn) updateContext(sc *searchContext, added, removed []uint32) error {
 // writeSortRemovals removes removed (ascending UIDs) from a SORT
 // context's ordered result and writes the REMOVEFROM pairs: each run of
 // adjacent results at the position its first one has once the runs
-// before it are gone.
+// before it are gone. One pass finds them (reading UIDs only); the
+// results after each run move once.
 func (c *conn) writeSortRemovals(sc *searchContext, removed []uint32) {
-	out := sc.keys[:0]
-	var run []uint32
-	runPos, gone := 0, 0
-	first := true
-	flush := func() {
-		if len(run) == 0 {
-			return
-		}
-		if !first {
-			c.w.sp()
-		}
-		first = false
-		c.w.num(uint64(runPos))
-		c.w.sp()
-		c.w.str(formatUIDs(c.numbers(run, sc.uid)))
-		gone += len(run)
-		run = run[:0]
-	}
+	type run struct{ start, end int } // indexes in sc.keys, end exclusive
+	var runs []run
 	for i := range sc.keys {
-		k := sc.keys[i]
-		if _, found := slices.BinarySearch(removed, k.uid); found {
-			if len(run) == 0 {
-				runPos = i + 1 - gone
-			}
-			run = append(run, k.uid)
+		if _, found := slices.BinarySearch(removed, sc.keys[i].uid); !found {
 			continue
 		}
-		flush()
-		out = append(out, k)
+		if n := len(runs); n > 0 && runs[n-1].end == i {
+			runs[n-1].end++
+		} else {
+			runs = append(runs, run{i, i + 1})
+		}
 	}
-	flush()
-	clear(sc.keys[len(out):])
-	sc.keys = out
+	gone := 0
+	for k, r := range runs {
+		if k > 0 {
+			c.w.sp()
+		}
+		c.w.num(uint64(r.start + 1 - gone))
+		c.w.sp()
+		c.w.str(formatUIDs(c.numbers(keyUIDs(sc.keys[r.start:r.end]), sc.uid)))
+		gone += r.end - r.start
+	}
+	for k := len(runs) - 1; k >= 0; k-- {
+		sc.keys = slices.Delete(sc.keys, runs[k].start, runs[k].end)
+	}
 }
 
-// writeSortAdditions merges added (sorted by the criteria) into a SORT
-// context's ordered result and writes the ADDTO pairs: each run of new
-// results that end up adjacent, at the position its first one takes.
-// Inserting them in this order leaves every earlier result in place.
+// keyUIDs returns the UIDs of keys, in order.
+func keyUIDs(keys []sortKeys) []uint32 {
+	out := make([]uint32, len(keys))
+	for i := range keys {
+		out[i] = keys[i].uid
+	}
+	return out
+}
+
+// addPairs writes the pairs of an ADDTO of a SORT context: each run of
+// new results that end up adjacent as one pair, at the position its
+// first one takes (RFC 5267 §4.3.3).
+type addPairs struct {
+	c       *conn
+	uid     bool
+	written bool
+	pos     int
+	run     []uint32
+}
+
+// add notes a result inserted at pos (1-based, in the list as it is once
+// the results added before are in).
+func (ap *addPairs) add(pos int, uid uint32) {
+	if len(ap.run) > 0 && pos != ap.pos+len(ap.run) {
+		ap.flush()
+	}
+	if len(ap.run) == 0 {
+		ap.pos = pos
+	}
+	ap.run = append(ap.run, uid)
+}
+
+func (ap *addPairs) flush() {
+	if len(ap.run) == 0 {
+		return
+	}
+	w := &ap.c.w
+	if ap.written {
+		w.sp()
+	}
+	ap.written = true
+	w.num(uint64(ap.pos))
+	w.sp()
+	w.str(formatUIDs(ap.c.numbers(ap.run, ap.uid)))
+	ap.run = ap.run[:0]
+}
+
+// maxSortInserts is the number of additions past which a SORT context's
+// result is rebuilt by one merge instead of one insertion each.
+const maxSortInserts = 32
+
+// writeSortAdditions inserts added (sorted by the criteria) into a SORT
+// context's ordered result and writes the ADDTO pairs. Inserting them in
+// this order leaves every earlier result in place. A few are placed by
+// binary search (the results after each move once); many by one merge.
 func (c *conn) writeSortAdditions(sc *searchContext, added []sortKeys) {
-	merged := make([]sortKeys, 0, len(sc.keys)+len(added))
-	var run []uint32
-	runPos := 0
-	first := true
-	flush := func() {
-		if len(run) == 0 {
-			return
-		}
-		if !first {
-			c.w.sp()
-		}
-		first = false
-		c.w.num(uint64(runPos))
-		c.w.sp()
-		c.w.str(formatUIDs(c.numbers(run, sc.uid)))
-		run = run[:0]
-	}
-	i, j := 0, 0
-	for i < len(sc.keys) || j < len(added) {
-		if j < len(added) && (i >= len(sc.keys) || compareSort(sc.sort, &added[j], &sc.keys[i]) < 0) {
-			if len(run) == 0 {
-				runPos = len(merged) + 1
+	ap := &addPairs{c: c, uid: sc.uid}
+	defer ap.flush()
+	less := func(a, b *sortKeys) bool { return compareSort(sc.sort, a, b) < 0 }
+	if len(added) > maxSortInserts {
+		merged := make([]sortKeys, 0, len(sc.keys)+len(added))
+		i, j := 0, 0
+		for i < len(sc.keys) || j < len(added) {
+			if j < len(added) && (i >= len(sc.keys) || less(&added[j], &sc.keys[i])) {
+				merged = append(merged, added[j])
+				ap.add(len(merged), added[j].uid)
+				j++
+				continue
 			}
-			run = append(run, added[j].uid)
-			merged = append(merged, added[j])
-			j++
-			continue
+			merged = append(merged, sc.keys[i])
+			i++
 		}
-		flush()
-		merged = append(merged, sc.keys[i])
-		i++
+		sc.keys = merged
+		return
 	}
-	flush()
-	sc.keys = merged
+	lo := 0
+	for j := range added {
+		// Later additions sort after earlier ones: search after them.
+		i, _ := slices.BinarySearchFunc(sc.keys[lo:], added[j], func(a, b sortKeys) int { return compareSort(sc.sort, &a, &b) })
+		i += lo
+		sc.keys = slices.Insert(sc.keys, i, added[j])
+		ap.add(i+1, added[j].uid)
+		lo = i + 1
+	}
 }
 
 // mergeAscending merges two ascending lists without common elements in
