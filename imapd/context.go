@@ -27,7 +27,9 @@ import (
 //
 // Bounds (RFC 5267 §4.3.1, §6): at most maxUpdateContexts per session,
 // and SORT contexts keep at most maxContextSortKeys keys in all; past
-// them the command answers as usual with "* NO [NOUPDATE tag]".
+// them the command answers as usual with "* NO [NOUPDATE tag]". So does
+// a program with RECENT, NEW or OLD (IMAP4rev1), whose \Recent set is
+// the session's at the time of the command.
 
 const (
 	// maxUpdateContexts bounds the update contexts of a session (RFC 5267
@@ -91,10 +93,16 @@ func (c *conn) addContext(cx *cmdCtx, sp *searchParser, crit []sortCriterion, re
 		}
 		refuse = refuse || n > maxContextSortKeys
 	}
+	text := "Too many update contexts"
+	if sp.recent {
+		// The program holds the session's \Recent set of now, which later
+		// deliveries change: no updates rather than wrong ones.
+		refuse, text = true, "No updates for RECENT, NEW or OLD"
+	}
 	if refuse {
 		c.w.str("* NO [NOUPDATE ")
 		c.w.string(cx.tag)
-		c.w.str("] Too many update contexts\r\n")
+		c.w.str("] " + text + "\r\n")
 		return
 	}
 	sc := &searchContext{tag: cx.tag, uid: cx.uid, crit: sp.crit, sort: crit}

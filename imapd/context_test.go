@@ -159,6 +159,9 @@ func TestTranscriptContextUpdate(t *testing.T) {
 		{`UID CANCELUPDATE "U2"`, []string{"$T BAD Unknown command"}},
 		{`STORE 2 -FLAGS.SILENT (\Flagged)`, []string{`* ESEARCH (TAG "U2") UID REMOVEFROM (2 3)`, "$T OK STORE completed"}},
 	})
+	// RECENT is not updated: the command answers, without updates.
+	check(t, "recent", c.cmd("R", "SEARCH RETURN (UPDATE COUNT) RECENT"),
+		[]string{`re:\* ESEARCH \(TAG "R"\) COUNT \d+`, `* NO [NOUPDATE "R"] No updates for RECENT, NEW or OLD`, "R OK SEARCH completed"})
 	// The bound on contexts: the command answers, without updates.
 	for i := 1; i < maxUpdateContexts; i++ { // U2 is one
 		tag := fmt.Sprint("X", i)
@@ -243,4 +246,27 @@ func TestCrossNodeContextUpdates(t *testing.T) {
 	w.wait("expunge on node B")
 	check(t, "expunge", a.cmd("N", "NOOP"), []string{`* ESEARCH (TAG "S1") REMOVEFROM (0 3)`, `* ESEARCH (TAG "S2") REMOVEFROM (1 3)`, "* 3 EXPUNGE", "N OK NOOP completed"})
 	check(t, "after", a.cmd("N", "SORT RETURN (ALL) (REVERSE SIZE) UTF-8 FLAGGED"), []string{`* ESEARCH (TAG "N") ALL 1,3`, "N OK SORT completed"})
+}
+
+// A SORT context by a string key places a new message by its stored
+// parse result; sequence numbers in a program are those of the time of
+// the command (RFC 5267 §4.3), so a new message is not in "1:2".
+func TestContextSortBySubject(t *testing.T) {
+	e := newEnv(t)
+	sortMailbox(e) // base subjects by seq: APPLE BANANA APPLE CHERRY APPLE; BLUEBERRY sorts after BANANA
+	c := e.dial()
+	c.login("alice")
+	c.cmd("E", "ENABLE IMAP4rev2")
+	c.cmd("S", "SELECT INBOX")
+	check(t, "A", c.cmd("A", "SORT RETURN (UPDATE ALL) (SUBJECT) UTF-8 ALL"), []string{`* ESEARCH (TAG "A") ALL 1,3,5,2,4`, "A OK SORT completed"})
+	check(t, "B", c.cmd("B", "SEARCH RETURN (UPDATE ALL) 1:2 UNSEEN"), []string{`* ESEARCH (TAG "B") ALL 1:2`, "B OK SEARCH completed"})
+	e.deliver("alice", "INBOX", sortMsg{subject: "Re: Blueberry", from: "x@x.org"}.String())
+	check(t, "delivery", c.cmd("N", "NOOP"), []string{"* 6 EXISTS", `* ESEARCH (TAG "A") ADDTO (5 6)`, "N OK NOOP completed"})
+	e.deliver("alice", "INBOX", sortMsg{subject: "Aardvark"}.String())
+	e.deliver("alice", "INBOX", sortMsg{subject: "Zebra"}.String())
+	check(t, "two", c.cmd("N", "NOOP"), []string{"* 8 EXISTS", `* ESEARCH (TAG "A") ADDTO (1 7 8 8)`, "N OK NOOP completed"})
+	check(t, "seen", c.cmd("N", `STORE 2 +FLAGS.SILENT (\Seen)`), []string{`* ESEARCH (TAG "B") REMOVEFROM (0 2)`, "N OK STORE completed"})
+	check(t, "expunge", c.cmd("N", `STORE 1,8 +FLAGS.SILENT (\Deleted)`), []string{"N OK STORE completed"})
+	check(t, "expunge", c.cmd("N", `EXPUNGE`), []string{`* ESEARCH (TAG "A") REMOVEFROM (2 1 7 8)`,
+		`* ESEARCH (TAG "B") REMOVEFROM (0 1)`, "* 8 EXPUNGE", "* 1 EXPUNGE", "N OK EXPUNGE completed"})
 }
