@@ -2,8 +2,10 @@ package imapd
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/postrider/postrider/internal/pgtest"
 	"github.com/postrider/postrider/mailstore"
@@ -269,4 +271,48 @@ func TestContextSortBySubject(t *testing.T) {
 	check(t, "expunge", c.cmd("N", `STORE 1,8 +FLAGS.SILENT (\Deleted)`), []string{"N OK STORE completed"})
 	check(t, "expunge", c.cmd("N", `EXPUNGE`), []string{`* ESEARCH (TAG "A") REMOVEFROM (2 1 7 8)`,
 		`* ESEARCH (TAG "B") REMOVEFROM (0 1)`, "* 8 EXPUNGE", "* 1 EXPUNGE", "N OK EXPUNGE completed"})
+}
+
+const pythonPartialContext = `
+import imaplib, sys
+host, port = sys.argv[1], int(sys.argv[2])
+M = imaplib.IMAP4(host, port)
+typ, _ = M.login('alice@example.org', 'pw-alice'); assert typ == 'OK'
+for cap in ('PARTIAL', 'CONTEXT=SEARCH', 'CONTEXT=SORT'):
+    assert cap in M.capabilities, (cap, M.capabilities)
+typ, data = M.select('INBOX'); assert typ == 'OK', data
+typ, data = M.uid('SEARCH', 'RETURN', '(PARTIAL', '-1:-2)', 'ALL'); assert typ == 'OK', data
+typ, data = M.response('ESEARCH'); assert data[-1].endswith(b' UID PARTIAL (-1:-2 5:6)'), data
+typ, data = M._simple_command('SORT', 'RETURN', '(PARTIAL', '2:3)', '(ARRIVAL)', 'UTF-8', 'ALL'); assert typ == 'OK', data
+typ, data = M.response('ESEARCH'); assert data[-1].endswith(b' PARTIAL (2:3 2,5)'), data
+try:
+    M._simple_command('SEARCH', 'RETURN', '(PARTIAL', '1:*)', 'ALL'); assert False, 'no BAD'
+except imaplib.IMAP4.error as e:
+    assert 'BAD' in str(e), e
+tag = M._new_tag().decode()
+M.send(('%s SEARCH RETURN (UPDATE COUNT) FLAGGED\r\n' % tag).encode())
+while True:
+    line = M.readline()
+    if line.startswith(tag.encode()):
+        break
+assert b' OK ' in line, line
+typ, data = M.store('1,3', '+FLAGS.SILENT', '(\\Flagged)'); assert typ == 'OK', data
+typ, data = M.response('ESEARCH'); assert data[-1] == ('(TAG "%s") ADDTO (0 1,3)' % tag).encode(), data
+imaplib.Commands['CANCELUPDATE'] = ('SELECTED',)
+typ, data = M._simple_command('CANCELUPDATE', '"%s"' % tag); assert typ == 'OK', data
+typ, data = M._simple_command('CANCELUPDATE', '"%s"' % tag); assert typ == 'NO', data
+M.logout()
+print('PYTHON-PARTIAL-CONTEXT-OK')
+`
+
+// Python's imaplib with PARTIAL, an update context and CANCELUPDATE.
+func TestClientPythonPartialContext(t *testing.T) {
+	py := needProgram(t, "python3")
+	e := newEnv(t)
+	sortMailbox(e)
+	host, port, _ := net.SplitHostPort(e.addr)
+	out := runCmd(t, 30*time.Second, py, "-c", pythonPartialContext, host, port)
+	if !strings.Contains(out, "PYTHON-PARTIAL-CONTEXT-OK") {
+		t.Fatal(out)
+	}
 }
