@@ -22,7 +22,7 @@ func TestBenchContextUpdate(t *testing.T) {
 	other := e.dial()
 	other.login("alice")
 	other.cmd("S", "SELECT INBOX")
-	measure := func(name string, setup []string, wantLines int) {
+	measure := func(name string, setup []string, wantLines int, bulk bool) {
 		c := e.dial()
 		c.login("alice")
 		c.cmd("E", "ENABLE IMAP4rev2")
@@ -56,10 +56,26 @@ func TestBenchContextUpdate(t *testing.T) {
 			}
 		}
 		t.Logf("%s: NOOP after one flag change on %d messages: p50 %v p99 %v", name, n, percentile(ds, .5), percentile(ds, .99))
+		if !bulk {
+			return
+		}
+		// The session's own change of every message: each context's
+		// result changes by two thirds of the mailbox at once.
+		for _, op := range []string{"+", "-"} {
+			start := time.Now()
+			r := c.cmd("B", "STORE 1:* "+op+`FLAGS.SILENT (\Seen)`)
+			if len(r) != len(setup)+1 {
+				t.Fatalf("%s: %d lines", name, len(r))
+			}
+			t.Logf("%s: STORE 1:* %sFLAGS.SILENT (\\Seen) with the updates: %v", name, op, time.Since(start))
+		}
 	}
 	// FETCH, tagged OK, and one ESEARCH per context whose result changed.
-	measure("no context", nil, 2)
-	measure("SEARCH context", []string{"SEARCH RETURN (UPDATE COUNT) UNSEEN"}, 3)
+	measure("no context", nil, 2, false)
+	measure("SEARCH context", []string{"SEARCH RETURN (UPDATE COUNT) UNSEEN"}, 3, false)
 	measure("SEARCH and SORT contexts", []string{"SEARCH RETURN (UPDATE COUNT) UNSEEN",
-		"UID SORT RETURN (UPDATE COUNT) (ARRIVAL) UTF-8 UNSEEN"}, 4)
+		"UID SORT RETURN (UPDATE COUNT) (ARRIVAL) UTF-8 UNSEEN"}, 4, true)
+	// The same bulk changes without contexts (the mailbox is all unseen
+	// now, as it was before the "-" step above).
+	measure("no context, bulk", nil, 2, true)
 }
