@@ -63,6 +63,8 @@ func init() {
 		"MOVE":     {states: stateSelected, uid: true, run: cmdCopy},   // RFC 6851
 		"SORT":     {states: stateSelected, uid: true, run: cmdSort},   // RFC 5256 §3
 		"THREAD":   {states: stateSelected, uid: true, run: cmdThread}, // RFC 5256 §3
+
+		"CANCELUPDATE": {states: stateSelected, run: cmdCancelUpdate}, // RFC 5267 §4.3.5
 	}
 }
 
@@ -119,6 +121,9 @@ func (c *conn) capabilities() string {
 		"SORT",                  // RFC 5256
 		"SORT=DISPLAY",          // RFC 5957
 		"ESORT",                 // RFC 5267 §3
+		"CONTEXT=SEARCH",        // RFC 5267 §4
+		"CONTEXT=SORT",          // RFC 5267 §4
+		"PARTIAL",               // RFC 9394
 		"THREAD=ORDEREDSUBJECT", // RFC 5256
 		"THREAD=REFERENCES",     // RFC 5256
 		"CONDSTORE",             // RFC 7162
