@@ -375,6 +375,9 @@ func TestDeferredRelease(t *testing.T) {
 			t.Fatalf("pr_expunge of UID %d removed %v", uid, got)
 		}
 	}
+	// Nothing wakes the Store's release goroutine after its first drain
+	// (Open's) but the Store's own expunges.
+	must(t, st.WaitFirstRelease(ctx))
 	expungeOnly(1)
 	if p, r := pending(), refs(); p != 1 || r != 1 {
 		t.Fatalf("after the expunge: %d pending releases, refcount %d; want 1 and 1", p, r)

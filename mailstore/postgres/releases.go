@@ -67,6 +67,7 @@ func (s *Store) runReleases(ctx context.Context) {
 		}
 		s.releaseDirty.Store(false)
 		err := s.drainReleases(ctx)
+		s.releaseRuns.Add(1)
 		switch {
 		case err == nil || ctx.Err() != nil:
 		case pgCode(err) == "42883":
