@@ -6,13 +6,15 @@
 # 127.0.0.1:5432 if one answers; else a throw-away cluster started by
 # scripts/pgcluster.sh (installing Debian's postgresql package if needed).
 # Mail clients used by the end-to-end tests (swaks, mutt, isync, fetchmail,
-# getmail6, curl) and docker-compose are installed from Debian's packages when
-# missing and we are root.
+# getmail6, curl), HAProxy (the cluster test runs the repository's
+# deploy/haproxy.cfg) and docker-compose are installed from Debian's packages
+# when missing and we are root.
 #
 # Deployment files: docker-compose.yml through `docker compose config` (or
 # docker-compose), the Kubernetes base through `kubectl kustomize` (or
 # kustomize, installed through the Go module proxy when neither is there),
-# and deploy/postrider.service through `systemd-analyze verify` when present.
+# deploy/haproxy.cfg through `haproxy -c`, and deploy/postrider.service
+# through `systemd-analyze verify` when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
@@ -29,7 +31,7 @@ fi
 echo "== PostgreSQL: ${POSTRIDER_TEST_DATABASE_URL}"
 
 need=()
-for pair in swaks:swaks mutt:mutt mbsync:isync fetchmail:fetchmail getmail:getmail6 curl:curl python3:python3; do
+for pair in swaks:swaks mutt:mutt mbsync:isync fetchmail:fetchmail getmail:getmail6 curl:curl python3:python3 haproxy:haproxy; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # docker-compose.yml is checked with Compose (no Docker engine needed).
@@ -66,6 +68,14 @@ elif command -v docker-compose >/dev/null 2>&1; then
 	docker-compose config -q
 else
 	echo "skipped: neither docker compose nor docker-compose is installed"
+fi
+echo "== deploy: haproxy.cfg"
+if command -v haproxy >/dev/null 2>&1; then
+	# Outside Docker the node names do not resolve: HAProxy warns and
+	# starts those servers disabled (init-addr none), which is valid.
+	haproxy -c -q -f deploy/haproxy.cfg
+else
+	echo "skipped: haproxy is not installed (the cluster tests will skip too)"
 fi
 echo "== deploy: Kubernetes base (kustomize)"
 if command -v kubectl >/dev/null 2>&1; then

@@ -19,7 +19,7 @@ import (
 
 // Config is the whole configuration. Each field's `desc` tag is its meaning.
 type Config struct {
-	DatabaseURL string `env:"DATABASE_URL" desc:"PostgreSQL URL (postgres://user@host:5432/db). Required: the embedded single-file store is not available yet."`
+	DatabaseURL string `env:"DATABASE_URL" desc:"PostgreSQL URL (postgres://user@host:5432/db). Required: the embedded single-file store is not available yet. For a highly available PostgreSQL, list every host and ask for the primary: postgres://user@db1:5432,db2:5432/db?target_session_attrs=read-write&connect_timeout=5; after a failover each node reconnects to the new primary on its own (SMTP answers 4xx and /readyz fails until then)"`
 	DataDir     string `env:"DATA_DIR" envDefault:"./data" desc:"directory for generated keys and certificates"`
 	Hostname    string `env:"HOSTNAME" desc:"FQDN used in greetings and Received: headers (default: the host's name)"`
 

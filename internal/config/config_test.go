@@ -141,9 +141,11 @@ func TestMaskURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://u:secret@h:5432/db?sslmode=disable": "postgres://u:********@h:5432/db?sslmode=disable",
 		"postgres://u@h/db":                             "postgres://u@h/db",
-		"postgres://u@h/db?password=secret":             "postgres://u@h/db?password=********",
-		"host=h user=u password=secret dbname=d":        "host=h user=u password=******** dbname=d",
-		"":                                              "",
+		// Several hosts (failover, target_session_attrs as pgx supports).
+		"postgres://u:secret@h1:5432,h2:5433/db?target_session_attrs=read-write": "postgres://u:********@h1:5432,h2:5433/db?target_session_attrs=read-write",
+		"postgres://u@h/db?password=secret":                                      "postgres://u@h/db?password=********",
+		"host=h user=u password=secret dbname=d":                                 "host=h user=u password=******** dbname=d",
+		"":                                                                       "",
 	} {
 		if got := maskURL(in); got != want || strings.Contains(got, "secret") {
 			t.Errorf("maskURL(%q) = %q, want %q", in, got, want)
