@@ -132,3 +132,21 @@ func TestTranscriptStatusDeletedStorage(t *testing.T) {
 		{"STATUS INBOX (DELETED DELETED-STORAGE)", []string{"* STATUS INBOX (DELETED 0 DELETED-STORAGE 0)", "$T OK STATUS completed"}},
 	})
 }
+
+// TestTranscriptMultiappendMessageQuota: MULTIAPPEND (RFC 3502) counts
+// each message against the message limit before its synchronizing literal
+// is asked for, and stores none when one does not fit.
+func TestTranscriptMultiappendMessageQuota(t *testing.T) {
+	e := newEnv(t)
+	if err := e.store.SetMessageQuota(t.Context(), e.accts["alice"].ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	c := e.dial()
+	c.login("alice")
+	msg := testMessage("multi", "m\r\n")
+	c.send(fmt.Sprintf("A APPEND INBOX {%d}", len(msg)))
+	check(t, "first literal", []string{c.line()}, []string{"+ Ready for literal data"})
+	c.send(fmt.Sprintf("%s {%d}", msg, len(msg)))
+	check(t, "second literal", c.until("A"), []string{"A NO [OVERQUOTA] Quota exceeded"})
+	c.run([]step{{"STATUS INBOX (MESSAGES)", []string{"* STATUS INBOX (MESSAGES 0)", "$T OK STATUS completed"}}})
+}
