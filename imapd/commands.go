@@ -125,6 +125,9 @@ func (c *conn) capabilities() string {
 		"APPENDLIMIT="+strconv.FormatInt(c.srv.cfg.MaxMessageSize, 10), // RFC 7889
 		"BINARY",      // RFC 3516
 		"UTF8=ACCEPT", // RFC 6855
+		"OBJECTID",    // RFC 8474
+		"SAVEDATE",    // RFC 8514
+		"PREVIEW",     // RFC 8970
 	)
 	return strings.Join(caps, " ")
 }

@@ -88,6 +88,9 @@ var groups = []struct {
 		{"Contents", testMessageContents},
 		{"ContentsRecreated", testContentsRecreated},
 		{"SelectMailbox", testSelectMailbox},
+		{"SaveDates", testSaveDates},
+		{"ObjectIDs", testObjectIDs},
+		{"Preview", testPreview},
 	}},
 	{"Quota", []suiteTest{
 		{"Usage", testQuotaUsage},
