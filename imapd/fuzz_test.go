@@ -175,7 +175,8 @@ var fuzzSeeds = []string{
 	"a SORT RETURN (MIN MAX) (REVERSE SUBJECT DATE) UTF-8 ALL\r\n",
 	"a FETCH 1:* (EMAILID THREADID SAVEDATE PREVIEW (LAZY))\r\n", "a FETCH 1 PREVIEW (CHANGEDSINCE 3)\r\n",
 	"a SEARCH EMAILID M12 THREADID T1 SAVEDBEFORE 1-Jan-2024 SAVEDON 2-Jan-2024 SAVEDSINCE 3-Jan-2024 SAVEDATESUPPORTED\r\n",
-	"a STATUS INBOX (MAILBOXID)\r\n", "a LIST \"\" * RETURN (STATUS (MAILBOXID))\r\n", "a UID THREAD REFERENCES US-ASCII 1:*\r\n",
+	"a STATUS INBOX (MAILBOXID)\r\n", "a FETCH 1 SAVEDATE\r\n", "a GETMETADATA (DEPTH 1 MAXSIZE 5) INBOX (/private/a /shared/b)\r\n",
+	"a SETMETADATA \"\" (/shared/comment {3+}\r\nabc /private/x ~{2+}\r\n\x00\x01 /private/y NIL)\r\n", "a LIST \"\" * RETURN (STATUS (MAILBOXID))\r\n", "a UID THREAD REFERENCES US-ASCII 1:*\r\n",
 	"a COPY 1:2 Trash\r\n", "a UID MOVE 1:* Archive\r\n", "a FOO {3+}\r\nabc\r\n", "a SEARCH ((((((((((((((((((ALL))))))))))))))))))\r\n",
 	"\x16\x03\x01\x00\r\n", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "a LOGIN {99999999999999999999}\r\n", "a FETCH 1:2:3 FLAGS\r\n",
 }
@@ -211,4 +212,85 @@ func TestSeedsRun(t *testing.T) {
 	if out.String() != want {
 		t.Fatalf("got %q\nwant %q", out.String(), want)
 	}
+}
+
+func (fuzzStore) SaveDates(context.Context, int64, int64, mailstore.UIDSet) ([]mailstore.SaveDate, error) {
+	return nil, nil
+}
+func (fuzzStore) GetMetadata(context.Context, int64, string, []string, int) ([]mailstore.MetadataEntry, error) {
+	return nil, nil
+}
+func (fuzzStore) SetMetadata(context.Context, int64, string, []mailstore.MetadataEntry) error {
+	return nil
+}
+
+// metaFuzzStore checks what the METADATA parsers hand the store.
+type metaFuzzStore struct {
+	fuzzStore
+	t *testing.T
+}
+
+func (s metaFuzzStore) GetMetadata(_ context.Context, _ int64, _ string, names []string, depth int) ([]mailstore.MetadataEntry, error) {
+	if len(names) == 0 || len(names) > maxMetadataArgs || depth < mailstore.MetadataDepthInfinity || depth > 1 {
+		s.t.Fatalf("GetMetadata(%q, depth %d)", names, depth)
+	}
+	for i, n := range names {
+		if m, ok := mailstore.NormalizeMetadataLookup(n); !ok || m != n {
+			s.t.Fatalf("GetMetadata: name %q", n)
+		}
+		for _, o := range names[:i] {
+			if o == n {
+				s.t.Fatalf("GetMetadata: %q twice", n)
+			}
+		}
+	}
+	return []mailstore.MetadataEntry{{Name: names[0], Value: []byte("a\x00b\r\n")}}, nil
+}
+
+func (s metaFuzzStore) SetMetadata(_ context.Context, _ int64, _ string, es []mailstore.MetadataEntry) error {
+	if len(es) == 0 || len(es) > mailstore.MaxMetadataObject {
+		s.t.Fatalf("SetMetadata of %d entries", len(es))
+	}
+	seen := map[string]bool{}
+	for _, e := range es {
+		if m, ok := mailstore.NormalizeMetadataName(e.Name); !ok || m != e.Name || seen[e.Name] || len(e.Value) > mailstore.MaxMetadataValue {
+			s.t.Fatalf("SetMetadata: entry %q (%d octets), seen %v", e.Name, len(e.Value), seen[e.Name])
+		}
+		seen[e.Name] = true
+	}
+	return nil
+}
+
+// FuzzMetadataArgs runs arbitrary GETMETADATA and SETMETADATA arguments
+// through the parsers: no panic, and only valid requests reach the store
+// (normalised unique names within the limits, bounded values).
+func FuzzMetadataArgs(f *testing.F) {
+	for _, s := range []string{
+		`"" /shared/comment`, `(MAXSIZE 1024 DEPTH infinity) INBOX (/private/comment /shared/comment)`,
+		`(DEPTH 1) "INBOX" (/private/filters/values)`, `INBOX /private`, `"" (/Shared/Vendor/x/y /shared/vendor/X/Y)`,
+		`INBOX (/private/comment "x" /shared/comment NIL)`, "INBOX (/private/comment {3+}\r\na\r\nb)",
+		"INBOX (/private/bin ~{3+}\r\na\x00b /private/bin NIL)", `"" (/shared/admin "x")`, `INBOX (/private/a* "x")`,
+		`(DEPTH 2) INBOX /private/x`, `INBOX ()`, "INBOX (/private/x {99999}\r\n)",
+	} {
+		f.Add(false, []byte(s))
+		f.Add(true, []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, set bool, args []byte) {
+		cmd := "a GETMETADATA "
+		if set {
+			cmd = "a SETMETADATA "
+		}
+		input := append([]byte(cmd), args...)
+		input = append(input, "\r\nb NOOP\r\n"...)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runCommandsOn(t, metaFuzzStore{t: t}, input, stateAuth, io.Discard)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			panic(fmt.Sprintf("hang on %q", input))
+		}
+	})
 }

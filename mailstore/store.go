@@ -317,6 +317,7 @@ type Store interface {
 	Maintenance
 	Queue
 	DKIMKeys
+	Metadata
 }
 
 // AuthReservation is the result of ReserveAuthFailure.

@@ -148,6 +148,13 @@ var groups = []struct {
 		{"SignFrom", testDKIMSignFrom},
 		{"ClusterSecret", testClusterSecret},
 	}},
+	{"Metadata", []suiteTest{
+		{"SetGet", testMetadataSetGet},
+		{"Limits", testMetadataLimits},
+		{"Mailboxes", testMetadataMailboxes},
+		{"Isolation", testMetadataIsolation},
+		{"CrossHandle", testMetadataCrossHandle},
+	}},
 	{"BadInput", []suiteTest{
 		{"StateUnchanged", testBadInput},
 	}},
