@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -214,3 +215,38 @@ const createdOK = `re:$T OK \[MAILBOXID \(F\d+\)\] CREATE completed`
 
 // mailboxIDLine is the MAILBOXID response of SELECT/EXAMINE (RFC 8474 §4.2).
 const mailboxIDLine = `re:\* OK \[MAILBOXID \(F\d+\)\] Ok`
+
+const pythonObjects = `
+import imaplib, re, sys
+host, port = sys.argv[1], int(sys.argv[2])
+imaplib.Commands['SETMETADATA'] = imaplib.Commands['GETMETADATA'] = ('AUTH', 'SELECTED')
+M = imaplib.IMAP4(host, port)
+for cap in ('OBJECTID', 'SAVEDATE', 'PREVIEW'):
+    assert cap in M.capabilities, M.capabilities
+typ, _ = M.login('alice@example.org', 'pw-alice'); assert typ == 'OK'
+for cap in ('METADATA', 'METADATA-SERVER'):
+    assert cap in M.capabilities, M.capabilities
+typ, data = M.select('INBOX'); assert typ == 'OK'
+mbid = M.untagged_responses.get('MAILBOXID'); assert mbid and re.match(rb'^\(F\d+\)$', mbid[0]), mbid
+typ, data = M.fetch('1', '(EMAILID THREADID SAVEDATE PREVIEW)'); assert typ == 'OK', data
+m = re.search(rb'EMAILID \((M\d+)\) THREADID NIL SAVEDATE "[^"]+" PREVIEW "Hello from python, preview."', data[0]); assert m, data
+typ, data = M.uid('SEARCH', None, 'EMAILID', m.group(1).decode()); assert data == [b'1'], data
+typ, data = M.search(None, 'SAVEDATESUPPORTED'); assert data == [b'1'], data
+typ, data = M._simple_command('SETMETADATA', 'INBOX', '(/private/comment "from python")'); assert typ == 'OK', data
+typ, data = M._simple_command('GETMETADATA', 'INBOX', '/private/comment'); assert typ == 'OK', data
+typ, data = M._untagged_response(typ, data, 'METADATA'); assert data == [b'INBOX (/private/comment "from python")'], data
+typ, data = M._simple_command('SETMETADATA', 'INBOX', '(/private/x "%s")' % ('y' * 20000)); assert typ == 'NO', (typ, data)
+M.logout()
+print('PYTHON-OK')
+`
+
+// Python's imaplib with OBJECTID, SAVEDATE, PREVIEW and METADATA.
+func TestClientPythonObjects(t *testing.T) {
+	py := needProgram(t, "python3")
+	e := newEnv(t)
+	e.deliver("alice", "INBOX", testMessage("py", "Hello from  python,\r\n\r\npreview.\r\n"))
+	host, port, _ := net.SplitHostPort(e.addr)
+	if out := runCmd(t, 30*time.Second, py, "-c", pythonObjects, host, port); !strings.Contains(out, "PYTHON-OK") {
+		t.Fatal(out)
+	}
+}
