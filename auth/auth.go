@@ -91,6 +91,11 @@ type Options struct {
 	// Logger is used when the context carries none (see ContextWithLogger);
 	// default slog.Default().
 	Logger *slog.Logger
+	// VerifiedLoginTTL is how long a successful login's password is
+	// remembered (as a keyed digest) so that the account's next logins
+	// with the same password and stored hash skip argon2id (verified.go);
+	// zero turns this off.
+	VerifiedLoginTTL time.Duration
 }
 
 // Authenticator verifies logins. It is safe for concurrent use.
@@ -103,8 +108,10 @@ type Authenticator struct {
 	hashSem  chan struct{}
 	sleep    func(ctx context.Context, d time.Duration) error // replaced in tests
 	dummy    func() string
-	storeTTL time.Duration // bound on writes done after the client's context ends
-	gcBusy   atomic.Bool   // a reclaimHashMemory collection is running
+	storeTTL time.Duration  // bound on writes done after the client's context ends
+	gcBusy   atomic.Bool    // a reclaimHashMemory collection is running
+	verified *verifiedCache // nil when off
+	hashes   atomic.Int64   // password hash verifications run (tests)
 }
 
 // New returns an Authenticator over store.
@@ -117,6 +124,7 @@ func New(store Store, opts Options) *Authenticator {
 		logger:   opts.Logger,
 		sleep:    sleepContext,
 		storeTTL: 10 * time.Second,
+		verified: newVerifiedCache(opts.VerifiedLoginTTL),
 	}
 	if a.params == (Argon2Params{}) {
 		a.params = DefaultArgon2Params
@@ -243,13 +251,21 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		}
 	}
 
+	usable := known && password != "" && len(password) <= MaxPasswordLength
+	if usable && a.verified.check(acct.ID, acct.PasswordHash, password, now) {
+		// Verified against this very hash a moment ago (verified.go).
+		verdict = true
+		a.releaseAttempt(ctx, res, keys.resetOnSuccess())
+		return acct, nil
+	}
 	if err := a.acquire(ctx); err != nil {
 		return mailstore.Account{}, err
 	}
 	ok, rehash := false, false
+	a.hashes.Add(1)
 	// Empty passwords never match: a legacy hash of "" must not open an
 	// account (and HashPassword would refuse to upgrade it).
-	if known && password != "" && len(password) <= MaxPasswordLength {
+	if usable {
 		var verr error
 		ok, rehash, verr = a.params.Verify(acct.PasswordHash, password)
 		if verr != nil {
@@ -299,6 +315,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 			log.Info("password hash upgraded", slog.String("user", addr))
 		}
 	}
+	a.verified.remember(acct.ID, acct.PasswordHash, password, now)
 	return acct, nil
 }
 

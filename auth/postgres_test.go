@@ -286,3 +286,32 @@ func TestPostgresAbandonedAttemptReleased(t *testing.T) {
 		}
 	}
 }
+
+// Two nodes with the verified-login cache: a password changed through one
+// node (a new stored hash) stops the old password on the other at once,
+// although the other remembered it.
+func TestPostgresVerifiedCacheAcrossNodes(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	st1, st2 := pgtest.OpenStore(t, url), pgtest.OpenStore(t, url)
+	acct := createAccount(t, st1, "carol@example.org", mustHash(t, "old"))
+	n2 := pgHarness(t, st2)
+	n2.verified = newVerifiedCache(time.Hour)
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if _, err := n2.Authenticate(ctx, "carol@example.org", "old", ip1); err != nil {
+			t.Fatalf("login %d on node 2: %v", i, err)
+		}
+	}
+	if got := n2.hashes.Load(); got != 1 {
+		t.Fatalf("node 2 ran %d verifications for two logins, want 1", got)
+	}
+	if err := st1.SetPasswordHash(ctx, acct.ID, mustHash(t, "new")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Authenticate(ctx, "carol@example.org", "old", ip1); !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatalf("old password on node 2 after the change on node 1: %v, want ErrInvalidCredentials", err)
+	}
+	if _, err := n2.Authenticate(ctx, "carol@example.org", "new", ip1); err != nil {
+		t.Fatalf("new password on node 2: %v", err)
+	}
+}

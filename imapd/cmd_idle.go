@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/postrider/postrider/mailstore"
 )
@@ -17,6 +18,12 @@ import (
 // through its read deadline; the reader then sends the updates and goes on
 // reading the line where it was. The idle timeout (Limits.IdleTimeout, at
 // least 30 minutes by default as RFC 9051 §5.4 asks) is the read deadline.
+//
+// A catch-up that fails because the store is unavailable (a database
+// failover) does not end IDLE: the client asked for nothing, and a tagged
+// NO in the middle of IDLE is a reply it does not expect. The session stays
+// in IDLE and tries again after a growing pause (idleRetryMin..Max), so it
+// shows every change once the database is back.
 func cmdIdle(c *conn, cx *cmdCtx) error {
 	if err := c.p.end(); err != nil {
 		return err
@@ -32,9 +39,12 @@ func cmdIdle(c *conn, cx *cmdCtx) error {
 	}
 	c.srv.metrics.idle.Inc()
 	defer c.srv.metrics.idle.Dec()
+	var retry chan time.Duration // to the waker: wake me after this long
+	backoff := idleRetryMin
 	if c.sel != nil {
 		stop, exited := make(chan struct{}), make(chan struct{})
-		go c.waker(c.sel.notify, stop, exited)
+		retry = make(chan time.Duration, 1)
+		go c.waker(c.sel.notify, retry, stop, exited)
 		defer func() {
 			close(stop)
 			<-exited
@@ -70,31 +80,68 @@ func cmdIdle(c *conn, cx *cmdCtx) error {
 		// Woken for any change of the account: catch up only when it may
 		// concern this mailbox.
 		if err := c.refreshView(); err != nil {
+			if errors.Is(err, mailstore.ErrUnavailable) && retry != nil {
+				c.log.Debug("catch-up in IDLE failed; retrying", "err", err, "after", backoff)
+				select {
+				case retry <- backoff:
+				default:
+				}
+				backoff = min(2*backoff, idleRetryMax)
+				continue
+			}
 			c.p.done = true
 			if errors.Is(err, mailstore.ErrNoSuchMailbox) {
 				return errBye(codeNonexistent, "Selected mailbox was deleted; closing")
 			}
 			return err
 		}
+		backoff = idleRetryMin
 		c.sendExpunges(true)
 	}
 }
+
+// The pauses between catch-up attempts in IDLE while the store is
+// unavailable: a PostgreSQL failover measured a few seconds
+// (internal/clustertest TestDatabaseFailover).
+const (
+	idleRetryMin = 250 * time.Millisecond
+	idleRetryMax = 5 * time.Second
+)
 
 // errWoken is returned by connReader when IDLE's waker asked the reader to
 // look at the store.
 var errWoken = errors.New("imapd: woken by a change notification")
 
-// waker turns change notifications into wake-ups of the reading goroutine
-// until stop is closed.
-func (c *conn) waker(notify <-chan struct{}, stop <-chan struct{}, exited chan<- struct{}) {
+// waker turns change notifications, and the retries IDLE asks for, into
+// wake-ups of the reading goroutine until stop is closed.
+func (c *conn) waker(notify <-chan struct{}, retry <-chan time.Duration, stop <-chan struct{}, exited chan<- struct{}) {
 	defer close(exited)
+	var timer *time.Timer
+	var fire <-chan time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	wake := func() {
+		c.mu.Lock()
+		c.woken = true
+		_ = c.raw.SetReadDeadline(pastDeadline)
+		c.mu.Unlock()
+	}
 	for {
 		select {
 		case <-notify:
-			c.mu.Lock()
-			c.woken = true
-			_ = c.raw.SetReadDeadline(pastDeadline)
-			c.mu.Unlock()
+			wake()
+		case d := <-retry:
+			if timer != nil {
+				timer.Stop()
+			}
+			timer = time.NewTimer(d)
+			fire = timer.C
+		case <-fire:
+			fire = nil
+			wake()
 		case <-stop:
 			return
 		}

@@ -40,6 +40,12 @@ Usage:
   postrider dkim list [DOMAIN]            keys, their state and DNS records
   postrider dkim remove DOMAIN SELECTOR   delete a superseded or retired key
   postrider dns DOMAIN                    every DNS record the domain needs, in zone-file syntax
+  postrider selfsigned                    write a self-signed certificate for POSTRIDER_HOSTNAME
+                                          to POSTRIDER_DATA_DIR unless a valid one is there (what
+                                          serve does without TLS files), to share between nodes
+  postrider healthcheck [--live]          exit 0 if this host's node answers /readyz (--live:
+                                          /healthz) on POSTRIDER_HTTP_ADDR with 200; for
+                                          container health checks
   postrider bench smtp [flags]            SMTP load test against a running server (see -h)
   postrider version
 
@@ -117,6 +123,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdDKIM(rest, stdout, stderr)
 	case "dns":
 		return cmdDNS(rest, stdout, stderr)
+	case "selfsigned":
+		return cmdSelfsigned(rest, stdout)
+	case "healthcheck":
+		return cmdHealthcheck(rest, stdout)
 	}
 	fmt.Fprint(stderr, usage)
 	return usageErr("unknown command %q", cmd)

@@ -72,8 +72,23 @@ func cmdServe(args []string) error {
 		log.Warn("unknown configuration variable ignored", "var", name)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// The first SIGINT or SIGTERM ends ctx (and so a start in progress);
+	// the signal itself decides whether the node drains first, and a
+	// second one ends the drain.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	firstSig := make(chan os.Signal, 1)
+	go func() {
+		select {
+		case sig := <-sigs:
+			firstSig <- sig
+			stop()
+		case <-ctx.Done():
+		}
+	}()
 	// SIGHUP reloads the TLS certificate; it must never stop the server
 	// (its default action would, and it is what renewal hooks send).
 	hup := make(chan os.Signal, 1)
@@ -95,7 +110,7 @@ func cmdServe(args []string) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 
-	authn := auth.New(st, auth.Options{Logger: log})
+	authn := auth.New(st, auth.Options{Logger: log, VerifiedLoginTTL: cfg.AuthCacheTTL})
 	tlsConf, certs, err := tlsConfig(cfg, log)
 	if err != nil {
 		return err
@@ -140,7 +155,7 @@ func cmdServe(args []string) error {
 		}()
 		log.Info("listening", "proto", "http", "addr", ln.Addr().String())
 	}
-	mctx, stopMaintenance := context.WithCancel(ctx)
+	mctx, stopMaintenance := context.WithCancel(context.Background()) // runs through the drain
 	defer stopMaintenance()
 	wg.Add(1)
 	go func() {
@@ -160,7 +175,12 @@ func cmdServe(args []string) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+		sig := <-firstSig
+		shutdown.Store(true) // /readyz fails from now on
+		if sig == syscall.SIGTERM && cfg.DrainPeriod > 0 {
+			runErr = drain(cfg.DrainPeriod, sigs, serveErrs, log)
+		}
+		log.Info("shutting down", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.String())
 	case runErr = <-serveErrs:
 		log.Error("server failed; shutting down", "err", runErr)
 	}
@@ -175,6 +195,27 @@ func cmdServe(args []string) error {
 	wg.Wait()
 	log.Info("stopped")
 	return runErr
+}
+
+// drain is the first stage of a SIGTERM: /readyz already fails, so that
+// the load balancer's health checks take the node out of rotation, while
+// every listener still accepts and every session goes on as usual (a
+// client the balancer still sends here is served, not refused). It ends
+// after period, at a second signal, or when a server fails.
+func drain(period time.Duration, sigs <-chan os.Signal, serveErrs <-chan error, log *slog.Logger) error {
+	log.Info("draining: /readyz fails, connections are still served", "period", period.String())
+	t := time.NewTimer(period)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case sig := <-sigs:
+		log.Info("drain ended early", "signal", sig.String())
+		return nil
+	case err := <-serveErrs:
+		log.Error("server failed while draining", "err", err)
+		return err
+	}
 }
 
 func shutdownAll(fronts []frontend, timeout time.Duration) {

@@ -66,6 +66,9 @@ func startNodeOnce(t *testing.T, dbURL string, extraEnv ...string) (*node, error
 	// DNS from a loopback server with no records (inbound mail
 	// authentication finds nothing): tests never query the outside.
 	env = append(env, "POSTRIDER_DNS_RESOLVER="+testdns.Start(t).Addr)
+	// No drain unless a test asks for one (extraEnv comes later and wins):
+	// every SIGTERM of a test would otherwise wait 10 s.
+	env = append(env, "POSTRIDER_DRAIN_PERIOD=0")
 	env = append(env, extraEnv...)
 	n.cmd = exec.Command(binary(t), "serve")
 	n.cmd.Env = cleanEnv(env)

@@ -23,8 +23,7 @@ import (
 func tlsConfig(cfg *config.Config, log *slog.Logger) (*tls.Config, *certReloader, error) {
 	certFile, keyFile := cfg.TLSCertFile, cfg.TLSKeyFile
 	if certFile == "" {
-		certFile = filepath.Join(cfg.DataDir, "selfsigned-cert.pem")
-		keyFile = filepath.Join(cfg.DataDir, "selfsigned-key.pem")
+		certFile, keyFile = selfsignedPaths(cfg)
 		if err := ensureSelfSigned(certFile, keyFile, cfg.Hostname); err != nil {
 			return nil, nil, fmt.Errorf("self-signed certificate: %w", err)
 		}
@@ -145,6 +144,11 @@ var tls12CipherSuites = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// selfsignedPaths are where the generated certificate and key live.
+func selfsignedPaths(cfg *config.Config) (certFile, keyFile string) {
+	return filepath.Join(cfg.DataDir, "selfsigned-cert.pem"), filepath.Join(cfg.DataDir, "selfsigned-key.pem")
 }
 
 func ensureSelfSigned(certFile, keyFile, host string) error {

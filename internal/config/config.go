@@ -19,7 +19,7 @@ import (
 
 // Config is the whole configuration. Each field's `desc` tag is its meaning.
 type Config struct {
-	DatabaseURL string `env:"DATABASE_URL" desc:"PostgreSQL URL (postgres://user@host:5432/db). Required: the embedded single-file store is not available yet."`
+	DatabaseURL string `env:"DATABASE_URL" desc:"PostgreSQL URL (postgres://user@host:5432/db). Required: the embedded single-file store is not available yet. For a highly available PostgreSQL, list every host and ask for the primary: postgres://user@db1:5432,db2:5432/db?target_session_attrs=read-write&connect_timeout=5; after a failover each node reconnects to the new primary on its own (SMTP answers 4xx and /readyz fails until then)"`
 	DataDir     string `env:"DATA_DIR" envDefault:"./data" desc:"directory for generated keys and certificates"`
 	Hostname    string `env:"HOSTNAME" desc:"FQDN used in greetings and Received: headers (default: the host's name)"`
 
@@ -35,8 +35,9 @@ type Config struct {
 	TLSCertFile string `env:"TLS_CERT_FILE" desc:"PEM certificate chain; when empty (with the key) a self-signed certificate is generated in the data directory and a warning logged"`
 	TLSKeyFile  string `env:"TLS_KEY_FILE" desc:"PEM private key for TLS_CERT_FILE"`
 
-	AllowInsecureAuth bool     `env:"ALLOW_INSECURE_AUTH" envDefault:"false" desc:"allow plaintext authentication without TLS from non-loopback clients (loopback is always allowed)"`
-	TrustedProxies    []string `env:"TRUSTED_PROXIES" envSeparator:"," desc:"comma-separated CIDRs whose connections must start with a PROXY protocol (v1/v2) header"`
+	AllowInsecureAuth bool          `env:"ALLOW_INSECURE_AUTH" envDefault:"false" desc:"allow plaintext authentication without TLS from non-loopback clients (loopback is always allowed)"`
+	AuthCacheTTL      time.Duration `env:"AUTH_CACHE_TTL" envDefault:"15m" desc:"how long a node remembers that a password matched an account's stored hash (as an HMAC-SHA256 digest under a per-process random key), so the account's next logins with that password skip the argon2id computation; a wrong password or a changed password always gets the full check, and the failed-login throttle applies to every attempt; 0 turns it off (every login verifies argon2id, as Dovecot without auth_cache)"`
+	TrustedProxies    []string      `env:"TRUSTED_PROXIES" envSeparator:"," desc:"comma-separated CIDRs whose connections must start with a PROXY protocol (v1/v2) header"`
 
 	MaxMessageSize Size   `env:"MAX_MESSAGE_SIZE" envDefault:"52428800" desc:"largest message in bytes (suffixes K, M, G allowed); SMTP SIZE, IMAP APPENDLIMIT"`
 	RelayHost      string `env:"RELAY_HOST" desc:"host:port of a smarthost that all outbound mail goes through instead of by MX (STARTTLS when offered; port 465 means implicit TLS)"`
@@ -59,7 +60,8 @@ type Config struct {
 	POP3MarkSeen     bool          `env:"POP3_MARK_SEEN" envDefault:"true" desc:"POP3 RETR sets the \\Seen flag"`
 	DBMaxConns       int           `env:"DB_MAX_CONNS" envDefault:"32" desc:"PostgreSQL connections per node (pool size)"`
 	ContentCacheSize Size          `env:"CONTENT_CACHE_SIZE" envDefault:"64M" desc:"memory in bytes (suffixes K, M, G allowed) each node keeps for message contents IMAP FETCH reads (parsed envelope and structure, messages up to 64 KB whole, the header of larger ones), least recently used first out; contents never change, so the cache is never stale"`
-	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"how long in-flight work may finish after SIGTERM before it is cancelled"`
+	DrainPeriod      time.Duration `env:"DRAIN_PERIOD" envDefault:"10s" desc:"after SIGTERM, how long the node keeps serving (existing and new connections) with /readyz answering 503, so that the load balancer takes it out of rotation before clients are told to go (SMTP 421, IMAP BYE, POP3 -ERR); longer than the balancer's health check interval times its fall count; a second SIGTERM or SIGINT ends it early; SIGINT skips it; 0 disables"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"how long in-flight work may finish, after the drain period, before it is cancelled"`
 
 	TombstoneRetention time.Duration `env:"TOMBSTONE_RETENTION" envDefault:"720h" desc:"how long the UIDs of expunged messages are kept for IMAP resynchronisation (CONDSTORE/QRESYNC VANISHED); a client away longer is told every UID it knew that no longer exists; 0 keeps them forever"`
 
@@ -210,6 +212,12 @@ func (c *Config) validate() error {
 	}
 	if c.DBMaxConns < 2 || c.DBMaxConns > 1000 {
 		return bad("DB_MAX_CONNS", "must be between 2 and 1000")
+	}
+	if c.AuthCacheTTL < 0 || c.AuthCacheTTL > 24*time.Hour {
+		return bad("AUTH_CACHE_TTL", "%s: want 0 (off) up to 24h", c.AuthCacheTTL)
+	}
+	if c.DrainPeriod < 0 || c.DrainPeriod > time.Hour {
+		return bad("DRAIN_PERIOD", "must be between 0 and 1h")
 	}
 	if c.ShutdownTimeout < 0 {
 		return bad("SHUTDOWN_TIMEOUT", "must not be negative")

@@ -62,6 +62,9 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"POSTRIDER_QUEUE_LIFETIME", "0s", "POSTRIDER_QUEUE_LIFETIME"},
 		{"POSTRIDER_DELIVERY_WORKERS", "0", "POSTRIDER_DELIVERY_WORKERS"},
 		{"POSTRIDER_SHUTDOWN_TIMEOUT", "soon", "POSTRIDER_SHUTDOWN_TIMEOUT"},
+		{"POSTRIDER_DRAIN_PERIOD", "-1s", "POSTRIDER_DRAIN_PERIOD"},
+		{"POSTRIDER_DRAIN_PERIOD", "2h", "POSTRIDER_DRAIN_PERIOD"},
+		{"POSTRIDER_DRAIN_PERIOD", "10", "POSTRIDER_DRAIN_PERIOD"},
 		{"POSTRIDER_TOMBSTONE_RETENTION", "30d", "POSTRIDER_TOMBSTONE_RETENTION"},
 		{"POSTRIDER_TOMBSTONE_RETENTION", "10m", "POSTRIDER_TOMBSTONE_RETENTION"},
 		{"POSTRIDER_MAX_CONNS", "-1", "POSTRIDER_MAX_CONNS"},
@@ -138,9 +141,11 @@ func TestMaskURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://u:secret@h:5432/db?sslmode=disable": "postgres://u:********@h:5432/db?sslmode=disable",
 		"postgres://u@h/db":                             "postgres://u@h/db",
-		"postgres://u@h/db?password=secret":             "postgres://u@h/db?password=********",
-		"host=h user=u password=secret dbname=d":        "host=h user=u password=******** dbname=d",
-		"":                                              "",
+		// Several hosts (failover, target_session_attrs as pgx supports).
+		"postgres://u:secret@h1:5432,h2:5433/db?target_session_attrs=read-write": "postgres://u:********@h1:5432,h2:5433/db?target_session_attrs=read-write",
+		"postgres://u@h/db?password=secret":                                      "postgres://u@h/db?password=********",
+		"host=h user=u password=secret dbname=d":                                 "host=h user=u password=******** dbname=d",
+		"":                                                                       "",
 	} {
 		if got := maskURL(in); got != want || strings.Contains(got, "secret") {
 			t.Errorf("maskURL(%q) = %q, want %q", in, got, want)

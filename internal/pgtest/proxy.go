@@ -1,7 +1,6 @@
 package pgtest
 
 import (
-	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -11,15 +10,18 @@ import (
 // Proxy is a TCP proxy on 127.0.0.1 in front of the test server, to stage
 // a database outage without touching the server: Down closes every
 // proxied connection and makes new ones fail at once (accepted, then
-// reset); Up lets them through again.
+// reset); Up lets them through again. Freeze stages a network partition
+// instead: the connections open now stay open but carry nothing more in
+// either direction, while new ones work.
 type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]struct{}
+	frozen map[net.Conn]bool
+	wg     sync.WaitGroup
 }
 
 // NewProxy starts a proxy to the server of dbURL and returns it with the
@@ -35,7 +37,7 @@ func NewProxy(t testing.TB, dbURL string) (*Proxy, string) {
 	if err != nil {
 		t.Fatalf("pgtest: proxy: %v", err)
 	}
-	p := &Proxy{ln: ln, target: u.Host, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: u.Host, conns: map[net.Conn]struct{}{}, frozen: map[net.Conn]bool{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
@@ -56,6 +58,16 @@ func (p *Proxy) Down() {
 		c.Close()
 	}
 	clear(p.conns)
+}
+
+// Freeze makes every connection open now silent: what either end sends
+// is dropped, and neither end is told.
+func (p *Proxy) Freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		p.frozen[c] = true
+	}
 }
 
 // Up lets connections through again.
@@ -103,14 +115,33 @@ func (p *Proxy) accept() {
 	}
 }
 
-// pipe copies one direction; when it ends, both ends close.
+// pipe copies one direction (dropping what a frozen connection sends);
+// when it ends, both ends close.
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			frozen := p.frozen[src]
+			p.mu.Unlock()
+			if !frozen {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
 	delete(p.conns, dst)
 	delete(p.conns, src)
+	delete(p.frozen, dst)
+	delete(p.frozen, src)
 	p.mu.Unlock()
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -251,7 +252,17 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, connected f
 	s.hub.connected()
 	var cs []change
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		wctx, cancel := context.WithTimeout(ctx, s.opts.ListenProbeInterval)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && wctx.Err() != nil && pgconn.Timeout(err) {
+			// Quiet for a while: make sure the connection still leads to
+			// the primary (see probeListener), then wait on.
+			if err := probeListener(ctx, conn, min(s.opts.ListenProbeInterval, 5*time.Second)); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -273,6 +284,27 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, connected f
 			s.hub.record(cs)
 		}
 	}
+}
+
+// probeListener checks a listening connection that has been quiet. A
+// primary that vanished without closing it (a network partition, a host
+// that froze) would leave the listener waiting until TCP keepalive gives up,
+// tens of minutes, while the pool has long moved to the new primary and
+// this node's IDLE sessions hear nothing of other nodes' writes. A server
+// that is in recovery (a former primary turned standby) receives no
+// NOTIFY from the writers either. Either way the listener reconnects
+// (with target_session_attrs=read-write, to the primary) and catches up.
+func probeListener(ctx context.Context, conn *pgx.Conn, timeout time.Duration) error {
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var standby bool
+	if err := conn.QueryRow(pctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+		return fmt.Errorf("probing the listening connection: %w", err)
+	}
+	if standby {
+		return errors.New("the listening connection's server is in recovery (no longer the primary)")
+	}
+	return nil
 }
 
 // pidSet holds the backend process IDs of a pool's open connections. A

@@ -113,6 +113,10 @@ type Options struct {
 	// ListenBackoffMax caps the reconnect delay of the notification
 	// listener (0: 5 s).
 	ListenBackoffMax time.Duration
+	// ListenProbeInterval is how long the notification listener waits
+	// without a notification before it checks its connection
+	// (notify.go probeListener; 0: 30 s).
+	ListenProbeInterval time.Duration
 	// ListCacheMessages bounds the messages of large mailboxes this node
 	// keeps in memory for ListMessages (0: DefaultListCacheMessages;
 	// negative: no cache). See listcache.go.
@@ -187,6 +191,9 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	}
 	if opts.ListenBackoffMax <= 0 {
 		opts.ListenBackoffMax = 5 * time.Second
+	}
+	if opts.ListenProbeInterval <= 0 {
+		opts.ListenProbeInterval = 30 * time.Second
 	}
 	if opts.ListCacheMessages == 0 {
 		opts.ListCacheMessages = DefaultListCacheMessages
