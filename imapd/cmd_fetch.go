@@ -102,7 +102,7 @@ func cmdFetch(c *conn, cx *cmdCtx) error {
 		if err != nil {
 			return err
 		}
-		if err := c.loadObjectItems(&r, msgs); err != nil {
+		if err := c.loadObjectItems(&r, &msgs); err != nil {
 			return err
 		}
 		if r.setSeen && !s.readOnly {

@@ -74,7 +74,7 @@ func (r *fetchReq) add(it fetchItem) error {
 			r.details = true
 		}
 	}
-	r.content = r.content || r.details || it.kind == fetchSection || it.kind == fetchEmailID || it.kind == fetchPreview
+	r.content = r.content || r.details || it.kind == fetchSection || it.kind == fetchPreview
 	if (it.kind == fetchSection || it.kind == fetchBinary) && !it.peek {
 		r.setSeen = true
 	}

@@ -142,7 +142,11 @@ func runCommandsOn(tb testing.TB, st Store, input []byte, state connState, out i
 	if state == stateSelected {
 		c.sel = &selected{mbox: mailstore.Mailbox{ID: 1, Name: "INBOX", UIDNext: 41}, cancel: func() {}, saved: []uint32{3, 5}}
 		for u := uint32(1); u <= 40; u += 2 {
-			c.sel.add(mailstore.MessageMeta{UID: u, ModSeq: 1, ContentID: int64(u)})
+			cid := int64(u)
+			if u%10 == 9 {
+				cid = 0 // not known to the view (mailstore.ContentRef)
+			}
+			c.sel.add(mailstore.MessageMeta{UID: u, ModSeq: 1, ContentID: cid})
 		}
 	}
 	for i := 0; i < 10000 && c.state != stateLogout; i++ {

@@ -95,12 +95,60 @@ func (p *parser) objectAtt(r *fetchReq, name string) error {
 // preview of a content parsed before previews were stored.
 const maxPreviewRead = 64 << 10
 
-// loadObjectItems reads what SAVEDATE and PREVIEW need beyond loadFetch:
-// the save dates of the chunk in one query, and the previews of contents
+// loadObjectItems reads what EMAILID, SAVEDATE and PREVIEW need beyond
+// loadFetch: the content ids the view does not know (one MessageContents
+// call, usually none: the view learns them from the store's listings; a
+// message expunged meanwhile whose content is not at hand is left out,
+// as loadFetch does), the save dates of the chunk in one query, and the
+// previews of contents
 // stored before previews were (each from the first maxPreviewRead octets
 // of its message; not with PREVIEW (LAZY), which then answers NIL as RFC
 // 8970 §4.1 allows).
-func (c *conn) loadObjectItems(r *fetchReq, msgs []fetchMsg) error {
+func (c *conn) loadObjectItems(r *fetchReq, msgs *[]fetchMsg) error {
+	if r.has[fetchEmailID] {
+		if err := c.loadContentIDs(msgs); err != nil {
+			return err
+		}
+	}
+	return c.loadDatesPreviews(r, *msgs)
+}
+
+// loadContentIDs fills in the content ids the view lacks.
+func (c *conn) loadContentIDs(msgs *[]fetchMsg) error {
+	var refs []mailstore.ContentRef
+	for _, m := range *msgs {
+		if m.meta.ContentID == 0 && m.content.ContentID == 0 {
+			refs = append(refs, mailstore.ContentRef{UID: m.meta.UID})
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	cs, err := c.srv.store.MessageContents(c.ctx, c.acct.ID, c.sel.mbox.ID, refs)
+	if err != nil {
+		return err
+	}
+	ids := make(map[uint32]int64, len(refs))
+	for k := range refs {
+		ids[refs[k].UID] = cs[k].ContentID
+	}
+	out := (*msgs)[:0]
+	for _, m := range *msgs {
+		if m.meta.ContentID == 0 && m.content.ContentID == 0 {
+			if m.meta.ContentID = ids[m.meta.UID]; m.meta.ContentID == 0 {
+				continue
+			}
+			if i, ok := c.sel.index(m.meta.UID); ok {
+				c.sel.msgs[i].content = m.meta.ContentID // learnt now (mailstore.ContentRef)
+			}
+		}
+		out = append(out, m)
+	}
+	*msgs = out
+	return nil
+}
+
+func (c *conn) loadDatesPreviews(r *fetchReq, msgs []fetchMsg) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -173,8 +221,12 @@ func (c *conn) writeObjectItem(m *fetchMsg, kind fetchKind) {
 	w := &c.w
 	switch kind {
 	case fetchEmailID:
+		id := m.meta.ContentID
+		if id == 0 {
+			id = m.content.ContentID
+		}
 		w.str("EMAILID (")
-		w.str(emailID(m.content.ContentID))
+		w.str(emailID(id))
 		w.byte(')')
 	case fetchThreadID:
 		w.str("THREADID NIL") // RFC 8474 §5.2: threads are not computed

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/postrider/postrider/internal/pgtest"
+	"github.com/postrider/postrider/mailstore"
+	"github.com/postrider/postrider/mailstore/msgparse"
 )
 
 // firstMatch returns the first submatch of re in lines.
@@ -248,5 +250,32 @@ func TestClientPythonObjects(t *testing.T) {
 	host, port, _ := net.SplitHostPort(e.addr)
 	if out := runCmd(t, 30*time.Second, py, "-c", pythonObjects, host, port); !strings.Contains(out, "PYTHON-OK") {
 		t.Fatal(out)
+	}
+}
+
+// contentIDStore answers MessageContents with content 1000+UID, except
+// UID 19, expunged meanwhile.
+type contentIDStore struct{ fuzzStore }
+
+func (contentIDStore) MessageContents(_ context.Context, _, _ int64, refs []mailstore.ContentRef) ([]mailstore.MessageContent, error) {
+	out := make([]mailstore.MessageContent, len(refs))
+	for i, r := range refs {
+		if r.UID != 19 {
+			out[i] = mailstore.MessageContent{ContentID: 1000 + int64(r.UID), Parsed: &msgparse.Message{}}
+		}
+	}
+	return out, nil
+}
+
+// FETCH EMAILID asks the store only for the content ids the view lacks,
+// and leaves out a message expunged meanwhile whose id it cannot learn.
+func TestFetchEmailIDUnknownContent(t *testing.T) {
+	var out strings.Builder
+	runCommandsOn(t, contentIDStore{}, []byte("a FETCH 4:10 (UID EMAILID)\r\nb FETCH 5 EMAILID\r\n"), stateSelected, &out)
+	want := "* 4 FETCH (UID 7 EMAILID (M7))\r\n* 5 FETCH (UID 9 EMAILID (M1009))\r\n* 6 FETCH (UID 11 EMAILID (M11))\r\n" +
+		"* 7 FETCH (UID 13 EMAILID (M13))\r\n* 8 FETCH (UID 15 EMAILID (M15))\r\n* 9 FETCH (UID 17 EMAILID (M17))\r\n" +
+		"a OK FETCH completed\r\n* 5 FETCH (EMAILID (M1009))\r\nb OK FETCH completed\r\n"
+	if out.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }
