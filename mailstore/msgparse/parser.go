@@ -38,9 +38,11 @@ type Parser struct {
 	textSink func([]byte) // when set, search text goes here instead of text
 	sunk     int64        // octets given to textSink
 
-	preview     []byte // raw text of the preview part, at most maxPreviewRaw octets
-	previewOn   bool   // the preview part's text is being decoded
-	previewDone bool   // a preview part was chosen (it may still be open)
+	preview      []byte // the preview text so far (keepPreview)
+	previewChars int    // characters in preview
+	previewSpace bool   // white space seen after the last character kept
+	previewOn    bool   // the preview part's text is being decoded
+	previewDone  bool   // a preview part was chosen (it may still be open)
 
 	crlfExtra int64 // octets CRLF normalisation adds (bare LF or CR -> CRLF)
 	endCR     bool  // the octets so far end with a CR
@@ -147,7 +149,8 @@ func (p *Parser) Finish() (*Message, error) {
 		m.CRLFSize += 2 // a CRLF is added after a last line without one
 	}
 	m.Structure = p.root.part()
-	pv := previewText(p.preview)
+	// As for Text: the buffer is never written again.
+	pv := unsafe.String(unsafe.SliceData(p.preview), len(p.preview))
 	m.Preview = &pv
 	p.preview = nil
 	// The buffer is dropped here and never written again, so the string

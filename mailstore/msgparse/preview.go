@@ -6,64 +6,47 @@ import (
 	"unicode/utf8"
 )
 
-// maxPreviewRaw bounds the decoded text kept for the preview: enough for
-// MaxPreviewChars characters after white space is collapsed in any but
-// pathological text (which then gets a shorter preview).
-const maxPreviewRaw = 4 << 10
-
-// keepPreview adds decoded text of the preview part, cut at a rune
-// boundary at maxPreviewRaw octets.
+// keepPreview adds decoded text of the preview part to the preview as
+// RFC 8970 §3 wants it, as the text streams by: every run of white space
+// and control characters becomes one space, none leads or trails, and
+// collection stops at MaxPreviewChars characters, so the preview never
+// holds more than 4 × MaxPreviewChars octets. A space before closing
+// punctuation is dropped: HTML stripping turns every tag into a space,
+// and "<b>Hi</b>," should read "Hi,". Text arrives as whole UTF-8
+// sequences (the text pipeline holds incomplete ones back).
 func (p *Parser) keepPreview(b []byte) {
-	room := maxPreviewRaw - len(p.preview)
-	if room <= 0 {
-		p.previewOn = false
-		return
-	}
-	if len(b) > room {
-		cut := room
-		for cut > 0 && !utf8.RuneStart(b[cut]) {
-			cut--
+	for len(b) > 0 {
+		r, n := rune(b[0]), 1
+		if r >= utf8.RuneSelf {
+			r, n = utf8.DecodeRune(b)
 		}
-		b = b[:cut]
-		p.previewOn = false
-	}
-	p.preview = append(p.preview, b...)
-}
-
-// previewText turns decoded text into preview text (RFC 8970 §3): every
-// run of white space and control characters becomes one space, leading
-// and trailing ones are dropped, and the result is cut to MaxPreviewChars
-// characters (never in the middle of one); a space before closing
-// punctuation is dropped. The input is valid UTF-8 (the
-// text pipeline replaces invalid sequences).
-func previewText(raw []byte) string {
-	var sb strings.Builder
-	space, n := false, 0
-	for _, r := range string(raw) {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			space = sb.Len() > 0
+		b = b[n:]
+		if r <= ' ' || r == 0x7f || r >= utf8.RuneSelf && (unicode.IsSpace(r) || unicode.IsControl(r)) {
+			p.previewSpace = len(p.preview) > 0
 			continue
 		}
-		// HTML stripping turns every tag into a space ("<b>Hi</b>,"
-		// reads "Hi ,"): no space before closing punctuation.
-		if space && strings.ContainsRune(",.;:!?)]", r) {
-			space = false
+		if p.previewSpace && r < utf8.RuneSelf && strings.IndexByte(",.;:!?)]", byte(r)) >= 0 {
+			p.previewSpace = false
 		}
-		if space {
-			if n+1 >= MaxPreviewChars {
-				break
+		if p.previewSpace {
+			if p.previewChars+2 > MaxPreviewChars { // room for the space and a character
+				p.previewOn = false
+				return
 			}
-			sb.WriteByte(' ')
-			n++
-			space = false
+			p.preview = append(p.preview, ' ')
+			p.previewChars++
+			p.previewSpace = false
 		}
-		if n >= MaxPreviewChars {
-			break
+		if p.preview == nil {
+			p.preview = make([]byte, 0, MaxPreviewChars) // ASCII text never grows it
 		}
-		sb.WriteRune(r)
-		n++
+		p.preview = utf8.AppendRune(p.preview, r)
+		p.previewChars++
+		if p.previewChars >= MaxPreviewChars {
+			p.previewOn = false
+			return
+		}
 	}
-	return sb.String()
 }
 
 // Preview parses the first octets of a message (a bounded prefix, for a
