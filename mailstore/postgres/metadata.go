@@ -25,6 +25,10 @@ func (s *Store) GetMetadata(ctx context.Context, accountID int64, mailbox string
 	if names == nil {
 		names = []string{}
 	}
+	mailbox, err := metadataMailbox(mailbox)
+	if err != nil {
+		return nil, fmt.Errorf("get metadata: %w", err)
+	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT mb.mid IS NOT NULL, e.name, e.value
 		  FROM (SELECT CASE WHEN $2 = '' THEN 0
@@ -70,6 +74,10 @@ func (s *Store) GetMetadata(ctx context.Context, accountID int64, mailbox string
 // SetMetadata implements mailstore.Store via pr_set_metadata: one
 // statement, all entries or none.
 func (s *Store) SetMetadata(ctx context.Context, accountID int64, mailbox string, entries []mailstore.MetadataEntry) error {
+	mailbox, err := metadataMailbox(mailbox)
+	if err != nil {
+		return fmt.Errorf("set metadata: %w", err)
+	}
 	names := make([]string, len(entries))
 	values := make([][]byte, len(entries))
 	seen := make(map[string]bool, len(entries))
@@ -92,7 +100,7 @@ func (s *Store) SetMetadata(ctx context.Context, accountID int64, mailbox string
 			}
 		}
 	}
-	_, err := s.pool.Exec(ctx, `SELECT pr_set_metadata(p_account => $1, p_mailbox => $2, p_names => $3, p_values => $4,
+	_, err = s.pool.Exec(ctx, `SELECT pr_set_metadata(p_account => $1, p_mailbox => $2, p_names => $3, p_values => $4,
 		p_max_object => $5, p_max_account => $6)`,
 		accountID, mailbox, names, values, mailstore.MaxMetadataObject, mailstore.MaxMetadataAccount)
 	var pe *pgconn.PgError
@@ -103,4 +111,17 @@ func (s *Store) SetMetadata(ctx context.Context, accountID int64, mailbox string
 		return fmt.Errorf("set metadata: %w", mailstore.ErrNoSuchMailbox)
 	}
 	return mapErr("set metadata", err)
+}
+
+// metadataMailbox normalises a mailbox name ("INBOX" in any case), keeping
+// "" (the server); a name that cannot exist is ErrNoSuchMailbox.
+func metadataMailbox(name string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	n, err := mailstore.NormalizeMailboxName(name)
+	if err != nil {
+		return "", mailstore.ErrNoSuchMailbox
+	}
+	return n, nil
 }

@@ -49,6 +49,9 @@ func testMetadataSetGet(t *testing.T, f Factory) {
 	if got := fx.getMeta(a, "", 0, "/shared/comment"); got != "/shared/comment=server note" {
 		t.Errorf("server entry: %q", got)
 	}
+	if got := fx.getMeta(a, "inbox", 0, "/private/comment"); got != "/private/comment=mine" {
+		t.Errorf("INBOX by another case: %q", got)
+	}
 	if got := fx.getMeta(a, "INBOX", 0, "/shared/comment", "/private/comment", "/private/missing"); got != "/private/comment=mine /shared/comment=ours" {
 		t.Errorf("two entries and a missing one: %q", got)
 	}
