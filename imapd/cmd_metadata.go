@@ -248,11 +248,23 @@ func cmdGetMetadata(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return err
 	}
+	longest := c.writeMetadata(r.mailbox, r.names, es, r.maxSize)
+	if longest > 0 {
+		cx.okCode = "METADATA LONGENTRIES " + strconv.FormatInt(longest, 10)
+	}
+	return nil
+}
+
+// writeMetadata writes "* METADATA mailbox (entry value ...)": the
+// entries found and, as NIL, each requested entry name without a value,
+// in name order, leaving out values above maxSize (-1: none) and
+// returning the size of the largest of those (RFC 5464 §4.2.1).
+func (c *conn) writeMetadata(mailbox string, names []string, es []mailstore.MetadataEntry, maxSize int64) int64 {
 	found := make(map[string]bool, len(es))
 	for _, e := range es {
 		found[e.Name] = true
 	}
-	for _, n := range r.names {
+	for _, n := range names {
 		if _, entry := mailstore.NormalizeMetadataName(n); entry && !found[n] {
 			es = append(es, mailstore.MetadataEntry{Name: n})
 		}
@@ -261,12 +273,12 @@ func cmdGetMetadata(c *conn, cx *cmdCtx) error {
 	var longest int64
 	w := &c.w
 	w.str("* METADATA ")
-	c.writeName(r.mailbox)
+	c.writeName(mailbox)
 	w.str(" (")
 	first := true
 	for _, e := range es {
-		if r.maxSize >= 0 && int64(len(e.Value)) > r.maxSize {
-			longest = max(longest, int64(len(e.Value))) // §4.2.1
+		if maxSize >= 0 && int64(len(e.Value)) > maxSize {
+			longest = max(longest, int64(len(e.Value)))
 			continue
 		}
 		if !first {
@@ -278,9 +290,52 @@ func cmdGetMetadata(c *conn, cx *cmdCtx) error {
 		writeMetadataValue(w, e.Value)
 	}
 	w.str(")\r\n")
-	if longest > 0 {
-		cx.okCode = "METADATA LONGENTRIES " + strconv.FormatInt(longest, 10)
+	return longest
+}
+
+// listMetadataOpt parses the LIST return option METADATA's argument:
+// SP "(" entry *(SP entry) ")" (RFC 9590 §3).
+func (c *conn) listMetadataOpt() ([]string, error) {
+	p := &c.p
+	if err := p.sp(); err != nil {
+		return nil, err
 	}
+	var names []string
+	err := p.list(func() error {
+		e, err := p.astring()
+		if err != nil {
+			return err
+		}
+		n, ok := mailstore.NormalizeMetadataName(e)
+		if !ok {
+			return errBad("Invalid entry name") // RFC 5464 §3.2
+		}
+		if len(names) >= maxMetadataArgs {
+			return errBad("Too many entry names")
+		}
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+		return nil
+	})
+	if err == nil && len(names) == 0 {
+		err = errBad("Empty entry list")
+	}
+	return names, err
+}
+
+// listMetadata writes the METADATA response of one listed mailbox (RFC
+// 9590 §3): every requested entry, NIL when it has no value. A mailbox
+// deleted since the listing is left out.
+func (c *conn) listMetadata(mailbox string, names []string) error {
+	es, err := c.srv.store.GetMetadata(c.ctx, c.acct.ID, mailbox, names, 0)
+	if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.writeMetadata(mailbox, names, es, -1)
 	return nil
 }
 

@@ -132,6 +132,7 @@ func (c *conn) capabilities() string {
 		"PREVIEW",         // RFC 8970
 		"METADATA",        // RFC 5464
 		"METADATA-SERVER", // RFC 5464
+		"LIST-METADATA",   // RFC 9590
 	)
 	return strings.Join(caps, " ")
 }

@@ -179,7 +179,7 @@ var fuzzSeeds = []string{
 	"a SORT RETURN (MIN MAX) (REVERSE SUBJECT DATE) UTF-8 ALL\r\n",
 	"a FETCH 1:* (EMAILID THREADID SAVEDATE PREVIEW (LAZY))\r\n", "a FETCH 1 PREVIEW (CHANGEDSINCE 3)\r\n",
 	"a SEARCH EMAILID M12 THREADID T1 SAVEDBEFORE 1-Jan-2024 SAVEDON 2-Jan-2024 SAVEDSINCE 3-Jan-2024 SAVEDATESUPPORTED\r\n",
-	"a STATUS INBOX (MAILBOXID)\r\n", "a FETCH 1 SAVEDATE\r\n", "a GETMETADATA (DEPTH 1 MAXSIZE 5) INBOX (/private/a /shared/b)\r\n",
+	"a STATUS INBOX (MAILBOXID)\r\n", "a LIST \"\" * RETURN (METADATA (/private/comment /shared/x) STATUS (MESSAGES))\r\n", "a FETCH 1 SAVEDATE\r\n", "a GETMETADATA (DEPTH 1 MAXSIZE 5) INBOX (/private/a /shared/b)\r\n",
 	"a SETMETADATA \"\" (/shared/comment {3+}\r\nabc /private/x ~{2+}\r\n\x00\x01 /private/y NIL)\r\n", "a LIST \"\" * RETURN (STATUS (MAILBOXID))\r\n", "a UID THREAD REFERENCES US-ASCII 1:*\r\n",
 	"a COPY 1:2 Trash\r\n", "a UID MOVE 1:* Archive\r\n", "a FOO {3+}\r\nabc\r\n", "a SEARCH ((((((((((((((((((ALL))))))))))))))))))\r\n",
 	"\x16\x03\x01\x00\r\n", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "a LOGIN {99999999999999999999}\r\n", "a FETCH 1:2:3 FLAGS\r\n",

@@ -117,3 +117,30 @@ func TestMetadataIsolation(t *testing.T) {
 		{`GETMETADATA INBOX /private/comment`, []string{`* METADATA INBOX (/private/comment "alice inbox")`, "$T OK GETMETADATA completed"}},
 	})
 }
+
+// LIST-METADATA (RFC 9590): each listed mailbox's requested entries
+// after its LIST response, NIL for those without a value; with STATUS.
+func TestTranscriptListMetadata(t *testing.T) {
+	e := newEnv(t)
+	c := e.dial()
+	c.login("alice")
+	c.run([]step{
+		{`SETMETADATA INBOX (/private/comment "in" /shared/vendor/x/color "red")`, []string{"$T OK SETMETADATA completed"}},
+		{`SETMETADATA Sent (/shared/vendor/x/color "blue")`, []string{"$T OK SETMETADATA completed"}},
+		{`LIST "" (INBOX Sent) RETURN (METADATA (/shared/vendor/x/color /private/comment))`, []string{
+			`* LIST (\HasNoChildren) "/" INBOX`, `* METADATA INBOX (/private/comment "in" /shared/vendor/x/color "red")`,
+			`* LIST (\HasNoChildren \Sent) "/" Sent`, `* METADATA Sent (/private/comment NIL /shared/vendor/x/color "blue")`,
+			"$T OK LIST completed"}},
+		{`LIST "" Sent RETURN (STATUS (MESSAGES) METADATA (/SHARED/vendor/x/color))`, []string{
+			`* LIST (\HasNoChildren \Sent) "/" Sent`, `* STATUS Sent (MESSAGES 0)`, `* METADATA Sent (/shared/vendor/x/color "blue")`,
+			"$T OK LIST completed"}},
+		{`LIST "" Sent RETURN (METADATA ())`, []string{"$T BAD Empty entry list"}},
+		{`LIST "" Sent RETURN (METADATA (/other))`, []string{"$T BAD Invalid entry name"}},
+		{`LIST "" Sent RETURN (METADATA /private/comment)`, []string{"re:$T BAD .*"}},
+	})
+	// Another account lists its own INBOX's entries, not alice's.
+	b := e.dial()
+	b.login("bob")
+	b.run([]step{{`LIST "" INBOX RETURN (METADATA (/private/comment))`, []string{`* LIST (\HasNoChildren) "/" INBOX`,
+		`* METADATA INBOX (/private/comment NIL)`, "$T OK LIST completed"}}})
+}
