@@ -62,6 +62,9 @@ func cmdFetch(c *conn, cx *cmdCtx) error {
 	if r.vanished && (!cx.uid || !c.qresync || !r.hasChanged) {
 		return errBad("VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE") // RFC 7162 §3.2.6
 	}
+	if r.page != nil && !cx.uid {
+		return errBad("PARTIAL needs UID FETCH") // RFC 9394 §3.3
+	}
 	if r.has[fetchModSeq] || r.hasChanged {
 		c.enableCondstore()
 	}
@@ -88,6 +91,11 @@ func cmdFetch(c *conn, cx *cmdCtx) error {
 			continue // RFC 7162 §3.1.4.1
 		}
 		targets = append(targets, i)
+	}
+	if r.page != nil {
+		// RFC 9394 §3.3: only the messages at those positions of what
+		// would be returned (after CHANGEDSINCE), in UID order.
+		targets = pageOf(*r.page, targets)
 	}
 	batch := c.srv.limits.FetchBatch
 	if !r.content {

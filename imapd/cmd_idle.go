@@ -32,6 +32,9 @@ func cmdIdle(c *conn, cx *cmdCtx) error {
 		if err := c.refreshView(); err != nil {
 			return err
 		}
+		if err := c.flushContexts(); err != nil {
+			return err
+		}
 		c.sendExpunges(true)
 	}
 	if err := c.continueReq("idling"); err != nil {
@@ -93,6 +96,20 @@ func cmdIdle(c *conn, cx *cmdCtx) error {
 			if errors.Is(err, mailstore.ErrNoSuchMailbox) {
 				return errBye(codeNonexistent, "Selected mailbox was deleted; closing")
 			}
+			return err
+		}
+		if err := c.flushContexts(); err != nil {
+			// The changes stay noted: the next wake-up tries again.
+			if errors.Is(err, mailstore.ErrUnavailable) && retry != nil {
+				c.log.Debug("context updates in IDLE failed; retrying", "err", err, "after", backoff)
+				select {
+				case retry <- backoff:
+				default:
+				}
+				backoff = min(2*backoff, idleRetryMax)
+				continue
+			}
+			c.p.done = true
 			return err
 		}
 		backoff = idleRetryMin

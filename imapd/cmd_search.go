@@ -1,14 +1,18 @@
 package imapd
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/postrider/postrider/mailstore"
 )
 
-// searchReturn holds ESEARCH return options (RFC 4731 §3.1, RFC 5182 §2).
+// searchReturn holds ESEARCH return options (RFC 4731 §3.1, RFC 5182 §2,
+// RFC 9394 §3 PARTIAL, RFC 5267 §4 CONTEXT and UPDATE).
 type searchReturn struct {
 	min, max, all, count, save bool
+	partial                    *pageRange
+	update                     bool // RFC 5267 §4.3: send ADDTO/REMOVEFROM as the result changes
 }
 
 // SEARCH and UID SEARCH (RFC 9051 §6.4.4) with ESEARCH (RFC 4731),
@@ -22,6 +26,9 @@ func cmdSearch(c *conn, cx *cmdCtx) error {
 	}
 	ret, esearch, err := c.searchReturnOpts(true)
 	if err != nil {
+		return err
+	}
+	if err := c.checkUpdateTag(cx, ret); err != nil {
 		return err
 	}
 	if ret.save {
@@ -62,6 +69,9 @@ func cmdSearch(c *conn, cx *cmdCtx) error {
 		ret.all = true // IMAP4rev2 answers SEARCH with ESEARCH (RFC 9051 §6.4.4)
 	}
 	c.writeESearch(cx, ret, nums, highest)
+	if ret.update {
+		c.addContext(cx, sp, nil, results, nil)
+	}
 	return nil
 }
 
@@ -87,6 +97,9 @@ func (c *conn) searchReturnOpts(allowSave bool) (ret searchReturn, esearch bool,
 		case "MAX":
 			ret.max = true
 		case "ALL":
+			if ret.all || ret.partial != nil {
+				return errBad("Only one of ALL or PARTIAL is allowed") // RFC 9394 §3.1
+			}
 			ret.all = true
 		case "COUNT":
 			ret.count = true
@@ -95,6 +108,23 @@ func (c *conn) searchReturnOpts(allowSave bool) (ret searchReturn, esearch bool,
 				return errBad("Unknown return option")
 			}
 			ret.save = true
+		case "PARTIAL":
+			if ret.all || ret.partial != nil {
+				return errBad("Only one of ALL or PARTIAL is allowed") // RFC 9394 §3.1
+			}
+			if err := p.sp(); err != nil {
+				return err
+			}
+			r, err := p.pageRange()
+			if err != nil {
+				return err
+			}
+			ret.partial = &r
+		case "CONTEXT":
+			// RFC 5267 §4.2: a hint that may be ignored; results are
+			// computed afresh for every command.
+		case "UPDATE":
+			ret.update = true
 		default:
 			return errBad("Unknown SEARCH return option")
 		}
@@ -103,7 +133,7 @@ func (c *conn) searchReturnOpts(allowSave bool) (ret searchReturn, esearch bool,
 	if err != nil {
 		return ret, false, err
 	}
-	if !ret.min && !ret.max && !ret.count && !ret.save {
+	if !ret.min && !ret.max && !ret.count && !ret.save && !ret.all && ret.partial == nil && !ret.update {
 		ret.all = true // RETURN () means ALL (RFC 4731 §3.1, RFC 5267 §3.2)
 	}
 	if err := p.sp(); err != nil {
@@ -144,6 +174,8 @@ func (c *conn) searchProgram() ([]uint32, *searchParser, error) {
 	if err := c.refreshView(); err != nil {
 		return nil, nil, err
 	}
+	sp.crit = crit
+	sp.crit.UIDs = slices.Clip(crit.UIDs) // the bound below is not part of it
 	var results []uint32
 	if m := s.maxUID(); m > 0 {
 		// Only messages the client has been told about (RFC 9051 §7.5.1).
@@ -171,7 +203,7 @@ func (c *conn) highestModSeq(sp *searchParser, results []uint32, ret searchRetur
 		return 0
 	}
 	named := results
-	if esearch && (ret.min || ret.max) && !ret.all && !ret.count {
+	if esearch {
 		named = savedResult(results, ret)
 	}
 	var highest uint64
@@ -210,7 +242,7 @@ func (c *conn) writeModSeqSuffix(highest uint64) {
 // of SORT (RFC 5267 §3.2): for SORT nums are in sort order, MIN and MAX
 // are the first and last of it and ALL keeps the order.
 func (c *conn) writeESearch(cx *cmdCtx, ret searchReturn, nums []uint32, highest uint64) {
-	if ret.save && !ret.min && !ret.max && !ret.all && !ret.count {
+	if ret.save && !ret.min && !ret.max && !ret.all && !ret.count && ret.partial == nil && !ret.update {
 		return // SAVE alone: no ESEARCH response (RFC 5182 §2.1)
 	}
 	c.w.str("* ESEARCH (TAG ")
@@ -234,6 +266,18 @@ func (c *conn) writeESearch(cx *cmdCtx, ret searchReturn, nums []uint32, highest
 			c.w.str(formatUIDs(nums))
 		}
 	}
+	if ret.partial != nil {
+		// RFC 9394 §3.1: the requested range and the results in it, or NIL.
+		c.w.str(" PARTIAL (")
+		c.w.str(ret.partial.String())
+		if part := ret.partial.slice(nums); len(part) > 0 {
+			c.w.sp()
+			c.w.str(formatUIDs(part))
+		} else {
+			c.w.str(" NIL")
+		}
+		c.w.byte(')')
+	}
 	if ret.count {
 		c.w.str(" COUNT ")
 		c.w.num(uint64(len(nums)))
@@ -245,21 +289,35 @@ func (c *conn) writeESearch(cx *cmdCtx, ret searchReturn, nums []uint32, highest
 	c.w.crlf()
 }
 
-// savedResult is what SAVE keeps (RFC 5182 §2.4): with MIN and/or MAX and
-// neither ALL nor COUNT, only those messages.
+// savedResult is what SAVE keeps (RFC 5182 §2.4, RFC 9394 §3.2): with
+// ALL or COUNT, every result; else with PARTIAL, the results it returns
+// together with the MIN and MAX ones; else with MIN and/or MAX, those;
+// else every result. results are in the order of the response.
 func savedResult(results []uint32, ret searchReturn) []uint32 {
 	if len(results) == 0 {
 		return []uint32{}
 	}
-	if (ret.min || ret.max) && !ret.all && !ret.count {
-		var out []uint32
-		if ret.min {
-			out = append(out, results[0])
-		}
-		if ret.max && (len(out) == 0 || results[len(results)-1] != out[0]) {
-			out = append(out, results[len(results)-1])
-		}
-		return out
+	if ret.all || ret.count || (!ret.min && !ret.max && ret.partial == nil) {
+		return append([]uint32(nil), results...)
 	}
-	return append([]uint32(nil), results...)
+	var out []uint32
+	if ret.min {
+		out = append(out, results[0])
+	}
+	if ret.partial != nil {
+		out = append(out, ret.partial.slice(results)...)
+	}
+	if ret.max {
+		out = append(out, results[len(results)-1])
+	}
+	// Keep the order of the response; MIN or MAX may also be in PARTIAL.
+	seen := make(map[uint32]struct{}, len(out))
+	kept := out[:0]
+	for _, u := range out {
+		if _, dup := seen[u]; !dup {
+			seen[u] = struct{}{}
+			kept = append(kept, u)
+		}
+	}
+	return kept
 }

@@ -65,6 +65,8 @@ func init() {
 		"MOVE":     {states: stateSelected, uid: true, run: cmdCopy},   // RFC 6851
 		"SORT":     {states: stateSelected, uid: true, run: cmdSort},   // RFC 5256 §3
 		"THREAD":   {states: stateSelected, uid: true, run: cmdThread}, // RFC 5256 §3
+
+		"CANCELUPDATE": {states: stateSelected, run: cmdCancelUpdate}, // RFC 5267 §4.3.5
 	}
 }
 
@@ -108,6 +110,8 @@ func (c *conn) capabilities() string {
 		"UNSELECT",              // RFC 3691
 		"NAMESPACE",             // RFC 2342
 		"UIDPLUS",               // RFC 4315
+		"MULTIAPPEND",           // RFC 3502
+		"CATENATE",              // RFC 4469
 		"MOVE",                  // RFC 6851
 		"CHILDREN",              // RFC 3348
 		"LIST-EXTENDED",         // RFC 5258
@@ -119,6 +123,9 @@ func (c *conn) capabilities() string {
 		"SORT",                  // RFC 5256
 		"SORT=DISPLAY",          // RFC 5957
 		"ESORT",                 // RFC 5267 §3
+		"CONTEXT=SEARCH",        // RFC 5267 §4
+		"CONTEXT=SORT",          // RFC 5267 §4
+		"PARTIAL",               // RFC 9394
 		"THREAD=ORDEREDSUBJECT", // RFC 5256
 		"THREAD=REFERENCES",     // RFC 5256
 		"CONDSTORE",             // RFC 7162

@@ -79,7 +79,7 @@ func TestTranscriptAppend(t *testing.T) {
 		// A non-synchronizing literal for a refused APPEND is skipped.
 		{"APPEND Nope {5+}\r\nhello", []string{"$T NO [TRYCREATE] No such mailbox"}},
 		// Garbage after the literal: BAD, and nothing is stored.
-		{"APPEND INBOX {5+}\r\nhello EXTRA", []string{"$T BAD Unexpected data after the message literal"}},
+		{"APPEND INBOX {5+}\r\nhello EXTRA", []string{"$T BAD Expected a message literal"}},
 		{"STATUS INBOX (MESSAGES)", []string{"* STATUS INBOX (MESSAGES 1)", "$T OK STATUS completed"}},
 		{"APPEND INBOX UTF8 (~{5+}\r\nhello)", []string{"$T BAD UTF8 APPEND needs ENABLE UTF8=ACCEPT"}},
 		{"APPEND INBOX", []string{"$T BAD Missing arguments"}},

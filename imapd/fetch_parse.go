@@ -55,8 +55,9 @@ type fetchReq struct {
 	content      bool // needs the content (details, or a whole message, which a small one has in memory)
 	setSeen      bool // some item implicitly sets \Seen (RFC 9051 §6.4.5)
 	changedSince uint64
-	hasChanged   bool // CHANGEDSINCE given (RFC 7162 §3.1.4.1)
-	vanished     bool // VANISHED given (RFC 7162 §3.2.6)
+	hasChanged   bool       // CHANGEDSINCE given (RFC 7162 §3.1.4.1)
+	vanished     bool       // VANISHED given (RFC 7162 §3.2.6)
+	page         *pageRange // PARTIAL given (RFC 9394 §3.3)
 	has          [fetchKinds]bool
 	lazyPreview  bool // PREVIEW (LAZY) (RFC 8970 §4.1)
 }
@@ -325,7 +326,7 @@ func (p *parser) partial(it *fetchItem) error {
 }
 
 // fetchModifiers parses " (" fetch-modifier *(SP fetch-modifier) ")"
-// (RFC 7162 §3.1.4.1, §3.2.6).
+// (RFC 7162 §3.1.4.1, §3.2.6; RFC 9394 §3.3 PARTIAL).
 func (p *parser) fetchModifiers(r *fetchReq) error {
 	return p.list(func() error {
 		switch {
@@ -339,6 +340,16 @@ func (p *parser) fetchModifiers(r *fetchReq) error {
 		case p.acceptWord("VANISHED"):
 			r.vanished = true
 			return nil
+		case p.acceptWord("PARTIAL"):
+			if r.page != nil {
+				return errBad("PARTIAL given twice")
+			}
+			if err := p.sp(); err != nil {
+				return err
+			}
+			pr, err := p.pageRange()
+			r.page = &pr
+			return err
 		}
 		return errBad("Unknown FETCH modifier")
 	})

@@ -182,6 +182,10 @@ var fuzzSeeds = []string{
 	"a STATUS INBOX (MAILBOXID)\r\n", "a LIST \"\" * RETURN (METADATA (/private/comment /shared/x) STATUS (MESSAGES))\r\n", "a FETCH 1 SAVEDATE\r\n", "a GETMETADATA (DEPTH 1 MAXSIZE 5) INBOX (/private/a /shared/b)\r\n",
 	"a SETMETADATA \"\" (/shared/comment {3+}\r\nabc /private/x ~{2+}\r\n\x00\x01 /private/y NIL)\r\n", "a LIST \"\" * RETURN (STATUS (MAILBOXID))\r\n", "a UID THREAD REFERENCES US-ASCII 1:*\r\n",
 	"a COPY 1:2 Trash\r\n", "a UID MOVE 1:* Archive\r\n", "a FOO {3+}\r\nabc\r\n", "a SEARCH ((((((((((((((((((ALL))))))))))))))))))\r\n",
+	"a SEARCH RETURN (PARTIAL -1:-100 MIN SAVE) UNSEEN\r\n", "a UID SEARCH RETURN (PARTIAL 4294967295:1 COUNT) ALL\r\n",
+	"a SEARCH RETURN (UPDATE CONTEXT COUNT) FLAGGED\r\nb STORE 1:* +FLAGS (\\Flagged)\r\nc EXPUNGE\r\nd CANCELUPDATE \"a\"\r\n",
+	"a UID SORT RETURN (UPDATE PARTIAL 1:10) (SIZE) UTF-8 ALL\r\nb UID STORE 1:* -FLAGS (\\Seen)\r\nc IDLE\r\nDONE\r\n",
+	"a CANCELUPDATE \"x\" \"y\"\r\n", "a UID FETCH 1:* (UID FLAGS) (PARTIAL -1:-3 CHANGEDSINCE 1)\r\n",
 	"\x16\x03\x01\x00\r\n", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "a LOGIN {99999999999999999999}\r\n", "a FETCH 1:2:3 FLAGS\r\n",
 }
 

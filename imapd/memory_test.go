@@ -68,6 +68,10 @@ func (s *countingStore) Append(ctx context.Context, a, m int64, f mailstore.Flag
 	s.note("Append")
 	return s.Store.Append(ctx, a, m, f, d, body)
 }
+func (s *countingStore) MultiAppend(ctx context.Context, a, m int64, next func() (mailstore.AppendMessage, bool, error)) ([]mailstore.AppendResult, error) {
+	s.note("Append")
+	return s.Store.MultiAppend(ctx, a, m, next)
+}
 func (s *countingStore) SelectMailbox(ctx context.Context, a int64, name string, claim bool) (mailstore.Selection, error) {
 	s.note("SelectMailbox")
 	return s.Store.SelectMailbox(ctx, a, name, claim)

@@ -65,19 +65,29 @@ func (c *conn) applyExpunge(res mailstore.ExpungeResult) {
 	c.advance(res.HighestModSeq)
 }
 
-// applyAppend adds the session's own APPEND to its selected mailbox and
-// announces it (RFC 9051 §6.3.12: EXISTS before the tagged OK).
-func (c *conn) applyAppend(res mailstore.AppendResult) error {
+// applyAppend adds the messages of the session's own APPEND (one, or
+// several with MULTIAPPEND, in order) to its selected mailbox and
+// announces them with one EXISTS (RFC 9051 §6.3.12: before the tagged OK).
+func (c *conn) applyAppend(rs []mailstore.AppendResult) error {
 	s := c.sel
-	if res.ModSeq != s.modseq+1 || s.stale || res.UID <= s.maxUID() {
-		s.stale = true
+	var added []uint32
+	newKeywords := false
+	for _, res := range rs {
+		if res.ModSeq != s.modseq+1 || s.stale || res.UID <= s.maxUID() {
+			s.stale = true // the catch-up announces the rest
+			break
+		}
+		s.add(mailstore.MessageMeta{UID: res.UID, ModSeq: res.ModSeq, Flags: res.Flags, InternalDate: res.InternalDate,
+			Size: res.Size, CRLFSize: res.CRLFSize, ContentID: res.ContentID})
+		c.advance(res.ModSeq)
+		s.uidNext = max(s.uidNext, res.UID+1)
+		added = append(added, res.UID)
+		newKeywords = s.noteKeywords(res.Flags.Keywords) || newKeywords
+	}
+	if len(added) == 0 {
 		return nil
 	}
-	s.add(mailstore.MessageMeta{UID: res.UID, ModSeq: res.ModSeq, Flags: res.Flags, InternalDate: res.InternalDate,
-		Size: res.Size, CRLFSize: res.CRLFSize, ContentID: res.ContentID})
-	c.advance(res.ModSeq)
-	s.uidNext = max(s.uidNext, res.UID+1)
-	return c.announceAdded([]uint32{res.UID}, s.noteKeywords(res.Flags.Keywords))
+	return c.announceAdded(added, newKeywords)
 }
 
 // copiedMetas returns the messages a COPY or MOVE of the session into its

@@ -512,8 +512,12 @@ type literalReader struct {
 	p         *parser
 	remaining int64
 	trailer   string // what must follow the literal on its line (")" for UTF8 APPEND)
-	finished  bool   // the literal and the line after it have been read
-	err       error
+	// open: the command may go on after the literal (and its trailer):
+	// the line after it is read and left to the caller to parse
+	// (MULTIAPPEND, CATENATE), instead of having to end there.
+	open     bool
+	finished bool // the literal and the line after it have been read
+	err      error
 }
 
 var errAppendTrailing = errBad("Unexpected data after the message literal")
@@ -544,6 +548,14 @@ func (r *literalReader) Read(b []byte) (int, error) {
 			}
 			for i := 0; i < len(r.trailer); i++ {
 				r.p.accept(r.trailer[i])
+			}
+			if r.open {
+				if !strings.HasPrefix(string(r.p.line), r.trailer) {
+					r.err = errBad("Expected %q after the literal", r.trailer)
+					return 0, r.err
+				}
+				r.p.pos = len(r.trailer)
+				return 0, io.EOF
 			}
 			if r.p.pos != len(r.trailer) || !r.p.atEnd() {
 				r.err = errAppendTrailing

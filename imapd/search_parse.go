@@ -17,6 +17,10 @@ type searchParser struct {
 	c      *conn
 	nkeys  int
 	modseq bool // MODSEQ was used: results carry the highest mod-sequence
+	recent bool // RECENT, NEW or OLD was used: the session's \Recent set of now
+	// crit is the parsed program, without the bound to the view, for
+	// re-evaluation by an update context (context.go).
+	crit mailstore.SearchCriteria
 }
 
 // none is a criterion that matches nothing: an empty, non-nil UID set.
@@ -79,6 +83,7 @@ func (sp *searchParser) key(dst *mailstore.SearchCriteria) error {
 		// RFC 3501 §6.4.4: NEW is RECENT UNSEEN, OLD is NOT RECENT. The
 		// session's \Recent set (empty with IMAP4rev2, which has no such
 		// keys) becomes a UID set.
+		sp.recent = true
 		recent := mailstore.UIDs(sp.c.sel.recent...)
 		switch name {
 		case "OLD":

@@ -143,6 +143,9 @@ func cmdSort(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return err
 	}
+	if err := c.checkUpdateTag(cx, ret); err != nil {
+		return err
+	}
 	if ret.save {
 		s.saved = nil // a failed command leaves "$" empty (RFC 5182 §2.1)
 	}
@@ -172,7 +175,9 @@ func cmdSort(c *conn, cx *cmdCtx) error {
 	for i := range keys {
 		sorted[i] = keys[i].uid
 	}
-	keys = nil
+	if !ret.update {
+		keys = nil
+	}
 	highest := c.highestModSeq(sp, sorted, ret, esearch)
 	if ret.save {
 		// "$" is a set of messages: ascending UIDs (RFC 5182 §2.4).
@@ -193,6 +198,9 @@ func cmdSort(c *conn, cx *cmdCtx) error {
 		return nil
 	}
 	c.writeESearch(cx, ret, nums, highest)
+	if ret.update {
+		c.addContext(cx, sp, crit, sorted, keys) // RFC 5267 §4.3
+	}
 	return nil
 }
 

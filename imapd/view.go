@@ -44,6 +44,9 @@ type selected struct {
 
 	saved []uint32 // SEARCHRES "$" (RFC 5182), ascending UIDs
 
+	contexts []*searchContext // update contexts (RFC 5267 §4, context.go)
+	dirty    []uint32         // UIDs whose metadata changed since contexts were updated
+
 	// recent holds the UIDs that are \Recent in this session (RFC 3501
 	// §2.3.2), ascending: those it claimed from the store (SELECT), or, in
 	// a read-only session, those no session had claimed when it learnt of
@@ -239,6 +242,9 @@ func (c *conn) sendUpdates(cx *cmdCtx) error {
 			return err
 		}
 	}
+	if err := c.flushContexts(); err != nil {
+		return err
+	}
 	c.sendExpunges(cx.mayExpunge())
 	return nil
 }
@@ -350,6 +356,7 @@ func (c *conn) announceExpunged(uids []uint32) {
 			}
 		}()
 	}
+	c.contextsExpunged(uids) // REMOVEFROM first (RFC 5267 §4.3.4)
 	if c.qresync {
 		var in []uint32
 		for _, u := range uids {

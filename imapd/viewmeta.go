@@ -62,6 +62,7 @@ func (s *selected) meta(i int) mailstore.MessageMeta {
 // setFlags records message i's flags and mod-sequence.
 func (s *selected) setFlags(i int, f mailstore.Flags, modseq uint64) {
 	m := &s.msgs[i]
+	s.touch(m.uid)
 	m.flags, m.modseq = uint8(f.System), modseq
 	m.hasKw = len(f.Keywords) > 0
 	if m.hasKw {

@@ -114,6 +114,17 @@ type Messages interface {
 	// Append stores a message in one mailbox (IMAP APPEND). The body ends
 	// only at io.EOF, as for Deliver.
 	Append(ctx context.Context, accountID, mailboxID int64, flags Flags, date time.Time, body io.Reader) (AppendResult, error)
+	// MultiAppend stores one or more messages in one mailbox atomically
+	// (IMAP MULTIAPPEND, RFC 3502 §3): all of them are committed or none.
+	// next returns the messages one at a time, ok false after the last;
+	// each body is read to its io.EOF before next is called again, so
+	// that a frontend can read them one after the other from its
+	// connection and no two bodies need be held at once. An error from
+	// next or from a body (as for Deliver), a message over the size
+	// limit, more than MaxMultiAppend messages or a total over the quota
+	// (ErrOverQuota) fails the whole operation and stores nothing. The
+	// results are in message order; their UIDs are consecutive.
+	MultiAppend(ctx context.Context, accountID, mailboxID int64, next func() (m AppendMessage, ok bool, err error)) ([]AppendResult, error)
 	// Copy copies messages (those of uids that exist) to another mailbox of
 	// the same account, in ascending UID order.
 	Copy(ctx context.Context, accountID, srcMailboxID int64, uids UIDSet, dstMailboxID int64) (CopyResult, error)
@@ -569,6 +580,19 @@ type AppendResult struct {
 	CRLFSize     int64
 	ContentID    int64
 }
+
+// AppendMessage is one message of a MultiAppend.
+type AppendMessage struct {
+	Flags Flags
+	Date  time.Time // internal date; zero means now
+	Body  io.Reader
+}
+
+// MaxMultiAppend bounds the messages of one MultiAppend: they are staged
+// in one open transaction and committed by as many statements in one
+// round trip, and a session's command holds one pooled connection while
+// its client sends them.
+const MaxMultiAppend = 100
 
 // CopyResult maps source UIDs to new UIDs (RFC 4315 COPYUID).
 type CopyResult struct {

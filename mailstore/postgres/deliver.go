@@ -322,53 +322,10 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		return nil, nil, 0, mapErr("deliver", err)
 	}
 	defer conn.Release()
-	var pending int64
-	err = func() error {
-		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
-			return err
-		}
-		if err := conn.QueryRow(ctx, `INSERT INTO contents (size, chunk_size) VALUES (0, $1) RETURNING id`, ChunkSize).Scan(&pending); err != nil {
-			return err
-		}
-		src := &chunkSource{contentID: pending, in: in, r: rest, buf: buf, first: buf[:n]}
-		if spool != nil {
-			spool.contentID = pending
-			src.text = spool
-		}
-		for {
-			if _, err := conn.CopyFrom(ctx, pgx.Identifier{"chunks"}, []string{"content_id", "seq", "data"}, src); err != nil {
-				if src.err != nil {
-					return src.err
-				}
-				return err
-			}
-			if !src.paused {
-				return nil
-			}
-			src.paused = false
-			if err := copyText(ctx, conn, spool); err != nil {
-				return err
-			}
-		}
-	}()
-	if err != nil {
-		rollback(conn)
+	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
 		return nil, nil, 0, mapErr("deliver", err)
 	}
-	c, err := in.finish()
-	var pieces int32
-	if err == nil && spool != nil {
-		spool.final = true
-		err = copyText(ctx, conn, spool)
-		pieces = spool.seq
-	}
-	if err == nil {
-		// The header search text goes by COPY too: a large query parameter
-		// would be copied into pgx's send buffer whole. (A queue-only
-		// content stages an empty one: pr_store_content expects the row.)
-		_, err = conn.Conn().PgConn().CopyFrom(ctx, stageRow(pending, c, pieces),
-			`COPY content_stage (content_id, search_headers, text_pieces) FROM STDIN`)
-	}
+	pending, c, err := streamPending(ctx, conn, in, spool, buf, buf[:n], rest)
 	if err != nil {
 		rollback(conn)
 		return nil, nil, 0, mapErr("deliver", err)
@@ -379,6 +336,74 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 	}
 	return rows, c, qid, nil
 }
+
+// streamPending stores a message inside conn's open transaction as a
+// pending content row: first (the octets already read and fed to in) as
+// chunk 0, then the rest of rest in ChunkSize chunks by COPY, the search
+// text in content_text pieces (spool, when parsing) and the header search
+// text in content_stage, for pr_deliver (p_pending) to finish. The caller
+// rolls back on error.
+func streamPending(ctx context.Context, conn *pgxpool.Conn, in *ingest, spool *textSpool, buf, first []byte, rest io.Reader) (int64, *content, error) {
+	var pending int64
+	if err := conn.QueryRow(ctx, `INSERT INTO contents (size, chunk_size) VALUES (0, $1) RETURNING id`, ChunkSize).Scan(&pending); err != nil {
+		return 0, nil, err
+	}
+	src := &chunkSource{contentID: pending, in: in, r: rest, buf: buf, first: first}
+	if len(first) == 0 {
+		src.first = nil
+		src.seq = -1 // the first chunk read from rest is chunk 0
+	}
+	if rest == nil {
+		src.r = eofReader{}
+	}
+	if spool != nil {
+		spool.contentID = pending
+		src.text = spool
+	}
+	for {
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"chunks"}, []string{"content_id", "seq", "data"}, src); err != nil {
+			if src.err != nil {
+				return 0, nil, src.err
+			}
+			return 0, nil, err
+		}
+		if src.err != nil {
+			return 0, nil, src.err
+		}
+		if !src.paused {
+			break
+		}
+		src.paused = false
+		if err := copyText(ctx, conn, spool); err != nil {
+			return 0, nil, err
+		}
+	}
+	c, err := in.finish()
+	if err != nil {
+		return 0, nil, err
+	}
+	var pieces int32
+	if spool != nil {
+		spool.final = true
+		if err := copyText(ctx, conn, spool); err != nil {
+			return 0, nil, err
+		}
+		pieces = spool.seq
+	}
+	// The header search text goes by COPY too: a large query parameter
+	// would be copied into pgx's send buffer whole. (A queue-only content
+	// stages an empty one: pr_store_content expects the row.)
+	if _, err := conn.Conn().PgConn().CopyFrom(ctx, stageRow(pending, c, pieces),
+		`COPY content_stage (content_id, search_headers, text_pieces) FROM STDIN`); err != nil {
+		return 0, nil, err
+	}
+	return pending, c, nil
+}
+
+// eofReader is an empty body.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // enqueueSQL queues a small queue-only content (one chunk, see queueOnly)
 // in one statement: the content row with one reference and no SHA-256 or

@@ -47,3 +47,17 @@ func (s *Store) DrainReleases(ctx context.Context) error {
 		}
 	}
 }
+
+// WaitFirstRelease waits until the release goroutine finished the drain
+// that Open asked for, so that a test can leave rows pending without that
+// drain taking them.
+func (s *Store) WaitFirstRelease(ctx context.Context) error {
+	for s.releaseRuns.Load() == 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}

@@ -27,6 +27,14 @@ import (
 // releaseBatch is how many pending rows (expunges) one transaction releases.
 const releaseBatch = 32
 
+// releaseCoalesce is how long the release goroutine lets expunges gather
+// after the first wakes it, so that one transaction releases what several
+// expunges left: under imaptest's sessions-open load a release ran for
+// every two or three expunges, each a transaction of its own (with its
+// commit and its scan of content_releases) for a few rows. Storage is
+// freed that much later; nothing reads a released content.
+const releaseCoalesce = 100 * time.Millisecond
+
 // signalRelease wakes the release goroutine (non-blocking; a pending wake
 // covers this one too).
 func (s *Store) signalRelease() {
@@ -40,14 +48,26 @@ func (s *Store) signalRelease() {
 // runReleases drains pending releases whenever woken, until ctx ends.
 func (s *Store) runReleases(ctx context.Context) {
 	defer close(s.releaseDone)
-	for {
+	for first := true; ; first = false {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.releaseWake:
 		}
+		// The first drain (what a stopped node left, signalled by Open)
+		// runs at once.
+		if !first {
+			t := time.NewTimer(releaseCoalesce)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
 		s.releaseDirty.Store(false)
 		err := s.drainReleases(ctx)
+		s.releaseRuns.Add(1)
 		switch {
 		case err == nil || ctx.Err() != nil:
 		case pgCode(err) == "42883":

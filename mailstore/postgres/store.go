@@ -149,7 +149,8 @@ type Store struct {
 
 	releaseWake  chan struct{} // see releases.go
 	releaseDone  chan struct{}
-	releaseDirty atomic.Bool // an expunge since the last drain began
+	releaseRuns  atomic.Int64 // drains the release goroutine finished (tests)
+	releaseDirty atomic.Bool  // an expunge since the last drain began
 
 	nextPrune atomic.Int64 // unix nanoseconds of the next auth-failure prune
 

@@ -164,4 +164,5 @@ func testBigMessage(t *testing.T, f Factory) {
 			p.Size, p.Structure.Type, p.Structure.BodyOffset, p.Structure.BodySize, bigSize, bigSize)
 	}
 	fx.checkQuota(a.ID, bigSize+300_000, "after the 50 MB delivery")
+	testBigMultiAppend(t, fx, a.ID, inbox.ID)
 }

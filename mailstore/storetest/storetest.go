@@ -71,6 +71,8 @@ var groups = []struct {
 		{"DeliverManyRecipients", testDeliverMany},
 		{"DeliverToMailbox", testDeliverToMailbox},
 		{"Append", testAppend},
+		{"MultiAppend", testMultiAppend},
+		{"MultiAppendAllOrNothing", testMultiAppendAllOrNothing},
 		{"ListMessages", testListMessages},
 		{"OpenMessage", testOpenMessage},
 		{"ReadMessages", testReadMessages},
