@@ -57,8 +57,9 @@ type content struct {
 	sentDay       any // nil or time.Time (date of the Date: header in its own zone)
 	parsed        []byte
 	searchHeaders string
-	searchText    string // small messages; large ones spool theirs (textSpool)
-	crlfSize      int64  // msgparse.Message.CRLFSize
+	searchText    string            // small messages; large ones spool theirs (textSpool)
+	crlfSize      int64             // msgparse.Message.CRLFSize
+	msg           *msgparse.Message // the parse result as stored (parsed), for the content cache
 }
 
 // ingest feeds message octets to the hash and the parser while counting
@@ -129,6 +130,7 @@ func (in *ingest) finish() (*content, error) {
 		crlfSize:      msg.CRLFSize,
 	}
 	msg.Text, msg.SearchHeaders = "", nil
+	c.msg = msg
 	if !msg.Date.IsZero() {
 		y, m, d := msg.Date.Date()
 		c.sentDay = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)

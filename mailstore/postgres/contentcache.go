@@ -101,6 +101,37 @@ func (cc *contentCache) put(c mailstore.MessageContent, parsedLen int) {
 	}
 }
 
+// putFresh adds a content an IMAP APPEND just stored through this node
+// (id), from what the delivery had in memory: its parse result and its
+// octets (data, the whole message of one chunk; copied). A client that
+// appends a message usually fetches it back at once (imaptest does;
+// Thunderbird re-reads what it saved to Sent), and with contents no longer
+// shared across deliveries (migration 0010) every such FETCH was a miss: a
+// query and a JSON decoding. What is kept is what a miss would read
+// (contentsSQL): the whole message up to contentWhole, else its header
+// when that fits. A nil cache or a content without parse data (queue-only)
+// adds nothing.
+func (cc *contentCache) putFresh(id int64, c *content, data []byte) {
+	if cc == nil || c == nil || c.msg == nil || id == 0 {
+		return
+	}
+	n := int64(0)
+	switch {
+	case c.size <= contentWhole:
+		n = c.size
+	case c.headerSize <= contentWhole && c.headerSize <= int64(len(data)):
+		n = c.headerSize
+	}
+	if n > int64(len(data)) {
+		return
+	}
+	mc := mailstore.MessageContent{ContentID: id, Size: c.size, Parsed: c.msg}
+	if n > 0 {
+		mc.Data = append([]byte(nil), data[:n]...)
+	}
+	cc.put(mc, len(c.parsed))
+}
+
 // ContentCacheStats reports the content cache's lookups that found an
 // entry and those that did not, and its size in (estimated) bytes and
 // entries.

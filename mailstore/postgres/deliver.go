@@ -183,7 +183,7 @@ func (s *Store) Deliver(ctx context.Context, d *mailstore.Delivery) (mailstore.D
 			return mailstore.DeliveryResult{}, fmt.Errorf("deliver: encode params: %w", err)
 		}
 	}
-	rows, c, qid, err := s.storeContent(ctx, d.Body, d.InternalDate, ts, searchClean(d.MailFrom), params, q)
+	rows, c, qid, err := s.storeContent(ctx, d.Body, d.InternalDate, ts, searchClean(d.MailFrom), params, q, false)
 	if err != nil {
 		return mailstore.DeliveryResult{}, err
 	}
@@ -215,7 +215,7 @@ func (s *Store) Append(ctx context.Context, accountID, mailboxID int64, flags ma
 	if date.IsZero() {
 		date = time.Now().Truncate(time.Second)
 	}
-	rows, c, _, err := s.storeContent(ctx, body, date, []target{{account: accountID, mailbox: &mb, flags: sys, kw: strings.Join(kw, " ")}}, "", nil, nil)
+	rows, c, _, err := s.storeContent(ctx, body, date, []target{{account: accountID, mailbox: &mb, flags: sys, kw: strings.Join(kw, " ")}}, "", nil, nil, true)
 	if err != nil {
 		return mailstore.AppendResult{}, err
 	}
@@ -253,7 +253,7 @@ func queueOnly(ts []target, q *queued) bool { return len(ts) == 0 && q != nil }
 // finishes that transaction. With q, pr_deliver also queues the remote
 // recipients and the queue item's id is returned; such deliveries are not
 // group-committed (groupcommit.go combines single-mailbox ones).
-func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time, ts []target, from string, params []byte, q *queued) ([]delivered, *content, int64, error) {
+func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time, ts []target, from string, params []byte, q *queued, warm bool) ([]delivered, *content, int64, error) {
 	if date.IsZero() {
 		date = time.Now().Truncate(time.Second)
 	}
@@ -314,6 +314,9 @@ func (s *Store) storeContent(ctx context.Context, body io.Reader, date time.Time
 		}
 		if err != nil {
 			return nil, nil, 0, err
+		}
+		if warm && len(rows) > 0 {
+			s.contents.putFresh(rows[0].content, c, buf[:n])
 		}
 		return rows, c, qid, nil
 	}

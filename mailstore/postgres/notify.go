@@ -21,6 +21,10 @@ import (
 // listening node.
 const notifyChannel = "postrider_changes"
 
+// notifyCoalesce is how long the sender lets changes gather before it
+// sends them to the other nodes (sendNotifications).
+const notifyCoalesce = 3 * time.Millisecond
+
 const notifySQL = `SELECT pg_notify('` + notifyChannel + `', p) FROM unnest($1::text[]) p`
 
 // change is one committed change a notification carries: the account, and
@@ -169,6 +173,18 @@ func (s *Store) sendNotifications(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-n.wake:
+		}
+		// Let the changes of a few milliseconds gather into one statement
+		// (one transaction, one commit): under imaptest's sessions-open
+		// load the statements carried two or three changes each, one
+		// transaction for every two writes. Sessions on this node were
+		// woken already (hub.record); other nodes learn this much later.
+		t := time.NewTimer(notifyCoalesce)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
 		for {
 			cs, all := n.take()
