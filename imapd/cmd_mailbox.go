@@ -78,7 +78,10 @@ func cmdCreate(c *conn, cx *cmdCtx) error {
 	if name == "INBOX" {
 		return errNo(codeAlreadyExists, "INBOX always exists")
 	}
-	_, err = c.srv.store.CreateMailbox(c.ctx, c.acct.ID, name, use)
+	mb, err := c.srv.store.CreateMailbox(c.ctx, c.acct.ID, name, use)
+	if err == nil {
+		cx.okCode = "MAILBOXID (" + mailboxID(mb.ID) + ")" // RFC 8474 §4.1
+	}
 	return err
 }
 
@@ -155,7 +158,7 @@ func cmdSubscribe(c *conn, cx *cmdCtx) error {
 var statusItemNames = map[string]bool{
 	"MESSAGES": true, "UIDNEXT": true, "UIDVALIDITY": true, "UNSEEN": true,
 	"DELETED": true, "SIZE": true, "HIGHESTMODSEQ": true, "RECENT": true,
-	"APPENDLIMIT":     true,
+	"APPENDLIMIT": true, "MAILBOXID": true, // RFC 8474 §4.3
 	"DELETED-STORAGE": true, // RFC 9208 §4.1.4, with QUOTA=RES-STORAGE (§5.1)
 }
 
@@ -253,6 +256,8 @@ func (c *conn) writeStatus(st mailstore.MailboxStatus, items []string) error {
 			c.w.num32(st.Recent) // messages no session has claimed (RFC 3501 §6.3.10)
 		case "APPENDLIMIT":
 			c.w.num(uint64(c.srv.cfg.MaxMessageSize))
+		case "MAILBOXID":
+			c.w.str("(" + mailboxID(st.ID) + ")")
 		case "DELETED-STORAGE":
 			// In KiB like the STORAGE resource it would free (RFC 9208
 			// §5.1; the RFC's example has DELETED 4 DELETED-STORAGE 8).

@@ -50,6 +50,8 @@ func init() {
 		"STATUS":       {states: authenticated, run: cmdStatus},
 		"APPEND":       {states: authenticated, run: cmdAppend},
 		"IDLE":         {states: authenticated, run: cmdIdle},         // RFC 2177
+		"GETMETADATA":  {states: authenticated, run: cmdGetMetadata},  // RFC 5464 §4.2
+		"SETMETADATA":  {states: authenticated, run: cmdSetMetadata},  // RFC 5464 §4.3
 		"GETQUOTA":     {states: authenticated, run: cmdGetQuota},     // RFC 9208 §4.1.1
 		"GETQUOTAROOT": {states: authenticated, run: cmdGetQuotaRoot}, // RFC 9208 §4.1.2
 		"SETQUOTA":     {states: authenticated, run: cmdSetQuota},     // RFC 9208 §4.1.3 (refused)
@@ -134,8 +136,14 @@ func (c *conn) capabilities() string {
 		"QRESYNC",               // RFC 7162
 		"STATUS=SIZE",           // RFC 8438
 		"APPENDLIMIT="+strconv.FormatInt(c.srv.cfg.MaxMessageSize, 10), // RFC 7889
-		"BINARY",      // RFC 3516
-		"UTF8=ACCEPT", // RFC 6855
+		"BINARY",          // RFC 3516
+		"UTF8=ACCEPT",     // RFC 6855
+		"OBJECTID",        // RFC 8474
+		"SAVEDATE",        // RFC 8514
+		"PREVIEW",         // RFC 8970
+		"METADATA",        // RFC 5464
+		"METADATA-SERVER", // RFC 5464
+		"LIST-METADATA",   // RFC 9590
 		// RFC 9208: both resources of the account's quota root; no QUOTASET
 		// (SETQUOTA is refused).
 		"QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",

@@ -98,6 +98,7 @@ type Store interface {
 	mailstore.Mailboxes
 	mailstore.Messages
 	mailstore.ChangeFeed
+	mailstore.Metadata
 	Quota(ctx context.Context, accountID int64) (mailstore.Quota, error)
 	DeletedSize(ctx context.Context, accountID, mailboxID int64) (int64, error)
 }
