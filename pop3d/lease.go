@@ -52,6 +52,49 @@ const (
 type orphanLeases struct {
 	mu sync.Mutex
 	m  map[string]string
+	// freed wakes the logins of this node that wait for a lock another
+	// session of this node holds, when that session releases it (the
+	// commonest case: a client that sends QUIT and reconnects at once, to
+	// the same node). Logins waiting for another node's session poll.
+	freed map[string]*freedWait
+}
+
+type freedWait struct {
+	ch      chan struct{}
+	waiters int
+}
+
+// waitFreed returns a channel closed when a session of this node releases
+// the lock name; call done when no longer waiting.
+func (o *orphanLeases) waitFreed(name string) (ch <-chan struct{}, done func()) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.freed == nil {
+		o.freed = map[string]*freedWait{}
+	}
+	w := o.freed[name]
+	if w == nil {
+		w = &freedWait{ch: make(chan struct{})}
+		o.freed[name] = w
+	}
+	w.waiters++
+	return w.ch, func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if w.waiters--; w.waiters == 0 && o.freed[name] == w {
+			delete(o.freed, name)
+		}
+	}
+}
+
+// signalFreed wakes the logins waiting for the lock name.
+func (o *orphanLeases) signalFreed(name string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if w := o.freed[name]; w != nil {
+		close(w.ch)
+		delete(o.freed, name)
+	}
 }
 
 func (o *orphanLeases) add(name, holder string) {
@@ -150,14 +193,22 @@ func acquireLease(ctx context.Context, st Store, orphans *orphanLeases, accountI
 	// The wait stays well inside the lock's lifetime (a sixth of it), so
 	// that a lock a dead node left still answers [IN-USE] before it
 	// expires rather than a login that waited it out.
+	// A release by a session of this node wakes the wait at once.
 	for deadline := time.Now().Add(min(leaseWait, ttl/6)); err == nil && !ok && time.Now().Before(deadline); {
+		// (A release between the last attempt and this registration is
+		// missed: the poll below still finds it.)
+		freed, done := orphans.waitFreed(l.name)
 		t := time.NewTimer(leasePoll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			done()
 			return nil, false, ctx.Err()
+		case <-freed:
 		case <-t.C:
 		}
+		t.Stop()
+		done()
 		start = time.Now()
 		ok, err = st.AcquireLease(ctx, l.name, l.holder, ttl)
 	}
@@ -248,6 +299,7 @@ func (l *lease) release() {
 	err := l.store.ReleaseLease(ctx, l.name, l.holder)
 	cancel()
 	if err == nil {
+		l.orphans.signalFreed(l.name)
 		return
 	}
 	// Held at most until lastOK+TTL (the database's expiry is later than

@@ -105,11 +105,19 @@ BEGIN
          WHERE id = p_mailbox AND EXISTS (SELECT 1 FROM chg)
         RETURNING highestmodseq
     ), upd AS (
-        -- (uid = ANY: primary-key probes; the join alone hashed the
-        -- whole mailbox.)
-        UPDATE messages m SET flags = chg.nf, keywords = chg.nk, modseq = bump.highestmodseq
-          FROM chg, bump
-         WHERE m.mailbox_id = p_mailbox AND m.uid = ANY (ARRAY(SELECT uid FROM chg)) AND m.uid = chg.uid
+        -- (uid = ANY: primary-key probes; a join to chg hashed the whole
+        -- mailbox, and with the statistics of a freshly filled mailbox the
+        -- generic plan scanned chg once per message: 3 s for 3,000 \Seen
+        -- marks at a POP3 QUIT.) The new flags are computed again from the
+        -- row, as in cur: under the mailbox lock the row is the one cur
+        -- read, so they are the same, and no join is needed.
+        UPDATE messages m
+           SET flags = CASE p_op WHEN 0 THEN p_flags WHEN 1 THEN m.flags | p_flags ELSE m.flags & ~p_flags END,
+               keywords = CASE WHEN p_op <> 0 AND cardinality(p_keywords) = 0 THEN m.keywords
+                               ELSE pr_kwapply(p_op, m.keywords, p_keywords) END,
+               modseq = bump.highestmodseq
+          FROM bump
+         WHERE m.mailbox_id = p_mailbox AND m.uid = ANY (ARRAY(SELECT uid FROM chg))
         RETURNING m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.crlf_size
     )
     SELECT upd.uid, upd.modseq, upd.flags, upd.keywords, upd.internal_date, upd.size, upd.crlf_size, false FROM upd
