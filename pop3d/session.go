@@ -415,15 +415,21 @@ func (s *session) cleanup() {
 		}
 		cancel()
 	}
-	if s.lease != nil {
-		s.lease.release()
-	}
+	s.releaseLease()
 	_ = s.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	_ = s.w.Flush()
 	s.shrinkWriter(true)
 	s.conn.Close()
 	s.cancel()
 	s.log.Debug("disconnected")
+}
+
+// releaseLease gives the maildrop lock back, once.
+func (s *session) releaseLease() {
+	if s.lease != nil {
+		s.lease.release()
+		s.lease = nil
+	}
 }
 
 // plaintextOK reports whether USER/PASS and SASL PLAIN/LOGIN are allowed:
