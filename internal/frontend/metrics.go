@@ -84,7 +84,7 @@ func metricsFor(reg prometheus.Registerer) (*allMetrics, error) {
 
 func (m *allMetrics) forProto(proto string) *Metrics {
 	l := prometheus.Labels{"proto": proto}
-	return &Metrics{
+	fm := &Metrics{
 		connections: m.connections.MustCurryWith(l),
 		open:        m.open.With(l),
 		refused:     m.refused.MustCurryWith(l),
@@ -92,6 +92,18 @@ func (m *allMetrics) forProto(proto string) *Metrics {
 		duration:    m.duration.MustCurryWith(l),
 		auth:        m.auth.MustCurryWith(l),
 	}
+	// The series of the fixed label values exist from the start, at 0, so
+	// that a dashboard's rate() shows 0 rather than no data.
+	for _, t := range []string{"yes", "no"} {
+		fm.connections.WithLabelValues(t)
+	}
+	for _, r := range []string{RefusePerIP.String(), RefuseTotal.String(), RefuseShutdown.String(), "proxy_header", "tls_handshake"} {
+		fm.refused.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "failed", "throttled"} {
+		fm.auth.WithLabelValues(r)
+	}
+	return fm
 }
 
 // Command counts one command with its result and latency. Callers keep
