@@ -246,6 +246,7 @@ func (s *session) cmdStls(c *Command) error {
 	s.r.Reset(tc)
 	s.w.Reset(deadlineWriter{tc, s.srv.cfg.WriteTimeout})
 	s.tls = true
+	s.fc.TLSStarted()
 	s.user, s.hasUser, s.utf8 = "", false, false
 	return nil
 }

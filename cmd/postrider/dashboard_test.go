@@ -1,9 +1,12 @@
 package main_test
 
 import (
+	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/smtp"
 	"net/textproto"
@@ -207,6 +210,42 @@ func TestDashboardUsesServedMetrics(t *testing.T) {
 	}
 	if r := after["postrider_store_listener_reconnects_total"]; r != 0 {
 		t.Errorf("postrider_store_listener_reconnects_total = %v with the database up all along", r)
+	}
+
+	// An IMAP connection that starts TLS counts as an open TLS connection
+	// from then on, and as none once closed.
+	open := func(tls string) float64 {
+		return scrape(t, a)[`postrider_connections_open{proto="imap",tls="`+tls+`"}`]
+	}
+	nc, err := net.DialTimeout("tcp", a.addrs["IMAP"], 5*time.Second)
+	must(t, err)
+	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(nc)
+	_, err = br.ReadString('\n')
+	must(t, err)
+	if o := open("no"); o != 1 {
+		t.Errorf("plain IMAP connections open: %v, want 1", o)
+	}
+	fmt.Fprint(nc, "a STARTTLS\r\n")
+	if l, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("STARTTLS: %q %v", l, err)
+	}
+	sc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true})
+	must(t, sc.Handshake())
+	fmt.Fprint(sc, "b NOOP\r\n")
+	tr := bufio.NewReader(sc)
+	if l, err := tr.ReadString('\n'); err != nil || !strings.HasPrefix(l, "b OK") {
+		t.Fatalf("NOOP over TLS: %q %v", l, err)
+	}
+	if y, n := open("yes"), open("no"); y != 1 || n != 0 {
+		t.Errorf("after STARTTLS: %v TLS and %v plain IMAP connections open, want 1 and 0", y, n)
+	}
+	sc.Close()
+	for deadline := time.Now().Add(5 * time.Second); open("yes") != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed TLS connection still counts as open: %v", open("yes"))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// Node b heard node a's writes, with their lag.

@@ -119,6 +119,19 @@ type Conn struct {
 	mu        sync.Mutex
 	interrupt func()
 	closing   bool
+	tlsOpen   string // the tls label this connection counts under in postrider_connections_open
+}
+
+// TLSStarted tells the kit that STARTTLS (or STLS) succeeded: the
+// connection now counts as a TLS one among the open connections.
+func (c *Conn) TLSStarted() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tlsOpen == "no" {
+		c.srv.metrics.open.WithLabelValues("no").Dec()
+		c.srv.metrics.open.WithLabelValues("yes").Inc()
+		c.tlsOpen = "yes"
+	}
 }
 
 // OnShutdown registers what the first stage of Shutdown does to this
@@ -313,7 +326,7 @@ func (s *Server) handle(nc net.Conn, implicitTLS bool, role string) {
 		}
 		conn = tc
 	}
-	c := &Conn{ID: id, Net: conn, Raw: nc, Peer: peer, ImplicitTLS: implicitTLS, Role: role, Log: log, srv: s}
+	c := &Conn{ID: id, Net: conn, Raw: nc, Peer: peer, ImplicitTLS: implicitTLS, Role: role, Log: log, srv: s, tlsOpen: tlsLabel}
 	c.Ctx, c.cancel = context.WithCancel(s.ctx)
 	defer c.cancel()
 	s.mu.Lock()
@@ -326,13 +339,15 @@ func (s *Server) handle(nc net.Conn, implicitTLS bool, role string) {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	s.metrics.connections.WithLabelValues(tlsLabel).Inc()
-	s.metrics.open.Inc()
+	s.metrics.open.WithLabelValues(tlsLabel).Inc()
 	log.Debug("connected", "tls", implicitTLS)
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
-		s.metrics.open.Dec()
+		c.mu.Lock()
+		s.metrics.open.WithLabelValues(c.tlsOpen).Dec()
+		c.mu.Unlock()
 		conn.Close()
 		log.Debug("disconnected")
 	}()

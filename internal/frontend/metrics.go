@@ -22,7 +22,7 @@ type allMetrics struct {
 // Metrics are one frontend's view of the common metrics.
 type Metrics struct {
 	connections *prometheus.CounterVec // by tls
-	open        prometheus.Gauge
+	open        *prometheus.GaugeVec   // by tls (active now: yes, no)
 	refused     *prometheus.CounterVec // by reason
 	commands    *prometheus.CounterVec // by command, result
 	duration    prometheus.ObserverVec // by command
@@ -40,8 +40,8 @@ func newAllMetrics() *allMetrics {
 			Name: "postrider_connections_total", Help: "Connections accepted, by protocol and whether TLS started at once.",
 		}, []string{"proto", "tls"}),
 		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "postrider_connections_open", Help: "Connections being served, by protocol.",
-		}, []string{"proto"}),
+			Name: "postrider_connections_open", Help: "Connections being served, by protocol and whether TLS is active (from the start or after STARTTLS/STLS).",
+		}, []string{"proto", "tls"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postrider_connections_refused_total", Help: "Connections refused before the greeting, by protocol and reason (per_ip_limit, limit, shutdown, proxy_header, tls_handshake).",
 		}, []string{"proto", "reason"}),
@@ -86,7 +86,7 @@ func (m *allMetrics) forProto(proto string) *Metrics {
 	l := prometheus.Labels{"proto": proto}
 	fm := &Metrics{
 		connections: m.connections.MustCurryWith(l),
-		open:        m.open.With(l),
+		open:        m.open.MustCurryWith(l),
 		refused:     m.refused.MustCurryWith(l),
 		commands:    m.commands.MustCurryWith(l),
 		duration:    m.duration.MustCurryWith(l),
@@ -96,6 +96,7 @@ func (m *allMetrics) forProto(proto string) *Metrics {
 	// that a dashboard's rate() shows 0 rather than no data.
 	for _, t := range []string{"yes", "no"} {
 		fm.connections.WithLabelValues(t)
+		fm.open.WithLabelValues(t)
 	}
 	for _, r := range []string{RefusePerIP.String(), RefuseTotal.String(), RefuseShutdown.String(), "proxy_header", "tls_handshake"} {
 		fm.refused.WithLabelValues(r)
