@@ -262,12 +262,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		return mailstore.Account{}, err
 	}
 	ok, rehash := false, false
-	a.hashes.Add(1)
 	// Empty passwords never match: a legacy hash of "" must not open an
 	// account (and HashPassword would refuse to upgrade it).
 	if usable {
 		var verr error
-		ok, rehash, verr = a.params.Verify(acct.PasswordHash, password)
+		ok, rehash, verr = a.verify(acct.PasswordHash, password)
 		if verr != nil {
 			// Never log the hash itself.
 			log.Warn("stored password hash unusable", slog.String("user", addr), slog.String("err", verr.Error()))
@@ -275,7 +274,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	} else {
 		// The same work as a real verification, so that timing does not
 		// tell unknown users (or over-long passwords) from wrong passwords.
-		_, _, _ = a.params.Verify(a.dummy(), password[:min(len(password), MaxPasswordLength)])
+		_, _, _ = a.verify(a.dummy(), password[:min(len(password), MaxPasswordLength)])
 	}
 	var newHash string
 	if ok && rehash {
@@ -341,6 +340,13 @@ func (a *Authenticator) releaseAttempt(ctx context.Context, res mailstore.AuthRe
 	if err := a.store.ReleaseAuthFailure(wctx, res, forget); err != nil {
 		a.log(ctx).Warn("releasing login attempt", slog.Any("err", err))
 	}
+}
+
+// verify checks password against a stored hash (Argon2Params.Verify) and
+// counts the computation.
+func (a *Authenticator) verify(stored, password string) (ok, needsRehash bool, err error) {
+	a.hashes.Add(1)
+	return a.params.Verify(stored, password)
 }
 
 // acquire takes a slot for one hash computation.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/postrider/postrider/imapd/imapmsg"
 	"github.com/postrider/postrider/mailstore"
@@ -24,6 +25,8 @@ type fetchMsg struct {
 	parsed       *msgparse.Message
 	content      mailstore.MessageContent // when the items need it
 	flagsChanged bool
+	saveDate     time.Time // SAVEDATE; zero: not known (NIL)
+	preview      *string   // PREVIEW; nil: NIL
 }
 
 // FETCH and UID FETCH (RFC 9051 §6.4.5, §6.4.9) with CHANGEDSINCE and
@@ -105,6 +108,9 @@ func cmdFetch(c *conn, cx *cmdCtx) error {
 		targets = targets[n:]
 		msgs, err := c.loadFetch(&r, chunk)
 		if err != nil {
+			return err
+		}
+		if err := c.loadObjectItems(&r, &msgs); err != nil {
 			return err
 		}
 		if r.setSeen && !s.readOnly {
@@ -325,6 +331,8 @@ func (c *conn) writeFetch(r *fetchReq, m *fetchMsg, uid bool, buf *bytes.Buffer)
 			if err := c.writeBinary(m, it); err != nil {
 				return err
 			}
+		case fetchEmailID, fetchThreadID, fetchSaveDate, fetchPreview:
+			c.writeObjectItem(m, it.kind)
 		}
 	}
 	if m.flagsChanged && !r.has[fetchFlags] {

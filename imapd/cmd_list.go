@@ -21,6 +21,7 @@ type listReturn struct {
 	children   bool
 	specialUse bool
 	status     []string // STATUS items (LIST-STATUS)
+	metadata   []string // METADATA entry names (LIST-METADATA)
 }
 
 // listSelect holds LIST selection options (RFC 5258 §3.1, RFC 6154 §3).
@@ -185,6 +186,9 @@ func (c *conn) listReturnOpts(ret *listReturn) error {
 			}
 			ret.status, err = c.statusItems()
 			return err
+		case "METADATA":
+			ret.metadata, err = c.listMetadataOpt()
+			return err
 		default:
 			return errBad("Unknown LIST return option")
 		}
@@ -343,6 +347,11 @@ func (c *conn) list(ref string, patterns []string, sel listSelect, ret listRetur
 				return err
 			}
 			c.writeStatus(st, ret.status)
+		}
+		if _, ok := t.boxes[n]; ok && len(ret.metadata) > 0 {
+			if err := c.listMetadata(n, ret.metadata); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

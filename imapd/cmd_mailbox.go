@@ -77,7 +77,10 @@ func cmdCreate(c *conn, cx *cmdCtx) error {
 	if name == "INBOX" {
 		return errNo(codeAlreadyExists, "INBOX always exists")
 	}
-	_, err = c.srv.store.CreateMailbox(c.ctx, c.acct.ID, name, use)
+	mb, err := c.srv.store.CreateMailbox(c.ctx, c.acct.ID, name, use)
+	if err == nil {
+		cx.okCode = "MAILBOXID (" + mailboxID(mb.ID) + ")" // RFC 8474 §4.1
+	}
 	return err
 }
 
@@ -154,7 +157,7 @@ func cmdSubscribe(c *conn, cx *cmdCtx) error {
 var statusItemNames = map[string]bool{
 	"MESSAGES": true, "UIDNEXT": true, "UIDVALIDITY": true, "UNSEEN": true,
 	"DELETED": true, "SIZE": true, "HIGHESTMODSEQ": true, "RECENT": true,
-	"APPENDLIMIT": true,
+	"APPENDLIMIT": true, "MAILBOXID": true, // RFC 8474 §4.3
 }
 
 // statusItems parses "(" status-att *(SP status-att) ")".
@@ -244,6 +247,8 @@ func (c *conn) writeStatus(st mailstore.MailboxStatus, items []string) {
 			c.w.num32(st.Recent) // messages no session has claimed (RFC 3501 §6.3.10)
 		case "APPENDLIMIT":
 			c.w.num(uint64(c.srv.cfg.MaxMessageSize))
+		case "MAILBOXID":
+			c.w.str("(" + mailboxID(st.ID) + ")")
 		}
 	}
 	c.w.str(")\r\n")

@@ -175,6 +175,7 @@ func cmdSelect(c *conn, cx *cmdCtx) error {
 	c.untaggedOK("UIDNEXT "+itoa(s.uidNext), "Predicted next UID")
 	c.writeFlagsResponses()
 	c.untaggedOK("HIGHESTMODSEQ "+utoa(s.modseq), "Highest") // RFC 7162 §3.1.2.1
+	c.untaggedOK("MAILBOXID ("+mailboxID(mbox.ID)+")", "Ok") // RFC 8474 §4.2
 	if c.rev2 {
 		if err := c.writeSelectedList(); err != nil {
 			return err

@@ -49,7 +49,9 @@ func init() {
 		"NAMESPACE":   {states: authenticated, run: cmdNamespace}, // RFC 2342
 		"STATUS":      {states: authenticated, run: cmdStatus},
 		"APPEND":      {states: authenticated, run: cmdAppend},
-		"IDLE":        {states: authenticated, run: cmdIdle}, // RFC 2177
+		"IDLE":        {states: authenticated, run: cmdIdle},        // RFC 2177
+		"GETMETADATA": {states: authenticated, run: cmdGetMetadata}, // RFC 5464 §4.2
+		"SETMETADATA": {states: authenticated, run: cmdSetMetadata}, // RFC 5464 §4.3
 
 		// Selected (RFC 9051 §6.4).
 		"CHECK":    {states: stateSelected, run: cmdNoop}, // RFC 3501 §6.4.1; gone in IMAP4rev2
@@ -130,8 +132,14 @@ func (c *conn) capabilities() string {
 		"QRESYNC",               // RFC 7162
 		"STATUS=SIZE",           // RFC 8438
 		"APPENDLIMIT="+strconv.FormatInt(c.srv.cfg.MaxMessageSize, 10), // RFC 7889
-		"BINARY",      // RFC 3516
-		"UTF8=ACCEPT", // RFC 6855
+		"BINARY",          // RFC 3516
+		"UTF8=ACCEPT",     // RFC 6855
+		"OBJECTID",        // RFC 8474
+		"SAVEDATE",        // RFC 8514
+		"PREVIEW",         // RFC 8970
+		"METADATA",        // RFC 5464
+		"METADATA-SERVER", // RFC 5464
+		"LIST-METADATA",   // RFC 9590
 	)
 	return strings.Join(caps, " ")
 }

@@ -233,7 +233,7 @@ func TestCrossNodeRecreatedMailbox(t *testing.T) {
 	nu := testMessage("new one", "a different body\r\n")
 	b.run([]step{
 		{"DELETE Box", []string{"$T OK DELETE completed"}},
-		{"CREATE Box", []string{"$T OK CREATE completed"}},
+		{"CREATE Box", []string{createdOK}},
 	})
 	b.send(fmt.Sprintf("A APPEND Box {%d+}\r\n%s", len(nu), nu))
 	check(t, "append", b.until("A"), []string{`re:A OK \[APPENDUID \d+ 1\] APPEND completed`})

@@ -22,6 +22,11 @@ const (
 	fetchSection       // BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT
 	fetchBinary        // BINARY[...], BINARY.PEEK[...] (RFC 3516)
 	fetchBinarySize    // BINARY.SIZE[...]
+	fetchEmailID       // EMAILID (RFC 8474 §5.1)
+	fetchThreadID      // THREADID (RFC 8474 §5.2)
+	fetchSaveDate      // SAVEDATE (RFC 8514 §4)
+	fetchPreview       // PREVIEW (RFC 8970 §4)
+	fetchKinds         // the number of kinds
 )
 
 // maxFetchItems bounds the data items of one FETCH; maxHeaderFields the
@@ -53,7 +58,8 @@ type fetchReq struct {
 	hasChanged   bool       // CHANGEDSINCE given (RFC 7162 §3.1.4.1)
 	vanished     bool       // VANISHED given (RFC 7162 §3.2.6)
 	page         *pageRange // PARTIAL given (RFC 9394 §3.3)
-	has          [fetchBinarySize + 1]bool
+	has          [fetchKinds]bool
+	lazyPreview  bool // PREVIEW (LAZY) (RFC 8970 §4.1)
 }
 
 func (r *fetchReq) add(it fetchItem) error {
@@ -69,7 +75,7 @@ func (r *fetchReq) add(it fetchItem) error {
 			r.details = true
 		}
 	}
-	r.content = r.content || r.details || it.kind == fetchSection
+	r.content = r.content || r.details || it.kind == fetchSection || it.kind == fetchPreview
 	if (it.kind == fetchSection || it.kind == fetchBinary) && !it.peek {
 		r.setSeen = true
 	}
@@ -173,6 +179,8 @@ func (p *parser) fetchAtt(r *fetchReq) error {
 		}
 		it.name = strings.TrimSuffix(name, ".PEEK") + it.name
 		return r.add(it)
+	case "EMAILID", "THREADID", "SAVEDATE", "PREVIEW":
+		return p.objectAtt(r, name)
 	}
 	return errBad("Unknown FETCH item")
 }

@@ -65,6 +65,7 @@ func TestTranscriptSelect(t *testing.T) {
 			`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft)`,
 			"* OK [PERMANENTFLAGS ()] Read-only mailbox",
 			"re:\\* OK \\[HIGHESTMODSEQ \\d+\\] Highest",
+			fmt.Sprintf("* OK [MAILBOXID (F%d)] Ok", mb.ID),
 			"$T OK [READ-ONLY] EXAMINE completed"}},
 		{"STORE 1 +FLAGS (\\Deleted)", []string{"$T NO [CANNOT] Mailbox is read-only"}},
 		{"EXPUNGE", []string{"$T NO [CANNOT] Mailbox is read-only"}},
@@ -75,17 +76,17 @@ func TestTranscriptSelect(t *testing.T) {
 		// EXAMINE shows \Recent without taking it; SELECT takes it (RFC 3501 §2.3.2).
 		{"STATUS INBOX (RECENT)", []string{"* STATUS INBOX (RECENT 2)", "$T OK STATUS completed"}},
 		{"FETCH 1 FLAGS", []string{"$T BAD No mailbox selected"}},
-		{"SELECT INBOX (CONDSTORE)", []string{"* 2 EXISTS", "* 2 RECENT", "* OK [UNSEEN 2] First unseen", "re:.*UIDVALIDITY.*", "re:.*UIDNEXT.*", "re:\\* FLAGS.*", `* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted`, "re:.*HIGHESTMODSEQ.*", "$T OK [READ-WRITE] SELECT completed"}},
+		{"SELECT INBOX (CONDSTORE)", []string{"* 2 EXISTS", "* 2 RECENT", "* OK [UNSEEN 2] First unseen", "re:.*UIDVALIDITY.*", "re:.*UIDNEXT.*", "re:\\* FLAGS.*", `* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted`, "re:.*HIGHESTMODSEQ.*", mailboxIDLine, "$T OK [READ-WRITE] SELECT completed"}},
 		{"STORE 2 +FLAGS.SILENT (\\Deleted)", []string{"re:\\* 2 FETCH \\(UID 2 MODSEQ \\(\\d+\\)\\)", "$T OK STORE completed"}},
 		{"UNSELECT", []string{"$T OK UNSELECT completed"}},
 		{"STATUS INBOX (MESSAGES DELETED RECENT)", []string{"* STATUS INBOX (MESSAGES 2 DELETED 1 RECENT 0)", "$T OK STATUS completed"}},
-		{"SELECT INBOX", []string{"re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "$T OK [READ-WRITE] SELECT completed"}},
+		{"SELECT INBOX", []string{"re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", mailboxIDLine, "$T OK [READ-WRITE] SELECT completed"}},
 		{"CLOSE", []string{"$T OK CLOSE completed"}}, // expunges silently
 		{"STATUS INBOX (MESSAGES DELETED)", []string{"* STATUS INBOX (MESSAGES 1 DELETED 0)", "$T OK STATUS completed"}},
 		{"ENABLE IMAP4rev2", []string{"* ENABLED IMAP4rev2", "$T OK ENABLE completed"}},
-		{"SELECT INBOX", []string{"* 1 EXISTS", "re:.*UIDVALIDITY.*", "* OK [UIDNEXT 3] Predicted next UID", "re:\\* FLAGS.*", "re:.*PERMANENTFLAGS.*", "re:.*HIGHESTMODSEQ.*", `* LIST (\HasNoChildren) "/" INBOX`, "$T OK [READ-WRITE] SELECT completed"}},
+		{"SELECT INBOX", []string{"* 1 EXISTS", "re:.*UIDVALIDITY.*", "* OK [UIDNEXT 3] Predicted next UID", "re:\\* FLAGS.*", "re:.*PERMANENTFLAGS.*", "re:.*HIGHESTMODSEQ.*", mailboxIDLine, `* LIST (\HasNoChildren) "/" INBOX`, "$T OK [READ-WRITE] SELECT completed"}},
 		// Selecting again first closes the current mailbox (RFC 9051 §6.3.2).
-		{"EXAMINE Sent", []string{"* OK [CLOSED] Previous mailbox closed", "* 0 EXISTS", "re:.*UIDVALIDITY.*", "* OK [UIDNEXT 1] Predicted next UID", "re:\\* FLAGS.*", "re:.*PERMANENTFLAGS.*", "re:.*HIGHESTMODSEQ.*", `* LIST (\HasNoChildren \Sent) "/" Sent`, "$T OK [READ-ONLY] EXAMINE completed"}},
+		{"EXAMINE Sent", []string{"* OK [CLOSED] Previous mailbox closed", "* 0 EXISTS", "re:.*UIDVALIDITY.*", "* OK [UIDNEXT 1] Predicted next UID", "re:\\* FLAGS.*", "re:.*PERMANENTFLAGS.*", "re:.*HIGHESTMODSEQ.*", mailboxIDLine, `* LIST (\HasNoChildren \Sent) "/" Sent`, "$T OK [READ-ONLY] EXAMINE completed"}},
 		// A failed SELECT leaves no mailbox selected.
 		{"SELECT Nope", []string{"* OK [CLOSED] Previous mailbox closed", "$T NO [NONEXISTENT] No such mailbox"}},
 		{"FETCH 1 FLAGS", []string{"$T BAD No mailbox selected"}},

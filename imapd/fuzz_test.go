@@ -142,7 +142,11 @@ func runCommandsOn(tb testing.TB, st Store, input []byte, state connState, out i
 	if state == stateSelected {
 		c.sel = &selected{mbox: mailstore.Mailbox{ID: 1, Name: "INBOX", UIDNext: 41}, cancel: func() {}, saved: []uint32{3, 5}}
 		for u := uint32(1); u <= 40; u += 2 {
-			c.sel.add(mailstore.MessageMeta{UID: u, ModSeq: 1, ContentID: int64(u)})
+			cid := int64(u)
+			if u%10 == 9 {
+				cid = 0 // not known to the view (mailstore.ContentRef)
+			}
+			c.sel.add(mailstore.MessageMeta{UID: u, ModSeq: 1, ContentID: cid})
 		}
 	}
 	for i := 0; i < 10000 && c.state != stateLogout; i++ {
@@ -172,7 +176,11 @@ var fuzzSeeds = []string{
 	"a SEARCH CHARSET UTF-8 OR (FROM {3}\r\nbob SUBJECT x) NOT (SINCE 1-Jan-2024 LARGER 100) UID 1:5,7 $\r\n",
 	"a UID SEARCH RETURN (MIN MAX COUNT ALL SAVE) MODSEQ \"/flags/\\\\draft\" all 5 KEYWORD x HEADER X-Y \"\"\r\n",
 	"a SEARCH 1:* SENTON \"2-Mar-2024\" BODY x TEXT y BCC z CC w TO v UNKEYWORD k NEW OLD RECENT ANSWERED\r\n",
-	"a SORT RETURN (MIN MAX) (REVERSE SUBJECT DATE) UTF-8 ALL\r\n", "a UID THREAD REFERENCES US-ASCII 1:*\r\n",
+	"a SORT RETURN (MIN MAX) (REVERSE SUBJECT DATE) UTF-8 ALL\r\n",
+	"a FETCH 1:* (EMAILID THREADID SAVEDATE PREVIEW (LAZY))\r\n", "a FETCH 1 PREVIEW (CHANGEDSINCE 3)\r\n",
+	"a SEARCH EMAILID M12 THREADID T1 SAVEDBEFORE 1-Jan-2024 SAVEDON 2-Jan-2024 SAVEDSINCE 3-Jan-2024 SAVEDATESUPPORTED\r\n",
+	"a STATUS INBOX (MAILBOXID)\r\n", "a LIST \"\" * RETURN (METADATA (/private/comment /shared/x) STATUS (MESSAGES))\r\n", "a FETCH 1 SAVEDATE\r\n", "a GETMETADATA (DEPTH 1 MAXSIZE 5) INBOX (/private/a /shared/b)\r\n",
+	"a SETMETADATA \"\" (/shared/comment {3+}\r\nabc /private/x ~{2+}\r\n\x00\x01 /private/y NIL)\r\n", "a LIST \"\" * RETURN (STATUS (MAILBOXID))\r\n", "a UID THREAD REFERENCES US-ASCII 1:*\r\n",
 	"a COPY 1:2 Trash\r\n", "a UID MOVE 1:* Archive\r\n", "a FOO {3+}\r\nabc\r\n", "a SEARCH ((((((((((((((((((ALL))))))))))))))))))\r\n",
 	"a SEARCH RETURN (PARTIAL -1:-100 MIN SAVE) UNSEEN\r\n", "a UID SEARCH RETURN (PARTIAL 4294967295:1 COUNT) ALL\r\n",
 	"a SEARCH RETURN (UPDATE CONTEXT COUNT) FLAGGED\r\nb STORE 1:* +FLAGS (\\Flagged)\r\nc EXPUNGE\r\nd CANCELUPDATE \"a\"\r\n",
@@ -212,4 +220,85 @@ func TestSeedsRun(t *testing.T) {
 	if out.String() != want {
 		t.Fatalf("got %q\nwant %q", out.String(), want)
 	}
+}
+
+func (fuzzStore) SaveDates(context.Context, int64, int64, mailstore.UIDSet) ([]mailstore.SaveDate, error) {
+	return nil, nil
+}
+func (fuzzStore) GetMetadata(context.Context, int64, string, []string, int) ([]mailstore.MetadataEntry, error) {
+	return nil, nil
+}
+func (fuzzStore) SetMetadata(context.Context, int64, string, []mailstore.MetadataEntry) error {
+	return nil
+}
+
+// metaFuzzStore checks what the METADATA parsers hand the store.
+type metaFuzzStore struct {
+	fuzzStore
+	t *testing.T
+}
+
+func (s metaFuzzStore) GetMetadata(_ context.Context, _ int64, _ string, names []string, depth int) ([]mailstore.MetadataEntry, error) {
+	if len(names) == 0 || len(names) > maxMetadataArgs || depth < mailstore.MetadataDepthInfinity || depth > 1 {
+		s.t.Fatalf("GetMetadata(%q, depth %d)", names, depth)
+	}
+	for i, n := range names {
+		if m, ok := mailstore.NormalizeMetadataLookup(n); !ok || m != n {
+			s.t.Fatalf("GetMetadata: name %q", n)
+		}
+		for _, o := range names[:i] {
+			if o == n {
+				s.t.Fatalf("GetMetadata: %q twice", n)
+			}
+		}
+	}
+	return []mailstore.MetadataEntry{{Name: names[0], Value: []byte("a\x00b\r\n")}}, nil
+}
+
+func (s metaFuzzStore) SetMetadata(_ context.Context, _ int64, _ string, es []mailstore.MetadataEntry) error {
+	if len(es) == 0 || len(es) > mailstore.MaxMetadataObject {
+		s.t.Fatalf("SetMetadata of %d entries", len(es))
+	}
+	seen := map[string]bool{}
+	for _, e := range es {
+		if m, ok := mailstore.NormalizeMetadataName(e.Name); !ok || m != e.Name || seen[e.Name] || len(e.Value) > mailstore.MaxMetadataValue {
+			s.t.Fatalf("SetMetadata: entry %q (%d octets), seen %v", e.Name, len(e.Value), seen[e.Name])
+		}
+		seen[e.Name] = true
+	}
+	return nil
+}
+
+// FuzzMetadataArgs runs arbitrary GETMETADATA and SETMETADATA arguments
+// through the parsers: no panic, and only valid requests reach the store
+// (normalised unique names within the limits, bounded values).
+func FuzzMetadataArgs(f *testing.F) {
+	for _, s := range []string{
+		`"" /shared/comment`, `(MAXSIZE 1024 DEPTH infinity) INBOX (/private/comment /shared/comment)`,
+		`(DEPTH 1) "INBOX" (/private/filters/values)`, `INBOX /private`, `"" (/Shared/Vendor/x/y /shared/vendor/X/Y)`,
+		`INBOX (/private/comment "x" /shared/comment NIL)`, "INBOX (/private/comment {3+}\r\na\r\nb)",
+		"INBOX (/private/bin ~{3+}\r\na\x00b /private/bin NIL)", `"" (/shared/admin "x")`, `INBOX (/private/a* "x")`,
+		`(DEPTH 2) INBOX /private/x`, `INBOX ()`, "INBOX (/private/x {99999}\r\n)",
+	} {
+		f.Add(false, []byte(s))
+		f.Add(true, []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, set bool, args []byte) {
+		cmd := "a GETMETADATA "
+		if set {
+			cmd = "a SETMETADATA "
+		}
+		input := append([]byte(cmd), args...)
+		input = append(input, "\r\nb NOOP\r\n"...)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runCommandsOn(t, metaFuzzStore{t: t}, input, stateAuth, io.Discard)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			panic(fmt.Sprintf("hang on %q", input))
+		}
+	})
 }

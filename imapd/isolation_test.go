@@ -66,7 +66,7 @@ func TestIsolation(t *testing.T) {
 		{"RENAME ~bob/INBOX Mine", []string{"$T NO [NONEXISTENT] No such mailbox"}},
 		{"APPEND ~bob/INBOX {5+}\r\nhello", []string{"$T NO [TRYCREATE] No such mailbox"}},
 		{"APPEND Private {5+}\r\nhello", []string{"$T NO [TRYCREATE] No such mailbox"}},
-		{"SELECT INBOX", append(selectLines(8), "$T OK [READ-WRITE] SELECT completed")},
+		{"SELECT INBOX", append(selectLines(9), "$T OK [READ-WRITE] SELECT completed")},
 		// bob's UIDs 2 and 3 exist in bob's INBOX only.
 		{"UID FETCH 1:* (UID BODY.PEEK[])", []string{"* 1 FETCH (UID 1 BODY[] " + lit(testMessage("alice own", "hello\r\n")) + ")", "$T OK UID FETCH completed"}},
 		{"UID FETCH 2:3 (UID)", []string{"$T OK UID FETCH completed"}},

@@ -43,7 +43,7 @@ func TestLimitsInput(t *testing.T) {
 	c = e.dial()
 	c.login("alice")
 	c.run([]step{
-		{"SELECT INBOX", []string{"re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:$T OK \\[READ-WRITE\\] SELECT completed"}},
+		{"SELECT INBOX", []string{"re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:$T OK \\[READ-WRITE\\] SELECT completed"}},
 		// Too many literals in one command.
 		{"SEARCH SUBJECT {1+}\r\na SUBJECT {1+}\r\nb SUBJECT {1+}\r\nc SUBJECT {1+}\r\nd", []string{"$T BAD Too many literals in one command"}},
 		{"NOOP", []string{"$T OK NOOP completed"}},

@@ -14,12 +14,12 @@ func TestTranscriptMailboxes(t *testing.T) {
 	c.login("alice")
 	c.run([]step{
 		{`LIST "" ""`, []string{`* LIST (\Noselect) "/" ""`, "$T OK LIST completed"}},
-		{"CREATE Projects/2024/Q1", []string{"$T OK CREATE completed"}},
+		{"CREATE Projects/2024/Q1", []string{createdOK}},
 		{"CREATE Projects/", []string{"$T NO [ALREADYEXISTS] Mailbox already exists"}},
 		{"CREATE inbox", []string{"$T NO [ALREADYEXISTS] INBOX always exists"}},
 		{"CREATE Lists (USE (\\Flagged))", []string{"$T NO [USEATTR] Unsupported special-use attribute"}},
 		{"CREATE Old (USE (\\Archive \\Trash))", []string{"$T NO [USEATTR] Only one special-use attribute per mailbox"}},
-		{"CREATE Sent2 (USE (\\Sent))", []string{"$T OK CREATE completed"}},
+		{"CREATE Sent2 (USE (\\Sent))", []string{createdOK}},
 		{"CREATE a/../b", []string{"$T NO [CANNOT] Invalid mailbox name"}},
 		{"CREATE a%b", []string{"$T BAD Unexpected extra arguments"}},
 		{`CREATE "a%b"`, []string{"$T NO [CANNOT] Invalid mailbox name"}},
@@ -117,10 +117,10 @@ func TestTranscriptMailboxNames(t *testing.T) {
 	c := e.dial()
 	c.login("alice")
 	c.run([]step{
-		{`CREATE "&AMQ-rger"`, []string{"$T OK CREATE completed"}},
-		{`CREATE "Tom &- Jerry"`, []string{"$T OK CREATE completed"}},
+		{`CREATE "&AMQ-rger"`, []string{createdOK}},
+		{`CREATE "Tom &- Jerry"`, []string{createdOK}},
 		{`CREATE "Tom & Jerry"`, []string{"$T NO [CANNOT] Invalid modified UTF-7 in mailbox name"}},
-		{`CREATE "&Jjo-!"`, []string{"$T OK CREATE completed"}},
+		{`CREATE "&Jjo-!"`, []string{createdOK}},
 		{`CREATE "&AGE-"`, []string{"$T NO [CANNOT] Invalid modified UTF-7 in mailbox name"}},
 		{`LIST "" "&AMQ-*"`, []string{`* LIST (\HasNoChildren) "/" &AMQ-rger`, "$T OK LIST completed"}},
 		{`LIST "" "Tom*"`, []string{`* LIST (\HasNoChildren) "/" "Tom &- Jerry"`, "$T OK LIST completed"}},
@@ -128,7 +128,7 @@ func TestTranscriptMailboxNames(t *testing.T) {
 		{"ENABLE UTF8=ACCEPT", []string{"* ENABLED UTF8=ACCEPT", "$T OK ENABLE completed"}},
 		{`LIST "" "Ä*"`, []string{`* LIST (\HasNoChildren) "/" "Ärger"`, "$T OK LIST completed"}},
 		{`LIST "" "Tom*"`, []string{`* LIST (\HasNoChildren) "/" "Tom & Jerry"`, "$T OK LIST completed"}},
-		{`CREATE "日本"`, []string{"$T OK CREATE completed"}},
-		{`SELECT "☺!"`, []string{"re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "$T OK [READ-WRITE] SELECT completed"}},
+		{`CREATE "日本"`, []string{createdOK}},
+		{`SELECT "☺!"`, []string{"re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", mailboxIDLine, "$T OK [READ-WRITE] SELECT completed"}},
 	})
 }

@@ -232,6 +232,9 @@ func (sp *searchParser) key(dst *mailstore.SearchCriteria) error {
 		dst.Or = append(dst.Or, pair)
 		return nil
 	}
+	if ok, err := sp.objectSearchKey(dst, name); ok {
+		return err
+	}
 	return errBad("Unknown search key")
 }
 

@@ -80,7 +80,7 @@ func TestTranscriptSearch(t *testing.T) {
 	c2.login("alice")
 	c2.run([]step{
 		{"ENABLE IMAP4rev2", []string{"* ENABLED IMAP4rev2", "$T OK ENABLE completed"}},
-		{"EXAMINE INBOX", []string{"re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:$T OK .*"}},
+		{"EXAMINE INBOX", []string{"re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:.*", "re:$T OK .*"}},
 		// IMAP4rev2 answers SEARCH with ESEARCH (RFC 9051 §6.4.4).
 		{"SEARCH UNSEEN", []string{`* ESEARCH (TAG "$T") ALL 2:3`, "$T OK SEARCH completed"}},
 		{"UID SEARCH KEYWORD none", []string{`* ESEARCH (TAG "$T") UID`, "$T OK UID SEARCH completed"}},

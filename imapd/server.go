@@ -98,6 +98,7 @@ type Store interface {
 	mailstore.Mailboxes
 	mailstore.Messages
 	mailstore.ChangeFeed
+	mailstore.Metadata
 	QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error)
 }
 

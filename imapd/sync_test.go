@@ -143,7 +143,7 @@ func TestTranscriptQresync(t *testing.T) {
 	c.run([]step{
 		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d))", mb.UIDValidity, hms), []string{"$T BAD QRESYNC is not enabled"}},
 		{"ENABLE QRESYNC", []string{"* ENABLED QRESYNC", "$T OK ENABLE completed"}},
-		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d 1:4))", mb.UIDValidity, hms), append(selectLines(8),
+		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d 1:4))", mb.UIDValidity, hms), append(selectLines(9),
 			"* VANISHED (EARLIER) 3",
 			`re:\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)`,
 			`re:\* 5 FETCH \(UID 7 FLAGS \(\\Recent\) MODSEQ \(\d+\)\)`,
@@ -158,7 +158,7 @@ func TestTranscriptQresync(t *testing.T) {
 			`re:\* 5 FETCH \(UID 7 MODSEQ \(\d+\)\)`,
 			"$T OK FETCH completed"}},
 		// A wrong UIDVALIDITY gets a plain SELECT.
-		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d))", mb.UIDValidity+1, hms), append([]string{"* OK [CLOSED] Previous mailbox closed"}, append(selectLines(8), "$T OK [READ-WRITE] SELECT completed")...)},
+		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d))", mb.UIDValidity+1, hms), append([]string{"* OK [CLOSED] Previous mailbox closed"}, append(selectLines(9), "$T OK [READ-WRITE] SELECT completed")...)},
 		{"SELECT INBOX (QRESYNC (1))", []string{"$T BAD Missing arguments"}},
 		{"FETCH 1 (UID)", []string{"* 1 FETCH (UID 1)", "$T OK FETCH completed"}},
 	})
@@ -214,7 +214,7 @@ func TestTranscriptDeletedWhileSelected(t *testing.T) {
 	b := e.dial()
 	b.login("alice")
 	b.run([]step{
-		{"SELECT Work", append(selectLines(8), "$T OK [READ-WRITE] SELECT completed")},
+		{"SELECT Work", append(selectLines(9), "$T OK [READ-WRITE] SELECT completed")},
 		{"RENAME Work Play", []string{"$T OK RENAME completed"}},
 		{"STATUS Play (MESSAGES)", []string{"* STATUS Play (MESSAGES 1)", "$T OK STATUS completed"}},
 		{"FETCH 1 (UID)", []string{"* 1 FETCH (UID 1)", "$T OK FETCH completed"}},
@@ -265,7 +265,7 @@ func TestTranscriptQresyncPruned(t *testing.T) {
 	c.login("alice")
 	c.run([]step{
 		{"ENABLE QRESYNC", []string{"* ENABLED QRESYNC", "$T OK ENABLE completed"}},
-		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d 1:4))", mb.UIDValidity, hms), append(selectLines(8),
+		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d 1:4))", mb.UIDValidity, hms), append(selectLines(9),
 			"* VANISHED (EARLIER) 3",
 			`re:\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)`,
 			`re:\* 5 FETCH \(UID 7 FLAGS \((\\Recent)?\) MODSEQ \(\d+\)\)`,
@@ -279,7 +279,7 @@ func TestTranscriptQresyncPruned(t *testing.T) {
 			"* VANISHED (EARLIER) 5",
 			"$T OK UID FETCH completed"}},
 		{"UNSELECT", []string{"$T OK UNSELECT completed"}},
-		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d))", mb.UIDValidity, hms), append(selectLines(8),
+		{fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d))", mb.UIDValidity, hms), append(selectLines(9),
 			"* VANISHED (EARLIER) 3,5",
 			`re:\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)`,
 			`re:\* 5 FETCH \(UID 7 FLAGS \((\\Recent)?\) MODSEQ \(\d+\)\)`,

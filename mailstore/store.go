@@ -189,6 +189,18 @@ type Messages interface {
 	// mailbox. A message that no longer exists and whose content is not
 	// held has a zero out[i] (Parsed nil).
 	MessageContents(ctx context.Context, accountID, mailboxID int64, refs []ContentRef) ([]MessageContent, error)
+
+	// SaveDates returns the save dates (RFC 8514: when each message was
+	// delivered, appended, copied or moved into this mailbox) of the
+	// messages whose UIDs are in uids (nil = all), ascending by UID.
+	// ErrNoSuchMailbox if the mailbox is not the account's.
+	SaveDates(ctx context.Context, accountID, mailboxID int64, uids UIDSet) ([]SaveDate, error)
+}
+
+// SaveDate is one message's save date.
+type SaveDate struct {
+	UID uint32
+	At  time.Time
 }
 
 // Selection is what SelectMailbox read: the mailbox and its status
@@ -316,6 +328,7 @@ type Store interface {
 	Maintenance
 	Queue
 	DKIMKeys
+	Metadata
 }
 
 // AuthReservation is the result of ReserveAuthFailure.
@@ -627,6 +640,12 @@ type SearchCriteria struct {
 	// Internal date (date only, in the server's zone) and Date: header date.
 	Since, Before, On             time.Time
 	SentSince, SentBefore, SentOn time.Time
+	// Save date (RFC 8514 §5), compared as the internal date is.
+	SavedSince, SavedBefore, SavedOn time.Time
+
+	// ContentIDs: the message's content must be each of them
+	// (MessageMeta.ContentID; IMAP SEARCH EMAILID, RFC 8474 §6).
+	ContentIDs []int64
 
 	Header []HeaderCriterion // FROM/TO/CC/BCC/SUBJECT/HEADER
 	Body   []string          // in the decoded body text

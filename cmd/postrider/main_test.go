@@ -84,12 +84,25 @@ func cleanEnv(extra []string) []string {
 	return append(env, extra...)
 }
 
+// handedOut holds the ports freePort gave: the kernel may offer a port
+// again once its listener is closed, and two listeners of one node (or of
+// two nodes) on the same port made a test fail with "address already in
+// use".
+var handedOut sync.Map
+
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no unused port after 100 tries")
+	return ""
 }

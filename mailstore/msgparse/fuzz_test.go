@@ -22,6 +22,11 @@ func checkInvariants(t testing.TB, m *Message) {
 	if len(m.Text) > MaxSearchText || !utf8.ValidString(m.Text) {
 		t.Fatalf("text: %d octets, valid %v", len(m.Text), utf8.ValidString(m.Text))
 	}
+	// RFC 8970 §3: at most 256 characters of UTF-8, white space collapsed.
+	if pv := m.Preview; pv == nil || !utf8.ValidString(*pv) || utf8.RuneCountInString(*pv) > MaxPreviewChars ||
+		strings.TrimSpace(*pv) != *pv || strings.Contains(*pv, "  ") || strings.ContainsAny(*pv, "\r\n\t\x00") {
+		t.Fatalf("preview %q", deref(pv))
+	}
 	for _, h := range m.SearchHeaders {
 		if !utf8.ValidString(h.Value) || h.Name != strings.ToLower(h.Name) {
 			t.Fatalf("search header %q", h)

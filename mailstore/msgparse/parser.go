@@ -38,6 +38,12 @@ type Parser struct {
 	textSink func([]byte) // when set, search text goes here instead of text
 	sunk     int64        // octets given to textSink
 
+	preview      []byte // the preview text so far (keepPreview)
+	previewChars int    // characters in preview
+	previewSpace bool   // white space seen after the last character kept
+	previewOn    bool   // the preview part's text is being decoded
+	previewDone  bool   // a preview part was chosen (it may still be open)
+
 	crlfExtra int64 // octets CRLF normalisation adds (bare LF or CR -> CRLF)
 	endCR     bool  // the octets so far end with a CR
 
@@ -143,6 +149,10 @@ func (p *Parser) Finish() (*Message, error) {
 		m.CRLFSize += 2 // a CRLF is added after a last line without one
 	}
 	m.Structure = p.root.part()
+	// As for Text: the buffer is never written again.
+	pv := unsafe.String(unsafe.SliceData(p.preview), len(p.preview))
+	m.Preview = &pv
+	p.preview = nil
 	// The buffer is dropped here and never written again, so the string
 	// can share it instead of copying it.
 	m.Text = unsafe.String(unsafe.SliceData(p.text), len(p.text))
@@ -292,6 +302,11 @@ func (p *Parser) endHeader(f *frame, bodyStart, lfAtBody int64) {
 	case n.Type == "text" && !p.textFull:
 		cs, _ := paramValue(n.Params, "charset")
 		f.tp = newTextPipe(p, n.Subtype, n.Encoding, cs)
+		// RFC 8970 §3: the preview comes from the first text part a
+		// reader would see, plain or HTML, not an attachment.
+		if !p.previewDone && (n.Subtype == "plain" || n.Subtype == "html") && n.Disposition != "attachment" {
+			p.previewDone, p.previewOn = true, true
+		}
 	}
 }
 
@@ -369,6 +384,7 @@ func (p *Parser) close(f *frame, c cut, minEnd int64) int64 {
 		if f.tp != nil {
 			f.tp.finish(p, x >= c.at)
 			f.tp = nil
+			p.previewOn = false
 		}
 	}
 	if n.Type == "multipart" && len(n.kids) == 0 {

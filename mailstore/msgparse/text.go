@@ -310,6 +310,9 @@ func (tp *textPipe) emit(p *Parser, b []byte) {
 // appendText adds valid UTF-8 to the search text: CRs dropped, parts
 // separated by "\n", cut at a rune boundary at MaxSearchText.
 func (p *Parser) appendText(b []byte) {
+	if p.previewOn {
+		p.keepPreview(b)
+	}
 	for len(b) > 0 && !p.textFull {
 		i := bytes.IndexByte(b, '\r')
 		if i < 0 {

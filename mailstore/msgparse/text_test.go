@@ -7,6 +7,7 @@ import (
 	"mime/quotedprintable"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestText(t *testing.T) {
@@ -89,4 +90,42 @@ func TestTextLimit(t *testing.T) {
 		t.Errorf("text length %d", len(m.Text))
 	}
 	checkInvariants(t, m)
+}
+
+func TestPreview(t *testing.T) {
+	long := strings.Repeat("word ", 100)
+	cases := []struct{ name, msg, want string }{
+		{"plain", "Subject: x\r\n\r\n  Hello,\r\n\r\n\tworld!  \r\n", "Hello, world!"},
+		{"none", "Subject: x\r\nContent-Type: image/png\r\n\r\nAAAA\r\n", ""},
+		{"empty", "Subject: x\r\n\r\n", ""},
+		{"html", "Content-Type: text/html\r\n\r\n<html><head><style>p{}</style></head><body><p>Hi &amp; <b>bye</b></p></body></html>\r\n", "Hi & bye"},
+		{"qp", "Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCaf=E9 cr=\r\n=E8me\r\n", "Café crème"},
+		{"attachment first", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nattached\r\n--b\r\nContent-Type: text/plain\r\n\r\nthe body\r\n--b--\r\n", "the body"},
+		{"alternative", "Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nplain one\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>html one</p>\r\n--b--\r\n", "plain one"},
+		{"long", "\r\n" + long, long[:256]},
+	}
+	for _, c := range cases {
+		m, err := Parse(strings.NewReader(c.msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Preview == nil || *m.Preview != c.want {
+			t.Errorf("%s: preview %q, want %q", c.name, deref(m.Preview), c.want)
+		}
+		if got := Preview([]byte(c.msg)); got != c.want {
+			t.Errorf("%s: Preview() %q, want %q", c.name, got, c.want)
+		}
+	}
+	// 256 characters at most, counted in characters, not octets.
+	m, _ := Parse(strings.NewReader("\r\n" + strings.Repeat("é", 1000)))
+	if n := utf8.RuneCountInString(*m.Preview); n != MaxPreviewChars {
+		t.Errorf("preview of %d characters", n)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
 }

@@ -26,6 +26,9 @@ const (
 	// MaxSinkText is the most decoded text passed to a text sink
 	// (Parser.SetTextSink), which streams it instead of keeping it.
 	MaxSinkText = 64 << 20
+	// MaxPreviewChars is the longest preview text in characters (RFC
+	// 8970 §3: "MUST NOT exceed 256 characters").
+	MaxPreviewChars = 256
 	// MaxLineBytes is the longest line examined for boundaries; longer lines
 	// are passed through as body bytes.
 	MaxLineBytes = 64 << 10
@@ -50,6 +53,13 @@ type Message struct {
 	// SearchHeaders holds every top-level header field, name lower-cased,
 	// value unfolded and RFC 2047-decoded to UTF-8, in message order.
 	SearchHeaders []HeaderField `json:"-"`
+
+	// Preview is the message's preview text (RFC 8970 §3): the first
+	// inline text/plain or text/html part's decoded text, HTML stripped,
+	// white space collapsed to single spaces, at most MaxPreviewChars
+	// characters. Nil in parse results stored before it existed (the
+	// JSON has no "preview"); a pointer to "" for a message without text.
+	Preview *string `json:"preview,omitempty"`
 
 	// Text is the decoded (transfer encoding and charset) text of the text/*
 	// parts of the message, joined by newlines, at most MaxSearchText bytes.

@@ -277,6 +277,16 @@ func (s *Store) renameInbox(ctx context.Context, tx pgx.Tx, accountID int64, nn 
 		WHERE id = $1`, inbox); err != nil {
 		return err
 	}
+	// RFC 5464 §4.1: INBOX keeps its METADATA entries and the new mailbox
+	// gets a copy, unless that would take the account over its limit (a
+	// loop of renames must not grow the table without bound).
+	if _, err := tx.Exec(ctx, `INSERT INTO metadata (account_id, mailbox_id, name, value)
+		SELECT account_id, $2, name, value FROM metadata WHERE account_id = $3 AND mailbox_id = $1
+		   AND (SELECT count(*) FROM metadata WHERE account_id = $3)
+		       + (SELECT count(*) FROM metadata WHERE account_id = $3 AND mailbox_id = $1) <= $4`,
+		inbox, dst, accountID, mailstore.MaxMetadataAccount); err != nil {
+		return err
+	}
 	_, err = tx.Exec(ctx, `
 		WITH mv AS (
 			UPDATE messages SET mailbox_id = $2 WHERE mailbox_id = $1 RETURNING uid

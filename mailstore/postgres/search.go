@@ -135,6 +135,28 @@ func (b *searchBuilder) criteria(c *mailstore.SearchCriteria, depth int) (string
 			return "", err
 		}
 	}
+	saved := []struct {
+		t  time.Time
+		op string
+	}{{c.SavedSince, ">="}, {c.SavedBefore, "<"}}
+	for _, d := range saved {
+		if !d.t.IsZero() {
+			if err := add(fmt.Sprintf("m.save_date %s %s", d.op, b.arg(b.day(d.t)))); err != nil {
+				return "", err
+			}
+		}
+	}
+	if !c.SavedOn.IsZero() {
+		d := b.day(c.SavedOn)
+		if err := add(fmt.Sprintf("(m.save_date >= %s AND m.save_date < %s)", b.arg(d), b.arg(d.AddDate(0, 0, 1)))); err != nil {
+			return "", err
+		}
+	}
+	for _, id := range c.ContentIDs {
+		if err := add("m.content_id = " + b.arg(id)); err != nil {
+			return "", err
+		}
+	}
 	sent := []struct {
 		t  time.Time
 		op string

@@ -60,6 +60,13 @@ func testIsolation(t *testing.T, f Factory) {
 			}
 			return "", err
 		}},
+		{"SaveDates", func(acct, mbox int64) (string, error) {
+			ds, err := st.SaveDates(ctx, acct, mbox, all)
+			if len(ds) > 0 {
+				return "save dates returned", err
+			}
+			return "", err
+		}},
 		{"OpenMessage", func(acct, mbox int64) (string, error) {
 			rc, err := st.OpenMessage(ctx, acct, mbox, bu, 0, -1)
 			if rc != nil {

@@ -90,6 +90,9 @@ var groups = []struct {
 		{"Contents", testMessageContents},
 		{"ContentsRecreated", testContentsRecreated},
 		{"SelectMailbox", testSelectMailbox},
+		{"SaveDates", testSaveDates},
+		{"ObjectIDs", testObjectIDs},
+		{"Preview", testPreview},
 	}},
 	{"Quota", []suiteTest{
 		{"Usage", testQuotaUsage},
@@ -146,6 +149,13 @@ var groups = []struct {
 		{"Keys", testDKIMKeys},
 		{"SignFrom", testDKIMSignFrom},
 		{"ClusterSecret", testClusterSecret},
+	}},
+	{"Metadata", []suiteTest{
+		{"SetGet", testMetadataSetGet},
+		{"Limits", testMetadataLimits},
+		{"Mailboxes", testMetadataMailboxes},
+		{"Isolation", testMetadataIsolation},
+		{"CrossHandle", testMetadataCrossHandle},
 	}},
 	{"BadInput", []suiteTest{
 		{"StateUnchanged", testBadInput},
