@@ -312,3 +312,90 @@ SyncState *
 		t.Fatalf("\\Answered not synced: %v", fs)
 	}
 }
+
+// mutt with threads and imap_check_subscribed: a reply tree shown threaded
+// (mutt threads on the client, from the References and In-Reply-To fields
+// it fetches with BODY.PEEK[HEADER.FIELDS]; it never sends SORT or
+// THREAD, which TestClientPythonSortThread covers) and new mail noticed in
+// a subscribed mailbox other than the one open.
+func TestClientMuttThreadsSubscribed(t *testing.T) {
+	mutt := needProgram(t, "mutt")
+	tmux := needProgram(t, "tmux")
+	e := newEnv(t)
+	ctx := context.Background()
+	reply := func(subject, id, parent string) string {
+		return "From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: " + subject +
+			"\r\nDate: Fri, 01 Mar 2024 13:00:00 +0000\r\nMessage-ID: <" + id + "@example.org>\r\n" +
+			"In-Reply-To: <" + parent + "@example.org>\r\nReferences: <root@example.org> <" + parent + "@example.org>\r\n\r\nreply\r\n"
+	}
+	e.deliver("alice", "INBOX", "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: thread root\r\n"+
+		"Date: Fri, 01 Mar 2024 12:00:00 +0000\r\nMessage-ID: <root@example.org>\r\n\r\nroot\r\n")
+	e.deliver("alice", "INBOX", testMessage("unrelated note", "x\r\n"))
+	e.deliver("alice", "INBOX", reply("Re: thread root", "r1", "root"))
+	e.deliver("alice", "INBOX", reply("Re: thread root", "r2", "r1"))
+	if _, err := e.store.CreateMailbox(ctx, e.accts["alice"].ID, "Lists", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.SetSubscribed(ctx, e.accts["alice"].ID, "Lists", true); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "muttrc")
+	os.WriteFile(rc, []byte(fmt.Sprintf(`set folder="imap://alice%%40example.org@%s/"
+set spoolfile="+INBOX"
+set imap_pass="pw-alice"
+set ssl_starttls=no
+set ssl_force_tls=no
+set imap_check_subscribed=yes
+set header_cache=""
+set message_cachedir=""
+set sort=threads
+set sort_aux=date
+set mail_check=1
+set timeout=1
+set index_format="%%4C %%s"
+`, e.addr)), 0o600)
+	session := fmt.Sprintf("imapd-mutt-threads-%d", time.Now().UnixNano())
+	runCmd(t, 10*time.Second, tmux, "new-session", "-d", "-s", session, "-x", "200", "-y", "50", mutt+" -n -F "+rc)
+	defer exec.Command(tmux, "kill-session", "-t", session).Run()
+	capture := func() string {
+		out, _ := exec.Command(tmux, "capture-pane", "-p", "-t", session).Output()
+		return string(out)
+	}
+	waitPane := func(ok func(string) bool, what string) string {
+		t.Helper()
+		var s string
+		for i := 0; i < 150; i++ {
+			if s = capture(); ok(s) {
+				return s
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("mutt never showed %s:\n%s", what, s)
+		return ""
+	}
+	// The two replies are drawn as the root's subtree (tree characters
+	// before their subjects), the unrelated message is not.
+	arrows := func(s string) int { return strings.Count(s, "─>") + strings.Count(s, "->") }
+	pane := waitPane(func(s string) bool { return strings.Contains(s, "unrelated note") && arrows(s) >= 2 }, "the thread tree")
+	lines := strings.Split(pane, "\n")
+	var root, r1, r2, other = -1, -1, -1, -1
+	for i, l := range lines {
+		switch {
+		case strings.Contains(l, "thread root") && arrows(l) == 0:
+			root = i
+		case arrows(l) > 0 && r1 < 0:
+			r1 = i
+		case arrows(l) > 0:
+			r2 = i
+		case strings.Contains(l, "unrelated note"):
+			other = i
+		}
+	}
+	if root < 0 || r1 != root+1 || r2 != root+2 || other < 0 {
+		t.Fatalf("index not threaded (root %d, replies %d %d, other %d):\n%s", root, r1, r2, other, pane)
+	}
+	// New mail in the subscribed mailbox: mutt checks it (STATUS) and says so.
+	e.deliver("alice", "Lists", testMessage("list post", "l\r\n"))
+	waitPane(func(s string) bool { return strings.Contains(s, "New mail in") && strings.Contains(s, "Lists") }, "new mail in Lists")
+}

@@ -86,12 +86,12 @@ type appendCmd struct {
 	n    int // messages handed to the store
 	// Quota (RFC 9208 §4.3): read at the first synchronizing literal;
 	// announced is the total of the messages' sizes known so far.
-	quotaRead   bool
-	used, limit int64
-	announced   int64
-	cur         appendMsg // the message whose head was parsed last
-	haveCur     bool
-	err         error // the protocol or connection error that ended the command
+	quotaRead bool
+	quota     mailstore.Quota
+	announced int64
+	cur       appendMsg // the message whose head was parsed last
+	haveCur   bool
+	err       error // the protocol or connection error that ended the command
 }
 
 // appendMsg is a parsed message head: flags, date and how its data come.
@@ -235,13 +235,17 @@ func (a *appendCmd) reserve(l literal) error {
 		return nil
 	}
 	if !a.quotaRead {
-		used, limit, err := a.c.srv.store.QuotaUsage(a.c.ctx, a.c.acct.ID)
+		q, err := a.c.srv.store.Quota(a.c.ctx, a.c.acct.ID)
 		if err != nil {
 			return err
 		}
-		a.used, a.limit, a.quotaRead = used, limit, true
+		a.quota, a.quotaRead = q, true
 	}
-	if a.limit > 0 && a.used+a.announced > a.limit {
+	q := a.quota
+	// Both resources: octets (§5.1) and messages (§5.2; a.n counts this
+	// command's messages so far, the current one included).
+	if (q.StorageLimit > 0 && q.StorageUsed+a.announced > q.StorageLimit) ||
+		(q.MessagesLimit > 0 && q.MessagesUsed+int64(a.n) > q.MessagesLimit) {
 		return errNo(codeOverQuota, "Quota exceeded")
 	}
 	return nil

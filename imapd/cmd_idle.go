@@ -54,6 +54,12 @@ func cmdIdle(c *conn, cx *cmdCtx) error {
 			c.takeWoken()
 		}()
 	}
+	if c.sel != nil && c.w.deflate {
+		// The inflater cannot be woken (compress.go): updates are sent
+		// from within the read.
+		c.onWake = c.idleWake
+		defer func() { c.onWake = nil }()
+	}
 	c.p.done = false
 	c.p.line, c.p.pos = c.p.line[:0], 0
 	for {

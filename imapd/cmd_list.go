@@ -346,7 +346,9 @@ func (c *conn) list(ref string, patterns []string, sel listSelect, ret listRetur
 			if err != nil {
 				return err
 			}
-			c.writeStatus(st, ret.status)
+			if err := c.writeStatus(st, ret.status); err != nil {
+				return err
+			}
 		}
 		if _, ok := t.boxes[n]; ok && len(ret.metadata) > 0 {
 			if err := c.listMetadata(n, ret.metadata); err != nil {

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -158,6 +159,7 @@ var statusItemNames = map[string]bool{
 	"MESSAGES": true, "UIDNEXT": true, "UIDVALIDITY": true, "UNSEEN": true,
 	"DELETED": true, "SIZE": true, "HIGHESTMODSEQ": true, "RECENT": true,
 	"APPENDLIMIT": true, "MAILBOXID": true, // RFC 8474 §4.3
+	"DELETED-STORAGE": true, // RFC 9208 §4.1.4, with QUOTA=RES-STORAGE (§5.1)
 }
 
 // statusItems parses "(" status-att *(SP status-att) ")".
@@ -213,12 +215,19 @@ func cmdStatus(c *conn, cx *cmdCtx) error {
 	if err != nil {
 		return err
 	}
-	c.writeStatus(st, items)
-	return nil
+	return c.writeStatus(st, items)
 }
 
-// writeStatus sends "* STATUS name (item value ...)".
-func (c *conn) writeStatus(st mailstore.MailboxStatus, items []string) {
+// writeStatus sends "* STATUS name (item value ...)". DELETED-STORAGE
+// alone asks the store more than st.
+func (c *conn) writeStatus(st mailstore.MailboxStatus, items []string) error {
+	var delSize int64
+	if slices.Contains(items, "DELETED-STORAGE") {
+		var err error
+		if delSize, err = c.srv.store.DeletedSize(c.ctx, c.acct.ID, st.ID); err != nil {
+			return err
+		}
+	}
 	c.w.str("* STATUS ")
 	c.writeName(st.Name)
 	c.w.str(" (")
@@ -249,7 +258,12 @@ func (c *conn) writeStatus(st mailstore.MailboxStatus, items []string) {
 			c.w.num(uint64(c.srv.cfg.MaxMessageSize))
 		case "MAILBOXID":
 			c.w.str("(" + mailboxID(st.ID) + ")")
+		case "DELETED-STORAGE":
+			// In KiB like the STORAGE resource it would free (RFC 9208
+			// §5.1; the RFC's example has DELETED 4 DELETED-STORAGE 8).
+			c.w.num(uint64(kib(delSize)))
 		}
 	}
 	c.w.str(")\r\n")
+	return nil
 }

@@ -36,22 +36,26 @@ func init() {
 		"LOGIN":        {states: stateNotAuth, run: cmdLogin},
 
 		// Authenticated (RFC 9051 §6.3).
-		"ENABLE":      {states: stateAuth, run: cmdEnable}, // RFC 5161 §3.1: before SELECT
-		"SELECT":      {states: authenticated, run: cmdSelect},
-		"EXAMINE":     {states: authenticated, run: cmdSelect},
-		"CREATE":      {states: authenticated, run: cmdCreate},
-		"DELETE":      {states: authenticated, run: cmdDelete},
-		"RENAME":      {states: authenticated, run: cmdRename},
-		"SUBSCRIBE":   {states: authenticated, run: cmdSubscribe},
-		"UNSUBSCRIBE": {states: authenticated, run: cmdSubscribe},
-		"LIST":        {states: authenticated, run: cmdList},
-		"LSUB":        {states: authenticated, run: cmdLsub},
-		"NAMESPACE":   {states: authenticated, run: cmdNamespace}, // RFC 2342
-		"STATUS":      {states: authenticated, run: cmdStatus},
-		"APPEND":      {states: authenticated, run: cmdAppend},
-		"IDLE":        {states: authenticated, run: cmdIdle},        // RFC 2177
-		"GETMETADATA": {states: authenticated, run: cmdGetMetadata}, // RFC 5464 §4.2
-		"SETMETADATA": {states: authenticated, run: cmdSetMetadata}, // RFC 5464 §4.3
+		"ENABLE":       {states: stateAuth, run: cmdEnable}, // RFC 5161 §3.1: before SELECT
+		"SELECT":       {states: authenticated, run: cmdSelect},
+		"EXAMINE":      {states: authenticated, run: cmdSelect},
+		"CREATE":       {states: authenticated, run: cmdCreate},
+		"DELETE":       {states: authenticated, run: cmdDelete},
+		"RENAME":       {states: authenticated, run: cmdRename},
+		"SUBSCRIBE":    {states: authenticated, run: cmdSubscribe},
+		"UNSUBSCRIBE":  {states: authenticated, run: cmdSubscribe},
+		"LIST":         {states: authenticated, run: cmdList},
+		"LSUB":         {states: authenticated, run: cmdLsub},
+		"NAMESPACE":    {states: authenticated, run: cmdNamespace}, // RFC 2342
+		"STATUS":       {states: authenticated, run: cmdStatus},
+		"APPEND":       {states: authenticated, run: cmdAppend},
+		"IDLE":         {states: authenticated, run: cmdIdle},         // RFC 2177
+		"GETMETADATA":  {states: authenticated, run: cmdGetMetadata},  // RFC 5464 §4.2
+		"SETMETADATA":  {states: authenticated, run: cmdSetMetadata},  // RFC 5464 §4.3
+		"GETQUOTA":     {states: authenticated, run: cmdGetQuota},     // RFC 9208 §4.1.1
+		"GETQUOTAROOT": {states: authenticated, run: cmdGetQuotaRoot}, // RFC 9208 §4.1.2
+		"SETQUOTA":     {states: authenticated, run: cmdSetQuota},     // RFC 9208 §4.1.3 (refused)
+		"COMPRESS":     {states: authenticated, run: cmdCompress},     // RFC 4978 §3
 
 		// Selected (RFC 9051 §6.4).
 		"CHECK":    {states: stateSelected, run: cmdNoop}, // RFC 3501 §6.4.1; gone in IMAP4rev2
@@ -140,6 +144,10 @@ func (c *conn) capabilities() string {
 		"METADATA",        // RFC 5464
 		"METADATA-SERVER", // RFC 5464
 		"LIST-METADATA",   // RFC 9590
+		// RFC 9208: both resources of the account's quota root; no QUOTASET
+		// (SETQUOTA is refused).
+		"QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",
+		"COMPRESS=DEFLATE", // RFC 4978
 	)
 	return strings.Join(caps, " ")
 }

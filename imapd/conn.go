@@ -73,6 +73,11 @@ type conn struct {
 	waiting     bool // blocked reading the start of a command
 	interrupted bool // Shutdown asked the connection to end
 	woken       bool // IDLE's waker saw a change notification
+
+	// onWake, when set (IDLE on a compressed connection, compress.go),
+	// handles a wake-up within the read instead of failing it with
+	// errWoken. Used only by the connection's goroutine.
+	onWake func() error
 }
 
 // cmdCtx is the context of one command being executed.
@@ -99,23 +104,43 @@ type connReader struct{ c *conn }
 
 func (r connReader) Read(b []byte) (int, error) {
 	c := r.c
+	for {
+		c.mu.Lock()
+		if c.interrupted && c.waiting {
+			c.mu.Unlock()
+			return 0, errInterrupted
+		}
+		if c.woken {
+			if c.onWake == nil {
+				c.mu.Unlock()
+				return 0, errWoken
+			}
+			c.woken = false
+			c.mu.Unlock()
+			if err := c.onWake(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		dl := c.cmdDeadline
+		if c.state != stateNotAuth {
+			dl = time.Now().Add(c.srv.limits.IdleTimeout)
+		}
+		nc := c.nc
+		_ = nc.SetReadDeadline(dl)
+		c.mu.Unlock()
+		n, err := nc.Read(b)
+		if n == 0 && c.onWake != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.isWoken() {
+			continue // the waker cut the read short: handle the wake-up
+		}
+		return n, err
+	}
+}
+
+func (c *conn) isWoken() bool {
 	c.mu.Lock()
-	if c.interrupted && c.waiting {
-		c.mu.Unlock()
-		return 0, errInterrupted
-	}
-	if c.woken {
-		c.mu.Unlock()
-		return 0, errWoken
-	}
-	dl := c.cmdDeadline
-	if c.state != stateNotAuth {
-		dl = time.Now().Add(c.srv.limits.IdleTimeout)
-	}
-	nc := c.nc
-	_ = nc.SetReadDeadline(dl)
-	c.mu.Unlock()
-	return nc.Read(b)
+	defer c.mu.Unlock()
+	return c.woken
 }
 
 // connWriter writes to the connection with a per-write deadline.
@@ -279,6 +304,10 @@ func (c *conn) stateError(cmd *command) error {
 func (c *conn) readFailed(err error) error {
 	var pe *protoError
 	if errors.As(err, &pe) {
+		return c.bye(pe.code, pe.text)
+	}
+	if pe := inflateError(err); pe != nil {
+		c.log.Debug("bad compressed input", "err", err)
 		return c.bye(pe.code, pe.text)
 	}
 	switch {

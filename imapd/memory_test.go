@@ -84,9 +84,9 @@ func (s *countingStore) GetMailbox(ctx context.Context, a int64, name string) (m
 	s.note("GetMailbox")
 	return s.Store.GetMailbox(ctx, a, name)
 }
-func (s *countingStore) QuotaUsage(ctx context.Context, a int64) (int64, int64, error) {
-	s.note("QuotaUsage")
-	return s.Store.QuotaUsage(ctx, a)
+func (s *countingStore) Quota(ctx context.Context, a int64) (mailstore.Quota, error) {
+	s.note("Quota")
+	return s.Store.Quota(ctx, a)
 }
 func (s *countingStore) MailboxStatusByName(ctx context.Context, a int64, name string) (mailstore.MailboxStatus, error) {
 	s.note("MailboxStatusByName")
@@ -179,7 +179,7 @@ func TestViewAnswersFromMemory(t *testing.T) {
 	check(t, "APPEND continuation", []string{a.line()}, []string{"+ Ready for literal data"})
 	a.send(msg)
 	check(t, "APPEND to another mailbox", a.until("A"), []string{`re:A OK \[APPENDUID \d+ \d+\] APPEND completed`})
-	want("APPEND to another mailbox", map[string]int{"GetMailbox": 1, "QuotaUsage": 1, "Append": 1})
+	want("APPEND to another mailbox", map[string]int{"GetMailbox": 1, "Quota": 1, "Append": 1})
 	a.run([]step{{"COPY 1 INBOX", []string{"* 6 EXISTS", "* 6 RECENT", `re:$T OK \[COPYUID \d+ 1 7\] COPY completed`}}})
 	want("COPY into the selected mailbox", map[string]int{"GetMailbox": 1, "Copy": 1, "ClaimRecent": 1})
 	a.run([]step{{"FETCH 5:6 (UID FLAGS RFC822.SIZE)", []string{

@@ -93,13 +93,14 @@ func (l *Limits) setDefaults() {
 }
 
 // Store is what IMAP needs of the mail store: the account's mailboxes, their
-// messages and changes, and the account's quota usage (STATUS SIZE, APPEND).
+// messages and changes, and the account's quota (APPEND, RFC 9208 QUOTA).
 type Store interface {
 	mailstore.Mailboxes
 	mailstore.Messages
 	mailstore.ChangeFeed
 	mailstore.Metadata
-	QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error)
+	Quota(ctx context.Context, accountID int64) (mailstore.Quota, error)
+	DeletedSize(ctx context.Context, accountID, mailboxID int64) (int64, error)
 }
 
 // Server serves IMAP on any number of listeners. The accept loop, limits,

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bufio"
+	"compress/flate"
 	"io"
 	"strconv"
 	"sync"
@@ -24,7 +25,12 @@ var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, wri
 type respWriter struct {
 	dst io.Writer
 	bw  *bufio.Writer
-	err error
+	// z compresses the output after COMPRESS DEFLATE (deflate set; RFC
+	// 4978). It is taken from deflatePool with bw and given back with it
+	// (compress.go says why).
+	z       *flate.Writer
+	deflate bool
+	err     error
 	// utf8 allows raw UTF-8 in quoted strings (IMAP4rev2 or UTF8=ACCEPT
 	// enabled, RFC 9051 §4.3, RFC 6855 §3); otherwise 8-bit strings are sent
 	// as literals.
@@ -34,7 +40,13 @@ type respWriter struct {
 func (w *respWriter) buf() *bufio.Writer {
 	if w.bw == nil {
 		w.bw = writerPool.Get().(*bufio.Writer)
-		w.bw.Reset(w.dst)
+		if w.deflate {
+			w.z = deflatePool.Get().(*flate.Writer)
+			w.z.Reset(w.dst)
+			w.bw.Reset(w.z)
+		} else {
+			w.bw.Reset(w.dst)
+		}
 	}
 	return w.bw
 }
@@ -147,10 +159,15 @@ func (w *respWriter) copyN(r io.Reader, n int64) error {
 	return err
 }
 
-// flush sends buffered output.
+// flush sends buffered output; on a compressed connection it ends with a
+// deflate sync flush, so that the client can decompress all of it at once
+// (RFC 4978 §4: the sender flushes when it has nothing more to send).
 func (w *respWriter) flush() error {
 	if w.err == nil && w.bw != nil {
 		w.err = w.bw.Flush()
+		if w.err == nil && w.z != nil {
+			w.err = w.z.Flush()
+		}
 	}
 	return w.err
 }
@@ -162,6 +179,11 @@ func (w *respWriter) release() error {
 		w.bw.Reset(nil)
 		writerPool.Put(w.bw)
 		w.bw = nil
+	}
+	if w.z != nil {
+		w.z.Reset(io.Discard)
+		deflatePool.Put(w.z)
+		w.z = nil
 	}
 	return err
 }

@@ -49,6 +49,17 @@ type Directory interface {
 	// QuotaUsage returns the octets stored (sum of message sizes over all
 	// mailboxes, kept exact) and the limit (0 = unlimited).
 	QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error)
+	// SetMessageQuota sets the limit on the number of messages over all
+	// mailboxes; 0 means unlimited. A delivery, append or copy that would
+	// pass it is refused with ErrOverQuota, like one over the storage limit.
+	SetMessageQuota(ctx context.Context, accountID int64, limit int64) error
+	// Quota returns both resources of the account's one quota root: octets
+	// and messages stored, each kept exact, with their limits.
+	Quota(ctx context.Context, accountID int64) (Quota, error)
+	// DeletedSize returns the octets of the messages flagged \Deleted in a
+	// mailbox: what an EXPUNGE would give back to the storage quota.
+	// ErrNoSuchMailbox if the mailbox is not the account's.
+	DeletedSize(ctx context.Context, accountID, mailboxID int64) (int64, error)
 
 	// CreateAlias maps alias ("local@domain", or "@domain" for a catch-all)
 	// to target: the address of an existing local account when target is
@@ -383,7 +394,14 @@ type Account struct {
 	Address      string // normalised local@domain
 	PasswordHash string
 	QuotaLimit   int64 // octets; 0 = unlimited
+	MessageLimit int64 // messages; 0 = unlimited
 	CreatedAt    time.Time
+}
+
+// Quota is the usage and limits of an account (a limit of 0 = unlimited).
+type Quota struct {
+	StorageUsed, StorageLimit   int64 // octets
+	MessagesUsed, MessagesLimit int64
 }
 
 // Alias maps an address (or "@domain") to an account address or an

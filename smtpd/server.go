@@ -59,7 +59,7 @@ type Store interface {
 	IsLocalDomain(ctx context.Context, name string) (bool, error)
 	ListDomains(ctx context.Context) ([]string, error)
 	AccountAddresses(ctx context.Context, accountID int64) ([]string, error)
-	QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error)
+	Quota(ctx context.Context, accountID int64) (mailstore.Quota, error)
 	ListMailboxes(ctx context.Context, accountID int64) ([]mailstore.Mailbox, error) // the Junk mailbox (inboundauth.go)
 	Deliver(ctx context.Context, d *mailstore.Delivery) (mailstore.DeliveryResult, error)
 	mailauth.DKIMKeySource

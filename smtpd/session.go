@@ -230,12 +230,20 @@ func (s *session) resolve(ctx context.Context, to string, p rcptParams, tx *tran
 	}
 	ids := make([]int64, 0, len(res.Accounts))
 	for _, acct := range res.Accounts {
-		if acct.QuotaLimit > 0 {
-			used, limit, err := s.srv.store.QuotaUsage(ctx, acct.ID)
+		if acct.QuotaLimit > 0 || acct.MessageLimit > 0 {
+			q, err := s.srv.store.Quota(ctx, acct.ID)
 			if err != nil {
 				return rcptTarget{}, s.storeFailure("quota usage", err)
 			}
-			if limit > 0 && (used >= limit || used+tx.params.size > limit) {
+			// A full mailbox is a permanent failure, 552 with the enhanced
+			// status X.2.2 "mailbox full" (RFC 5321 §4.5.3.1.10, RFC 3463
+			// §3.3), as Dovecot's LMTP answers by default: the sender
+			// bounces at once instead of retrying for days. The store
+			// checks again at delivery (replies.go), with the same reply.
+			overSize := q.StorageLimit > 0 &&
+				(q.StorageUsed >= q.StorageLimit || q.StorageUsed+tx.params.size > q.StorageLimit)
+			overCount := q.MessagesLimit > 0 && q.MessagesUsed >= q.MessagesLimit
+			if overSize || overCount {
 				rcptRejected.WithLabelValues("over_quota").Inc()
 				return rcptTarget{}, replyErr(552, 5, 2, 2, "Mailbox full: quota exceeded")
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -169,11 +170,18 @@ func cmdDomain(args []string, stdout io.Writer) error {
 }
 
 func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	const u = "usage: postrider user add|passwd|remove ADDRESS | user list [DOMAIN] | user quota ADDRESS SIZE"
+	const u = "usage: postrider user add|passwd|remove ADDRESS | user list [DOMAIN] | user quota ADDRESS [SIZE] [--messages N]"
 	if len(args) == 0 {
 		return usageErr(u)
 	}
 	sub, rest := args[0], args[1:]
+	msgLimit := int64(-1) // -1: not given
+	if sub == "quota" {
+		var err error
+		if msgLimit, rest, err = messagesFlag(rest, u); err != nil {
+			return err
+		}
+	}
 	rest, err := aLabelArgs(rest)
 	if err != nil {
 		return err
@@ -188,7 +196,8 @@ func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return usageErr(u)
 		}
 	case "quota":
-		if len(rest) != 2 {
+		// The size may be left out when --messages is given.
+		if len(rest) != 2 && (len(rest) != 1 || msgLimit < 0) {
 			return usageErr(u)
 		}
 	default:
@@ -205,7 +214,8 @@ func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		addr = a
 	}
-	if sub == "quota" {
+	quotaGiven := sub == "quota" && len(rest) == 2
+	if quotaGiven {
 		if rest[1] == "0" {
 			quota = 0
 		} else if err := quota.UnmarshalText([]byte(rest[1])); err != nil {
@@ -253,10 +263,18 @@ func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("user quota %s: %w", addr, err)
 		}
-		if err := st.SetQuota(ctx, acc.ID, int64(quota)); err != nil {
-			return fmt.Errorf("user quota %s: %w", addr, err)
+		if quotaGiven {
+			if err := st.SetQuota(ctx, acc.ID, int64(quota)); err != nil {
+				return fmt.Errorf("user quota %s: %w", addr, err)
+			}
+			fmt.Fprintf(stdout, "quota of %s set to %s\n", addr, humanSize(int64(quota)))
 		}
-		fmt.Fprintf(stdout, "quota of %s set to %s\n", addr, humanSize(int64(quota)))
+		if msgLimit >= 0 {
+			if err := st.SetMessageQuota(ctx, acc.ID, msgLimit); err != nil {
+				return fmt.Errorf("user quota %s: %w", addr, err)
+			}
+			fmt.Fprintf(stdout, "message limit of %s set to %d\n", addr, msgLimit)
+		}
 	case "list":
 		dom := ""
 		if len(rest) == 1 {
@@ -267,17 +285,53 @@ func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return fmt.Errorf("user list: %w", err)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ADDRESS\tUSED\tQUOTA")
+		fmt.Fprintln(tw, "ADDRESS\tUSED\tQUOTA\tMESSAGES\tMESSAGE LIMIT")
 		for _, a := range accs {
-			used, limit, err := st.QuotaUsage(ctx, a.ID)
+			q, err := st.Quota(ctx, a.ID)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", a.Address, humanSize(used), humanSize(limit))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", a.Address, humanSize(q.StorageUsed), humanSize(q.StorageLimit),
+				q.MessagesUsed, q.MessagesLimit)
 		}
 		return tw.Flush()
 	}
 	return nil
+}
+
+// messagesFlag takes --messages N (or --messages=N, one dash or two) out
+// of the arguments of `user quota`, anywhere among them: the limit on the
+// number of messages (0 = unlimited), or -1 when not given.
+func messagesFlag(args []string, usage string) (int64, []string, error) {
+	n := int64(-1)
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			rest = append(rest, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if name != "messages" {
+			return 0, nil, usageErr("unknown flag %s (%s)", a, usage)
+		}
+		if n >= 0 {
+			return 0, nil, usageErr("--messages given twice")
+		}
+		if !hasVal {
+			if i+1 == len(args) {
+				return 0, nil, usageErr("--messages needs a number, e.g. --messages 100000")
+			}
+			i++
+			val = args[i]
+		}
+		v, err := strconv.ParseInt(val, 10, 64)
+		if err != nil || v < 0 {
+			return 0, nil, usageErr("--messages: %q is not a number of messages (0 = unlimited)", val)
+		}
+		n = v
+	}
+	return n, rest, nil
 }
 
 func humanSize(n int64) string {

@@ -114,6 +114,19 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("quota not shown: %q", out)
 	}
 	fail("size", "", "user", "quota", "alice@example.org", "lots")
+	ok("", "user", "quota", "alice@example.org", "--messages", "2500")
+	if out := ok("", "user", "list", "example.org"); !strings.Contains(out, "10M") || !strings.Contains(out, "2500") {
+		t.Fatalf("message limit not shown, or storage limit lost: %q", out)
+	}
+	ok("", "user", "quota", "alice@example.org", "20M", "--messages=0")
+	if out := ok("", "user", "list", "example.org"); !strings.Contains(out, "20M") || strings.Contains(out, "2500") {
+		t.Fatalf("quota 20M and unlimited messages not shown: %q", out)
+	}
+	fail("not a number", "", "user", "quota", "alice@example.org", "--messages", "-3")
+	fail("not a number", "", "user", "quota", "alice@example.org", "--messages", "many")
+	fail("twice", "", "user", "quota", "alice@example.org", "--messages", "1", "--messages", "2")
+	fail("unknown flag", "", "user", "quota", "alice@example.org", "1M", "--bytes", "2")
+	fail("usage", "", "user", "quota", "alice@example.org")
 
 	ok("", "alias", "add", "postmaster@example.org", "alice@example.org")
 	ok("", "alias", "add", "@example.org", "alice@example.org")

@@ -23,7 +23,9 @@ Usage:
   postrider user passwd ADDRESS           change an account's password (same input)
   postrider user remove ADDRESS           delete an account and all its mail
   postrider user list [DOMAIN]            list accounts with quota usage
-  postrider user quota ADDRESS SIZE       set the storage limit (bytes, or 500M, 2G; 0 = unlimited)
+  postrider user quota ADDRESS [SIZE] [--messages N]
+                                          set the storage limit (bytes, or 500M, 2G; 0 = unlimited)
+                                          and/or the limit on the number of messages (0 = unlimited)
   postrider alias add ALIAS TARGET        deliver ALIAS (local@domain, or @domain for a
                                           catch-all) to TARGET: an account, or an external
                                           address that mail is forwarded to (SRS)

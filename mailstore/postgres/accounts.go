@@ -62,11 +62,11 @@ func (s *Store) IsLocalDomain(ctx context.Context, name string) (bool, error) {
 
 // --- accounts ---
 
-const accountCols = `id, address, password_hash, quota_limit, created_at`
+const accountCols = `id, address, password_hash, quota_limit, msg_limit, created_at`
 
 func scanAccount(row pgx.Row) (mailstore.Account, error) {
 	var a mailstore.Account
-	err := row.Scan(&a.ID, &a.Address, &a.PasswordHash, &a.QuotaLimit, &a.CreatedAt)
+	err := row.Scan(&a.ID, &a.Address, &a.PasswordHash, &a.QuotaLimit, &a.MessageLimit, &a.CreatedAt)
 	return a, err
 }
 
@@ -210,6 +210,40 @@ func (s *Store) SetQuota(ctx context.Context, accountID int64, limit int64) erro
 		return fmt.Errorf("set quota: %w", mailstore.ErrNoSuchAccount)
 	}
 	return mapErr("set quota", err)
+}
+
+func (s *Store) SetMessageQuota(ctx context.Context, accountID int64, limit int64) error {
+	if limit < 0 {
+		return fmt.Errorf("%w: negative message quota", mailstore.ErrInvalidArgument)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE accounts SET msg_limit = $2 WHERE id = $1`, accountID, limit)
+	if err == nil && tag.RowsAffected() == 0 {
+		return fmt.Errorf("set message quota: %w", mailstore.ErrNoSuchAccount)
+	}
+	return mapErr("set message quota", err)
+}
+
+func (s *Store) Quota(ctx context.Context, accountID int64) (mailstore.Quota, error) {
+	var q mailstore.Quota
+	err := s.pool.QueryRow(ctx, `SELECT quota_used, quota_limit, msg_used, msg_limit FROM accounts WHERE id = $1`,
+		accountID).Scan(&q.StorageUsed, &q.StorageLimit, &q.MessagesUsed, &q.MessagesLimit)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return mailstore.Quota{}, fmt.Errorf("quota: %w", mailstore.ErrNoSuchAccount)
+	}
+	return q, mapErr("quota", err)
+}
+
+func (s *Store) DeletedSize(ctx context.Context, accountID, mailboxID int64) (int64, error) {
+	// The \Deleted messages come from the partial index messages_deleted
+	// (0009): as many rows as there are such messages, not the mailbox.
+	var n int64
+	err := s.pool.QueryRow(ctx, `
+		SELECT (SELECT coalesce(sum(m.size), 0) FROM messages m WHERE m.mailbox_id = mb.id AND m.flags & 8 <> 0)
+		  FROM mailboxes mb WHERE mb.id = $2 AND mb.account_id = $1`, accountID, mailboxID).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("deleted size: %w", mailstore.ErrNoSuchMailbox)
+	}
+	return n, mapErr("deleted size", err)
 }
 
 func (s *Store) QuotaUsage(ctx context.Context, accountID int64) (used, limit int64, err error) {

@@ -145,20 +145,20 @@ func (s *Store) Resolve(ctx context.Context, address string) (mailstore.Resoluti
 		base = local[:i] + "@" + dom
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT 0 AS p, NULL::bigint AS id, NULL::text, NULL::text, NULL::bigint, NULL::timestamptz, NULL::text AS fwd
+		SELECT 0 AS p, NULL::bigint AS id, NULL::text, NULL::text, NULL::bigint, NULL::bigint, NULL::timestamptz, NULL::text AS fwd
 		  FROM domains WHERE name = $3
 		UNION ALL
 		SELECT 1, `+accountCols+`, NULL FROM accounts WHERE address = $1
 		UNION ALL
-		SELECT 2, a.id, a.address, a.password_hash, a.quota_limit, a.created_at, al.target_address
+		SELECT 2, a.id, a.address, a.password_hash, a.quota_limit, a.msg_limit, a.created_at, al.target_address
 		  FROM aliases al LEFT JOIN accounts a ON a.id = al.target_id WHERE al.alias = $1
 		UNION ALL
 		SELECT 3, `+accountCols+`, NULL FROM accounts WHERE address = $2 AND $2 <> $1
 		UNION ALL
-		SELECT 4, a.id, a.address, a.password_hash, a.quota_limit, a.created_at, al.target_address
+		SELECT 4, a.id, a.address, a.password_hash, a.quota_limit, a.msg_limit, a.created_at, al.target_address
 		  FROM aliases al LEFT JOIN accounts a ON a.id = al.target_id WHERE al.alias = $2 AND $2 <> $1
 		UNION ALL
-		SELECT 5, a.id, a.address, a.password_hash, a.quota_limit, a.created_at, al.target_address
+		SELECT 5, a.id, a.address, a.password_hash, a.quota_limit, a.msg_limit, a.created_at, al.target_address
 		  FROM aliases al LEFT JOIN accounts a ON a.id = al.target_id WHERE al.alias = '@' || $3
 		ORDER BY 1, 2`, addr, base, dom)
 	if err != nil {
@@ -170,10 +170,10 @@ func (s *Store) Resolve(ctx context.Context, address string) (mailstore.Resoluti
 	var res mailstore.Resolution
 	for rows.Next() {
 		var p int
-		var id, quota *int64
+		var id, quota, msgs *int64
 		var address, hash, fwd *string
 		var created *time.Time
-		if err := rows.Scan(&p, &id, &address, &hash, &quota, &created, &fwd); err != nil {
+		if err := rows.Scan(&p, &id, &address, &hash, &quota, &msgs, &created, &fwd); err != nil {
 			return mailstore.Resolution{}, mapErr("resolve recipient", err)
 		}
 		if p == 0 {
@@ -192,7 +192,7 @@ func (s *Store) Resolve(ctx context.Context, address string) (mailstore.Resoluti
 				continue
 			}
 			res.Accounts = append(res.Accounts, mailstore.Account{ID: *id, Address: *address, PasswordHash: *hash,
-				QuotaLimit: *quota, CreatedAt: deref(created)})
+				QuotaLimit: *quota, MessageLimit: *msgs, CreatedAt: deref(created)})
 		case fwd != nil:
 			res.Forwards = append(res.Forwards, *fwd)
 		}

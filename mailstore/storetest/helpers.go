@@ -194,14 +194,35 @@ func (fx *fixture) sumSizes(acct int64) int64 {
 	return sum
 }
 
+// countMessages counts the messages in every mailbox of acct.
+func (fx *fixture) countMessages(acct int64) int64 {
+	fx.t.Helper()
+	mbs, err := fx.st.ListMailboxes(fx.ctx, acct)
+	must(fx.t, err, "ListMailboxes")
+	var n int64
+	for _, mb := range mbs {
+		n += int64(len(fx.list(acct, mb.ID, nil)))
+	}
+	return n
+}
+
 // checkQuota verifies that the account's quota usage equals the sum of its
-// message sizes (and want, when want >= 0).
+// message sizes (and want, when want >= 0), and that its message usage
+// equals the number of its messages.
 func (fx *fixture) checkQuota(acct int64, want int64, when string) {
 	fx.t.Helper()
 	used, _ := fx.usage(acct)
 	sum := fx.sumSizes(acct)
 	if used != sum {
 		fx.t.Errorf("%s: QuotaUsage used = %d, sum of message sizes = %d", when, used, sum)
+	}
+	q, err := fx.st.Quota(fx.ctx, acct)
+	must(fx.t, err, "Quota")
+	if q.StorageUsed != used {
+		fx.t.Errorf("%s: Quota().StorageUsed = %d, QuotaUsage = %d", when, q.StorageUsed, used)
+	}
+	if n := fx.countMessages(acct); q.MessagesUsed != n {
+		fx.t.Errorf("%s: Quota().MessagesUsed = %d, messages stored = %d", when, q.MessagesUsed, n)
 	}
 	if want >= 0 && used != want {
 		fx.t.Errorf("%s: QuotaUsage used = %d, want %d", when, used, want)

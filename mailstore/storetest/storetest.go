@@ -97,6 +97,8 @@ var groups = []struct {
 	{"Quota", []suiteTest{
 		{"Usage", testQuotaUsage},
 		{"Limit", testQuotaLimit},
+		{"MessageLimit", testMessageQuota},
+		{"DeletedSize", testDeletedSize},
 	}},
 	{"Search", []suiteTest{
 		{"Criteria", testSearch},

@@ -22,10 +22,13 @@ DECLARE
     v_uidvalidity bigint;
     v_limit bigint;
     v_used bigint;
+    v_mlimit bigint;
+    v_mused bigint;
     v_unseen bigint;
     v_deleted bigint;
 BEGIN
-    SELECT quota_limit, quota_used INTO v_limit, v_used FROM accounts WHERE id = p_account FOR NO KEY UPDATE;
+    SELECT quota_limit, quota_used, msg_limit, msg_used INTO v_limit, v_used, v_mlimit, v_mused
+      FROM accounts WHERE id = p_account FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no such account' USING ERRCODE = 'PR002';
     END IF;
@@ -42,14 +45,18 @@ BEGIN
         RETURN;
     END IF;
     IF NOT p_move THEN
-        IF v_limit > 0 AND v_used + v_bytes > v_limit THEN
+        -- A copy is charged in octets and messages (RFC 9208 §5.1, §5.2); a
+        -- move stays in the account's one quota root and changes neither.
+        IF (v_limit > 0 AND v_used + v_bytes > v_limit)
+           OR (v_mlimit > 0 AND v_mused + cardinality(v_uids) > v_mlimit) THEN
             RAISE EXCEPTION 'over quota' USING ERRCODE = 'PR003', DETAIL = p_account::text;
         END IF;
         PERFORM 1 FROM contents WHERE id = ANY (v_cids) ORDER BY id FOR NO KEY UPDATE;
         UPDATE contents c SET refcount = c.refcount + d.n
           FROM (SELECT x AS id, count(*) AS n FROM unnest(v_cids) x GROUP BY x) d
          WHERE c.id = d.id;
-        UPDATE accounts SET quota_used = quota_used + v_bytes WHERE id = p_account;
+        UPDATE accounts SET quota_used = quota_used + v_bytes, msg_used = msg_used + cardinality(v_uids)
+         WHERE id = p_account;
     END IF;
     UPDATE mailboxes SET uidnext = uidnext + cardinality(v_uids), highestmodseq = highestmodseq + 1,
            msg_count = msg_count + cardinality(v_uids), msg_size = msg_size + v_bytes,

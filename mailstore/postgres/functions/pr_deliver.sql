@@ -56,13 +56,14 @@ BEGIN
     v_cid := pr_store_content(p_pending, p_sha, p_size, p_header_size, p_chunk_size, p_sent_day, p_parsed,
                               p_search_headers, p_search_text, p_data, v_refs);
 
-    -- 2. Accounts: lock in id order, charge and check quota (remote
-    -- recipients have no quota).
+    -- 2. Accounts: lock in id order, charge and check quota, octets and
+    -- messages (0011; remote recipients have no quota).
     IF v_n = 0 THEN
         NULL;
     ELSIF v_n = 1 THEN
-        UPDATE accounts SET quota_used = quota_used + p_size WHERE id = p_accounts[1]
-        RETURNING quota_limit > 0 AND quota_used > quota_limit INTO v_over1;
+        UPDATE accounts SET quota_used = quota_used + p_size, msg_used = msg_used + 1 WHERE id = p_accounts[1]
+        RETURNING (quota_limit > 0 AND quota_used > quota_limit) OR (msg_limit > 0 AND msg_used > msg_limit)
+        INTO v_over1;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'no such account' USING ERRCODE = 'PR002';
         END IF;
@@ -77,8 +78,8 @@ BEGIN
         -- the sorted array keys in index order (the function disables seq
         -- and bitmap scans, which would lock in physical order).
         WITH u AS (
-            UPDATE accounts SET quota_used = quota_used + p_size WHERE id = ANY (p_accounts)
-            RETURNING id, quota_limit > 0 AND quota_used > quota_limit AS over
+            UPDATE accounts SET quota_used = quota_used + p_size, msg_used = msg_used + 1 WHERE id = ANY (p_accounts)
+            RETURNING id, (quota_limit > 0 AND quota_used > quota_limit) OR (msg_limit > 0 AND msg_used > msg_limit) AS over
         )
         SELECT count(*), array_agg(u.id ORDER BY u.id) FILTER (WHERE u.over) INTO v_naccounts, v_over FROM u;
         IF v_naccounts < v_n THEN
@@ -89,10 +90,12 @@ BEGIN
             -- Charge each account once more per further target it has, on
             -- rows this transaction already holds.
             WITH need AS (
-                SELECT a, (count(*) - 1) * p_size AS bytes FROM unnest(p_accounts) a GROUP BY a HAVING count(*) > 1
+                SELECT a, count(*) - 1 AS n FROM unnest(p_accounts) a GROUP BY a HAVING count(*) > 1
             ), u AS (
-                UPDATE accounts ac SET quota_used = ac.quota_used + need.bytes FROM need WHERE ac.id = need.a
-                RETURNING ac.id, ac.quota_limit > 0 AND ac.quota_used > ac.quota_limit AS over
+                UPDATE accounts ac SET quota_used = ac.quota_used + need.n * p_size, msg_used = ac.msg_used + need.n
+                  FROM need WHERE ac.id = need.a
+                RETURNING ac.id, (ac.quota_limit > 0 AND ac.quota_used > ac.quota_limit)
+                              OR (ac.msg_limit > 0 AND ac.msg_used > ac.msg_limit) AS over
             )
             SELECT array_agg(DISTINCT x ORDER BY x) INTO v_over
               FROM (SELECT unnest(v_over) UNION ALL SELECT u.id FROM u WHERE u.over) o(x);

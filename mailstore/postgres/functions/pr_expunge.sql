@@ -100,7 +100,8 @@ BEGIN
     INSERT INTO expunged (mailbox_id, uid, modseq)
     SELECT p_mailbox, u, o_highestmodseq FROM unnest(o_uids) u
     ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq;
-    UPDATE accounts SET quota_used = quota_used - v_bytes WHERE id = p_account;
+    UPDATE accounts SET quota_used = quota_used - v_bytes, msg_used = msg_used - cardinality(o_uids)
+     WHERE id = p_account;
     -- The contents are released after the commit (pr_release_pending).
     INSERT INTO content_releases (content_ids) VALUES (v_cids);
 END
