@@ -119,18 +119,19 @@ type Conn struct {
 	mu        sync.Mutex
 	interrupt func()
 	closing   bool
-	tlsOpen   string // the tls label this connection counts under in postrider_connections_open
+	open      prometheus.Gauge // where this connection counts in postrider_connections_open
 }
 
 // TLSStarted tells the kit that STARTTLS (or STLS) succeeded: the
 // connection now counts as a TLS one among the open connections.
 func (c *Conn) TLSStarted() {
+	m := c.srv.metrics
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.tlsOpen == "no" {
-		c.srv.metrics.open.WithLabelValues("no").Dec()
-		c.srv.metrics.open.WithLabelValues("yes").Inc()
-		c.tlsOpen = "yes"
+	if c.open == m.openPlain {
+		m.openPlain.Dec()
+		m.openTLS.Inc()
+		c.open = m.openTLS
 	}
 }
 
@@ -326,7 +327,10 @@ func (s *Server) handle(nc net.Conn, implicitTLS bool, role string) {
 		}
 		conn = tc
 	}
-	c := &Conn{ID: id, Net: conn, Raw: nc, Peer: peer, ImplicitTLS: implicitTLS, Role: role, Log: log, srv: s, tlsOpen: tlsLabel}
+	c := &Conn{ID: id, Net: conn, Raw: nc, Peer: peer, ImplicitTLS: implicitTLS, Role: role, Log: log, srv: s, open: s.metrics.openPlain}
+	if implicitTLS {
+		c.open = s.metrics.openTLS
+	}
 	c.Ctx, c.cancel = context.WithCancel(s.ctx)
 	defer c.cancel()
 	s.mu.Lock()
@@ -339,15 +343,16 @@ func (s *Server) handle(nc net.Conn, implicitTLS bool, role string) {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	s.metrics.connections.WithLabelValues(tlsLabel).Inc()
-	s.metrics.open.WithLabelValues(tlsLabel).Inc()
+	c.open.Inc()
 	log.Debug("connected", "tls", implicitTLS)
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
 		c.mu.Lock()
-		s.metrics.open.WithLabelValues(c.tlsOpen).Dec()
+		open := c.open
 		c.mu.Unlock()
+		open.Dec()
 		conn.Close()
 		log.Debug("disconnected")
 	}()

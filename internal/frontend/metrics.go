@@ -23,6 +23,8 @@ type allMetrics struct {
 type Metrics struct {
 	connections *prometheus.CounterVec // by tls
 	open        *prometheus.GaugeVec   // by tls (active now: yes, no)
+	openTLS     prometheus.Gauge       // open with tls="yes"
+	openPlain   prometheus.Gauge       // open with tls="no"
 	refused     *prometheus.CounterVec // by reason
 	commands    *prometheus.CounterVec // by command, result
 	duration    prometheus.ObserverVec // by command
@@ -96,8 +98,8 @@ func (m *allMetrics) forProto(proto string) *Metrics {
 	// that a dashboard's rate() shows 0 rather than no data.
 	for _, t := range []string{"yes", "no"} {
 		fm.connections.WithLabelValues(t)
-		fm.open.WithLabelValues(t)
 	}
+	fm.openTLS, fm.openPlain = fm.open.WithLabelValues("yes"), fm.open.WithLabelValues("no")
 	for _, r := range []string{RefusePerIP.String(), RefuseTotal.String(), RefuseShutdown.String(), "proxy_header", "tls_handshake"} {
 		fm.refused.WithLabelValues(r)
 	}
