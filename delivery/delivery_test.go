@@ -39,6 +39,8 @@ func TestMXPreferenceThenFallbackToA(t *testing.T) {
 	)
 	id1 := w.enqueue("alice@sender.test", nil, "bob@pref.test")
 	id2 := w.enqueue("alice@sender.test", nil, "carol@nomx.test")
+	it1, _ := w.item(id1)
+	it2, _ := w.item(id2)
 	e := w.engine(w.config())
 	e.RunOnce(bg)
 
@@ -69,6 +71,9 @@ func TestMXPreferenceThenFallbackToA(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(e.metrics.connections.WithLabelValues("plain")); got != 2 {
 		t.Errorf("plain connections %v", got)
+	}
+	if got, want := testutil.ToFloat64(e.metrics.bytes), float64(it1.Size+it2.Size); got != want || want == 0 {
+		t.Errorf("delivered bytes %v, want %v", got, want)
 	}
 }
 

@@ -160,6 +160,12 @@ func (e *Engine) runJob(ctx context.Context, j *job) {
 			reused = false
 			s.sent++
 			ir.set(res)
+			for _, r := range res {
+				if r.state == mailstore.RcptDelivered {
+					e.metrics.bytes.Add(float64(ir.item.Size))
+					break
+				}
+			}
 			e.logAttempt(ir, j.domain, t.host, s.tlsVersion, summarize(res), len(res), t0)
 			next++ // the next transaction begins with RSET (transact)
 		}

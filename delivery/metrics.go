@@ -10,6 +10,7 @@ type metrics struct {
 	items, recipients, oldest prometheus.Gauge
 	results                   *prometheus.CounterVec // by result: delivered, deferred, failed
 	connections               *prometheus.CounterVec // by tls: tls, plain
+	bytes                     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -29,6 +30,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postrider_delivery_connections_total", Help: "Outbound SMTP connections established, by whether TLS was used (tls, plain).",
 		}, []string{"tls"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "postrider_delivery_bytes_total", Help: "Octets of queued messages a receiver accepted for at least one recipient, once per SMTP transaction (a message sent to two domains counts twice).",
+		}),
 	}
 	for _, r := range []string{"delivered", "deferred", "failed"} {
 		m.results.WithLabelValues(r)
@@ -39,6 +43,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	// A second engine on the same registry (tests) shares the first's.
+	if err := reg.Register(m.bytes); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+		m.bytes = are.ExistingCollector.(prometheus.Counter)
+	}
 	gauges := []*prometheus.Gauge{&m.items, &m.recipients, &m.oldest}
 	for _, g := range gauges {
 		if err := reg.Register(*g); err != nil {

@@ -225,6 +225,7 @@ func (c *conn) handshake() error {
 	c.nc = tc
 	c.tlsOn = true
 	c.mu.Unlock()
+	c.fc.TLSStarted()
 	return nil
 }
 

@@ -183,7 +183,7 @@ func TestMetrics(t *testing.T) {
 	})
 	for metric, want := range map[string]float64{
 		`postrider_connections_total{proto="imap",tls="no"}`:                    1,
-		`postrider_connections_open{proto="imap"}`:                              1,
+		`postrider_connections_open{proto="imap",tls="no"}`:                     1,
 		`postrider_commands_total{command="LOGIN",proto="imap",result="no"}`:    1,
 		`postrider_commands_total{command="LOGIN",proto="imap",result="ok"}`:    1,
 		`postrider_commands_total{command="NOOP",proto="imap",result="ok"}`:     1,

@@ -62,7 +62,7 @@ func (s *session) authFailed(err error) error {
 	var te *auth.ThrottledError
 	switch {
 	case errors.Is(err, auth.ErrInvalidCredentials):
-		s.fc.Metrics().Auth("invalid")
+		s.fc.Metrics().Auth("failed")
 		s.authFailures++
 		s.log.Info("login failed")
 		return &replyError{code: "AUTH", text: "Invalid user name or password", noCount: true,
@@ -74,7 +74,7 @@ func (s *session) authFailed(err error) error {
 		return &replyError{code: "SYS/TEMP", text: fmt.Sprintf("Too many failed logins, try again in %d seconds", secs),
 			noCount: true, close: s.authFailures >= MaxAuthFailures}
 	case errors.Is(err, auth.ErrMalformed):
-		s.fc.Metrics().Auth("invalid")
+		s.fc.Metrics().Auth("malformed")
 		s.authFailures++
 		return &replyError{code: "AUTH", text: "Malformed SASL response", noCount: true,
 			close: s.authFailures >= MaxAuthFailures}
@@ -246,6 +246,7 @@ func (s *session) cmdStls(c *Command) error {
 	s.r.Reset(tc)
 	s.w.Reset(deadlineWriter{tc, s.srv.cfg.WriteTimeout})
 	s.tls = true
+	s.fc.TLSStarted()
 	s.user, s.hasUser, s.utf8 = "", false, false
 	return nil
 }

@@ -160,6 +160,7 @@ func cmdStartTLS(c *conn, arg string) {
 	c.mu.Lock()
 	c.nc, c.tlsState = tc, &st
 	c.mu.Unlock()
+	c.fc.TLSStarted()
 	c.log.Debug("TLS established", "version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite))
 	// "discard any knowledge obtained from the client" (RFC 3207 §4.2):
 	// the transaction, and the greeting (EHLO is required again).

@@ -100,13 +100,14 @@ func cmdServe(args []string) error {
 	if err := postgres.Migrate(startCtx, cfg.DatabaseURL); err != nil {
 		return fmt.Errorf("database migration: %w", err)
 	}
+	observer, observed := storeObserver()
 	st, err := postgres.Open(startCtx, cfg.DatabaseURL, postgres.Options{MaxConns: int32(cfg.DBMaxConns), Logger: log,
-		ContentCacheBytes: int64(cfg.ContentCacheSize)})
+		ContentCacheBytes: int64(cfg.ContentCacheSize), Observer: observer})
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	defer st.Close()
-	if err := registerStoreMetrics(prometheus.DefaultRegisterer, st); err != nil {
+	if err := registerStoreMetrics(prometheus.DefaultRegisterer, st, observed); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 

@@ -119,6 +119,20 @@ type Conn struct {
 	mu        sync.Mutex
 	interrupt func()
 	closing   bool
+	open      prometheus.Gauge // where this connection counts in postrider_connections_open
+}
+
+// TLSStarted tells the kit that STARTTLS (or STLS) succeeded: the
+// connection now counts as a TLS one among the open connections.
+func (c *Conn) TLSStarted() {
+	m := c.srv.metrics
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open == m.openPlain {
+		m.openPlain.Dec()
+		m.openTLS.Inc()
+		c.open = m.openTLS
+	}
 }
 
 // OnShutdown registers what the first stage of Shutdown does to this
@@ -313,7 +327,10 @@ func (s *Server) handle(nc net.Conn, implicitTLS bool, role string) {
 		}
 		conn = tc
 	}
-	c := &Conn{ID: id, Net: conn, Raw: nc, Peer: peer, ImplicitTLS: implicitTLS, Role: role, Log: log, srv: s}
+	c := &Conn{ID: id, Net: conn, Raw: nc, Peer: peer, ImplicitTLS: implicitTLS, Role: role, Log: log, srv: s, open: s.metrics.openPlain}
+	if implicitTLS {
+		c.open = s.metrics.openTLS
+	}
 	c.Ctx, c.cancel = context.WithCancel(s.ctx)
 	defer c.cancel()
 	s.mu.Lock()
@@ -326,13 +343,16 @@ func (s *Server) handle(nc net.Conn, implicitTLS bool, role string) {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	s.metrics.connections.WithLabelValues(tlsLabel).Inc()
-	s.metrics.open.Inc()
+	c.open.Inc()
 	log.Debug("connected", "tls", implicitTLS)
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
-		s.metrics.open.Dec()
+		c.mu.Lock()
+		open := c.open
+		c.mu.Unlock()
+		open.Dec()
 		conn.Close()
 		log.Debug("disconnected")
 	}()

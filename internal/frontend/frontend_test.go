@@ -191,7 +191,7 @@ func TestMetrics(t *testing.T) {
 		`postrider_connections_total{proto="echo",tls="no"} 1`,
 		`postrider_connections_refused_total{proto="echo",reason="per_ip_limit"} 1`,
 		`postrider_commands_total{command="ECHO",proto="echo",result="ok"} 1`,
-		`postrider_connections_open{proto="echo"} 1`,
+		`postrider_connections_open{proto="echo",tls="no"} 1`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("metrics lack %s:\n%s", want, got)

@@ -22,7 +22,9 @@ type allMetrics struct {
 // Metrics are one frontend's view of the common metrics.
 type Metrics struct {
 	connections *prometheus.CounterVec // by tls
-	open        prometheus.Gauge
+	open        *prometheus.GaugeVec   // by tls (active now: yes, no)
+	openTLS     prometheus.Gauge       // open with tls="yes"
+	openPlain   prometheus.Gauge       // open with tls="no"
 	refused     *prometheus.CounterVec // by reason
 	commands    *prometheus.CounterVec // by command, result
 	duration    prometheus.ObserverVec // by command
@@ -40,8 +42,8 @@ func newAllMetrics() *allMetrics {
 			Name: "postrider_connections_total", Help: "Connections accepted, by protocol and whether TLS started at once.",
 		}, []string{"proto", "tls"}),
 		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "postrider_connections_open", Help: "Connections being served, by protocol.",
-		}, []string{"proto"}),
+			Name: "postrider_connections_open", Help: "Connections being served, by protocol and whether TLS is active (from the start or after STARTTLS/STLS).",
+		}, []string{"proto", "tls"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postrider_connections_refused_total", Help: "Connections refused before the greeting, by protocol and reason (per_ip_limit, limit, shutdown, proxy_header, tls_handshake).",
 		}, []string{"proto", "reason"}),
@@ -84,14 +86,27 @@ func metricsFor(reg prometheus.Registerer) (*allMetrics, error) {
 
 func (m *allMetrics) forProto(proto string) *Metrics {
 	l := prometheus.Labels{"proto": proto}
-	return &Metrics{
+	fm := &Metrics{
 		connections: m.connections.MustCurryWith(l),
-		open:        m.open.With(l),
+		open:        m.open.MustCurryWith(l),
 		refused:     m.refused.MustCurryWith(l),
 		commands:    m.commands.MustCurryWith(l),
 		duration:    m.duration.MustCurryWith(l),
 		auth:        m.auth.MustCurryWith(l),
 	}
+	// The series of the fixed label values exist from the start, at 0, so
+	// that a dashboard's rate() shows 0 rather than no data.
+	for _, t := range []string{"yes", "no"} {
+		fm.connections.WithLabelValues(t)
+	}
+	fm.openTLS, fm.openPlain = fm.open.WithLabelValues("yes"), fm.open.WithLabelValues("no")
+	for _, r := range []string{RefusePerIP.String(), RefuseTotal.String(), RefuseShutdown.String(), "proxy_header", "tls_handshake"} {
+		fm.refused.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "failed", "throttled"} {
+		fm.auth.WithLabelValues(r)
+	}
+	return fm
 }
 
 // Command counts one command with its result and latency. Callers keep

@@ -25,7 +25,9 @@ const notifyChannel = "postrider_changes"
 // sends them to the other nodes (sendNotifications).
 const notifyCoalesce = 3 * time.Millisecond
 
-const notifySQL = `SELECT pg_notify('` + notifyChannel + `', p) FROM unnest($1::text[]) p`
+// Its second argument is a stamp for notifyStampChannel, or empty.
+const notifySQL = `SELECT pg_notify('` + notifyChannel + `', p) FROM unnest($1::text[]) p
+	UNION ALL SELECT pg_notify('` + notifyStampChannel + `', $2::text) WHERE $2::text <> ''`
 
 // change is one committed change a notification carries: the account, and
 // the mailbox with its highest mod-sequence after the change; mailbox 0
@@ -75,6 +77,7 @@ type notifier struct {
 	mu       sync.Mutex
 	pending  map[changeKey]int64 // highest modseq per mailbox; mailbox 0: unknown
 	overflow bool                // entries were dropped: send "everything may have changed"
+	since    time.Time           // when the oldest pending change was committed
 	wake     chan struct{}
 }
 
@@ -98,6 +101,9 @@ func (s *Store) notifyChanges(cs []change) {
 	s.hub.record(cs)
 	n := s.notifier
 	n.mu.Lock()
+	if n.since.IsZero() {
+		n.since = time.Now()
+	}
 	for _, c := range cs {
 		k := changeKey{c.account, c.mailbox}
 		if old, ok := n.pending[k]; ok {
@@ -115,17 +121,18 @@ func (s *Store) notifyChanges(cs []change) {
 }
 
 // take empties the queue: the changes to send, or all when entries were
-// dropped.
-func (n *notifier) take() (cs []change, all bool) {
+// dropped, and when the oldest of them was committed.
+func (n *notifier) take() (cs []change, all bool, since time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	since, n.since = n.since, time.Time{}
 	if n.overflow {
 		clear(n.pending)
 		n.overflow = false
-		return nil, true
+		return nil, true, since
 	}
 	if len(n.pending) == 0 {
-		return nil, false
+		return nil, false, since
 	}
 	cs = make([]change, 0, len(n.pending))
 	for k, m := range n.pending {
@@ -136,12 +143,15 @@ func (n *notifier) take() (cs []change, all bool) {
 		cs = append(cs, change{account: k.account, mailbox: k.mailbox, modseq: m})
 	}
 	clear(n.pending)
-	return cs, false
+	return cs, false, since
 }
 
 // requeue puts back changes that could not be sent (the hub has them).
-func (n *notifier) requeue(cs []change, all bool) {
+func (n *notifier) requeue(cs []change, all bool, since time.Time) {
 	n.mu.Lock()
+	if n.since.IsZero() || since.Before(n.since) {
+		n.since = since
+	}
 	n.overflow = n.overflow || all
 	for _, c := range cs {
 		k := changeKey{c.account, c.mailbox}
@@ -168,6 +178,7 @@ func (s *Store) sendNotifications(ctx context.Context) {
 	defer close(s.notifyDone)
 	n := s.notifier
 	backoff := 50 * time.Millisecond
+	var lastStamp time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -187,12 +198,16 @@ func (s *Store) sendNotifications(ctx context.Context) {
 		case <-t.C:
 		}
 		for {
-			cs, all := n.take()
+			cs, all, since := n.take()
 			if len(cs) == 0 && !all {
 				break
 			}
+			stamp := ""
+			if now := time.Now(); now.Sub(lastStamp) >= notifyStampEvery && !since.IsZero() {
+				stamp, lastStamp = notifyStamp(since), now
+			}
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := s.pool.Exec(sctx, notifySQL, payloadsOf(cs, all))
+			_, err := s.pool.Exec(sctx, notifySQL, payloadsOf(cs, all), stamp)
 			cancel()
 			if err == nil {
 				backoff = 50 * time.Millisecond
@@ -210,7 +225,7 @@ func (s *Store) sendNotifications(ctx context.Context) {
 			case <-t.C:
 			}
 			backoff = min(2*backoff, s.opts.ListenBackoffMax)
-			n.requeue(cs, all)
+			n.requeue(cs, all, since)
 		}
 	}
 }
@@ -218,13 +233,13 @@ func (s *Store) sendNotifications(ctx context.Context) {
 // flushNotifications sends what is queued now (Close calls it, so that a
 // write just before Close still wakes the other nodes).
 func (s *Store) flushNotifications() {
-	cs, all := s.notifier.take()
+	cs, all, _ := s.notifier.take()
 	if len(cs) == 0 && !all {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, notifySQL, payloadsOf(cs, all)); err != nil {
+	if _, err := s.pool.Exec(ctx, notifySQL, payloadsOf(cs, all), ""); err != nil {
 		s.log.Warn("sending change notifications at close failed", "err", err, "changes", len(cs))
 	}
 }
@@ -240,6 +255,7 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 		if ctx.Err() != nil {
 			return
 		}
+		s.listenReconnects.Add(1)
 		s.log.Warn("notification listener disconnected; reconnecting", "err", err, "backoff", backoff)
 		t := time.NewTimer(backoff)
 		select {
@@ -258,8 +274,10 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, connected f
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
-		return err
+	for _, ch := range []string{notifyChannel, notifyStampChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return err
+		}
 	}
 	connected()
 	// Anything committed while we were not listening was missed: every
@@ -284,6 +302,12 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, connected f
 		}
 		if s.ownPIDs.has(n.PID) {
 			continue // sent by this Store, whose hub recorded it at commit
+		}
+		if n.Channel == notifyStampChannel {
+			if t, ok := parseNotifyStamp(n.Payload); ok && s.opts.Observer.NotifyLag != nil {
+				s.opts.Observer.NotifyLag(max(time.Since(t), 0))
+			}
+			continue
 		}
 		cs = cs[:0]
 		all := false

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -104,22 +105,22 @@ func TestNotifierCoalesces(t *testing.T) {
 	s := &Store{hub: newHub(), notifier: newNotifier()}
 	s.notifyChanges([]change{{account: 1, mailbox: 2, modseq: 5}, {account: 1, mailbox: 2, modseq: 4}, {account: 3, mailbox: 4, modseq: 1}})
 	s.notifyChanges([]change{{account: 3}, {account: 1, mailbox: 2, modseq: 6}})
-	cs, all := s.notifier.take()
+	cs, all, _ := s.notifier.take()
 	slices.SortFunc(cs, func(a, b change) int { return int(a.account - b.account) })
 	if all || !slices.Equal(cs, []change{{account: 1, mailbox: 2, modseq: 6}, {account: 3}}) {
 		t.Fatalf("coalesced %v (all %v)", cs, all)
 	}
-	if cs, all := s.notifier.take(); cs != nil || all {
+	if cs, all, _ := s.notifier.take(); cs != nil || all {
 		t.Fatalf("queue not emptied: %v", cs)
 	}
 	for i := int64(1); i <= maxPendingNotifies+1; i++ {
 		s.notifyChanges(accountChange(i))
 	}
-	if cs, all := s.notifier.take(); !all || cs != nil || !slices.Equal(payloadsOf(cs, all), []string{allChanged}) {
+	if cs, all, _ := s.notifier.take(); !all || cs != nil || !slices.Equal(payloadsOf(cs, all), []string{allChanged}) {
 		t.Fatalf("overflow gave %d changes, all %v", len(cs), all)
 	}
-	s.notifier.requeue([]change{{account: 7, mailbox: 8, modseq: 9}}, false)
-	if cs, _ := s.notifier.take(); !slices.Equal(cs, []change{{account: 7, mailbox: 8, modseq: 9}}) {
+	s.notifier.requeue([]change{{account: 7, mailbox: 8, modseq: 9}}, false, time.Now())
+	if cs, _, _ := s.notifier.take(); !slices.Equal(cs, []change{{account: 7, mailbox: 8, modseq: 9}}) {
 		t.Fatalf("requeued %v", cs)
 	}
 }
@@ -131,13 +132,30 @@ func TestNotifyUncertain(t *testing.T) {
 	s := &Store{hub: newHub(), notifier: newNotifier()}
 	s.notifyUncertain(nil, 1)
 	s.notifyUncertain(fmt.Errorf("store flags: %w", &pgconn.PgError{Code: "40P01"}), 2)
-	if cs, all := s.notifier.take(); cs != nil || all {
+	if cs, all, _ := s.notifier.take(); cs != nil || all {
 		t.Fatalf("definite outcomes notified %v", cs)
 	}
 	s.notifyUncertain(fmt.Errorf("deliver: %w", io.ErrUnexpectedEOF), 3, 4)
-	cs, _ := s.notifier.take()
+	cs, _, _ := s.notifier.take()
 	slices.SortFunc(cs, func(a, b change) int { return int(a.account - b.account) })
 	if !slices.Equal(cs, []change{{account: 3}, {account: 4}}) {
 		t.Fatalf("uncertain outcome notified %v", cs)
 	}
+}
+
+// FuzzNotifyStamp: stamps arrive from the network like payloads; whatever
+// parses renders back the same.
+func FuzzNotifyStamp(f *testing.F) {
+	for _, s := range []string{"1765152000000000", "0", "", "-1", "12a", "99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		ts, ok := parseNotifyStamp(p)
+		if !ok {
+			return
+		}
+		if got := notifyStamp(ts); strings.TrimLeft(p, "0") != strings.TrimLeft(got, "0") {
+			t.Fatalf("%q parsed as %v, renders as %q", p, ts, got)
+		}
+	})
 }

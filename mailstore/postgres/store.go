@@ -129,6 +129,8 @@ type Options struct {
 	// when several go to one mailbox at once (see groupcommit.go); for
 	// comparisons.
 	NoGroupCommit bool
+	// Observer receives query latencies and notification lag (observe.go).
+	Observer Observer
 }
 
 // Store implements mailstore.Store on PostgreSQL.
@@ -157,6 +159,8 @@ type Store struct {
 	groups         groupCommitter // see groupcommit.go
 	groupedCommits atomic.Int64   // transactions that committed several deliveries
 	groupFallbacks atomic.Int64   // shared transactions that failed
+
+	listenReconnects atomic.Int64 // see ConnectionStats
 }
 
 var _ mailstore.Store = (*Store)(nil)
@@ -203,6 +207,9 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		opts.ContentCacheBytes = DefaultContentCacheBytes
 	}
 	cfg.ConnConfig.DialFunc = markEOF(cfg.ConnConfig.DialFunc)
+	if opts.Observer.Query != nil {
+		cfg.ConnConfig.Tracer = queryTracer{opts.Observer.Query}
+	}
 	own := &pidSet{pids: map[uint32]struct{}{}}
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		own.add(c.PgConn().PID())
