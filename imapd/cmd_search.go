@@ -21,18 +21,9 @@ type searchReturn struct {
 func cmdSearch(c *conn, cx *cmdCtx) error {
 	s := c.sel
 	p := &c.p
-	if err := p.sp(); err != nil {
-		return err
-	}
-	ret, esearch, err := c.searchReturnOpts(true)
+	ret, esearch, err := c.searchStart(cx)
 	if err != nil {
 		return err
-	}
-	if err := c.checkUpdateTag(cx, ret); err != nil {
-		return err
-	}
-	if ret.save {
-		s.saved = nil // a failed SEARCH leaves "$" empty (RFC 5182 §2.1)
 	}
 	if p.acceptWord("CHARSET") {
 		if err := p.sp(); err != nil {
@@ -320,4 +311,24 @@ func savedResult(results []uint32, ret searchReturn) []uint32 {
 		}
 	}
 	return kept
+}
+
+// searchStart reads what SEARCH and SORT begin with: the space after the
+// command name and the RETURN options (RFC 4731, RFC 5267), checks an
+// UPDATE context's tag, and empties "$" when the result is to be saved,
+// so that a command that fails leaves it empty (RFC 5182 §2.1).
+func (c *conn) searchStart(cx *cmdCtx) (ret searchReturn, esearch bool, err error) {
+	if err := c.p.sp(); err != nil {
+		return ret, false, err
+	}
+	if ret, esearch, err = c.searchReturnOpts(true); err != nil {
+		return ret, false, err
+	}
+	if err := c.checkUpdateTag(cx, ret); err != nil {
+		return ret, false, err
+	}
+	if ret.save {
+		c.sel.saved = nil
+	}
+	return ret, esearch, nil
 }

@@ -136,18 +136,9 @@ func compareSort(crit []sortCriterion, a, b *sortKeys) int {
 func cmdSort(c *conn, cx *cmdCtx) error {
 	s := c.sel
 	p := &c.p
-	if err := p.sp(); err != nil {
-		return err
-	}
-	ret, esearch, err := c.searchReturnOpts(true)
+	ret, esearch, err := c.searchStart(cx)
 	if err != nil {
 		return err
-	}
-	if err := c.checkUpdateTag(cx, ret); err != nil {
-		return err
-	}
-	if ret.save {
-		s.saved = nil // a failed command leaves "$" empty (RFC 5182 §2.1)
 	}
 	crit, err := p.sortCriteria()
 	if err != nil {
