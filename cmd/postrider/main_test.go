@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postrider/postrider/internal/testkit"
 )
 
 var (
@@ -84,25 +85,6 @@ func cleanEnv(extra []string) []string {
 	return append(env, extra...)
 }
 
-// handedOut holds the ports freePort gave: the kernel may offer a port
-// again once its listener is closed, and two listeners of one node (or of
-// two nodes) on the same port made a test fail with "address already in
-// use".
-var handedOut sync.Map
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
-			return addr
-		}
-	}
-	t.Fatal("no unused port after 100 tries")
-	return ""
-}
+// freePort returns a loopback address for a node's listener
+// (testkit.FreeAddr).
+func freePort(t *testing.T) string { return testkit.FreeAddr(t) }

@@ -19,19 +19,23 @@ func storeObserver() (postgres.Observer, []prometheus.Collector) {
 		Name: "postrider_notify_lag_seconds", Help: "Change notifications from other nodes: from the sender's commit to arrival here (sampled; includes the nodes' clock difference).",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
 	})
-	// Pre-create the series a dashboard shows, so that they exist at 0.
+	// The series, created now so that they exist at 0 and resolved once:
+	// the observer runs on every statement.
+	series := map[string][2]prometheus.Observer{}
 	for _, k := range []string{"query", "batch"} {
-		for _, r := range []string{"ok", "error"} {
-			queries.WithLabelValues(k, r)
-		}
+		series[k] = [2]prometheus.Observer{queries.WithLabelValues(k, "ok"), queries.WithLabelValues(k, "error")}
 	}
 	obs := postgres.Observer{
 		Query: func(kind string, took time.Duration, err error) {
-			res := "ok"
-			if err != nil {
-				res = "error"
+			s, ok := series[kind]
+			if !ok {
+				s = [2]prometheus.Observer{queries.WithLabelValues(kind, "ok"), queries.WithLabelValues(kind, "error")}
 			}
-			queries.WithLabelValues(kind, res).Observe(took.Seconds())
+			i := 0
+			if err != nil {
+				i = 1
+			}
+			s[i].Observe(took.Seconds())
 		},
 		NotifyLag: func(d time.Duration) { lag.Observe(d.Seconds()) },
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/postrider/postrider/internal/testdns"
+	"github.com/postrider/postrider/internal/testkit"
 )
 
 const (
@@ -104,28 +105,9 @@ func setupAccount(t *testing.T, dbURL string) {
 	runCLI(t, dbURL, password+"\n", "user", "add", user)
 }
 
-// handedOut holds the ports freePort gave: the kernel may offer a port
-// again once its listener is closed, and two listeners of one node (or of
-// two nodes) on the same port made a test fail with "address already in
-// use".
-var handedOut sync.Map
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
-			return addr
-		}
-	}
-	t.Fatal("no unused port after 100 tries")
-	return ""
-}
+// freePort returns a loopback address for a node's listener
+// (testkit.FreeAddr).
+func freePort(t *testing.T) string { return testkit.FreeAddr(t) }
 
 // protocols are the node listeners, by the environment variable infix
 // (POSTRIDER_<name>_ADDR) that is also the upper-cased HAProxy backend name.

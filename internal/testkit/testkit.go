@@ -108,3 +108,29 @@ func (c *Conn) Expect(prefix string) string {
 	}
 	return l
 }
+
+// handedOut holds the addresses FreeAddr gave: the kernel may offer a port
+// again once its listener is closed, and two listeners of one node (or of
+// two nodes) on the same port made a test fail with "address already in
+// use".
+var handedOut sync.Map
+
+// FreeAddr returns a 127.0.0.1 address with a port nothing listens on now,
+// never the same one twice in a test process, for a server a test starts
+// in another process (which must bind it itself).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr
+		}
+	}
+	t.Fatal("no unused port after 100 tries")
+	return ""
+}
